@@ -1,0 +1,56 @@
+// HTTP admin endpoints: /healthz (the process answers), /readyz (a writer is known and the pool
+// can lend), /metrics (Prometheus), /stats (the JSON the operator reads; see contract/stats.ts).
+import http from 'node:http';
+import type { ProxyStats } from '../contract/stats.js';
+
+export interface AdminHttpSource {
+  ready(): boolean;
+  stats(): ProxyStats;
+  metrics(): Promise<string>;
+  metricsContentType: string;
+}
+
+export interface AdminHttp {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startAdminHttp(addr: { host: string; port: number }, source: AdminHttpSource): Promise<AdminHttp> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
+    switch (path) {
+      case '/healthz':
+        return send(200, 'ok\n');
+      case '/readyz':
+        return source.ready() ? send(200, 'ready\n') : send(503, 'not ready: no writable target or pool budget yet\n');
+      case '/stats':
+        return send(200, JSON.stringify(source.stats()), 'application/json');
+      case '/metrics':
+        source.metrics().then(
+          (m) => send(200, m, source.metricsContentType),
+          (e: Error) => send(500, `metrics failed: ${e.message}\n`),
+        );
+        return;
+      default:
+        return send(404, 'not found; try /healthz, /readyz, /metrics, /stats\n');
+    }
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(addr.port, addr.host, () => resolve());
+  });
+  return {
+    port: (server.address() as import('node:net').AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

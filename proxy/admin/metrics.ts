@@ -1,0 +1,72 @@
+// Prometheus metrics, named after RDS Proxy's CloudWatch metrics. A Registry per proxy instance
+// (no global default registry), and gauges read at scrape time so the data path only bumps counters.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PinReason } from '../classify/pinReasons.js';
+
+export interface GaugeSource {
+  clientConnections(): number;
+  pool(): { databaseConnections: number; borrowed: number; pinned: number; idle: number; waiting: number };
+  budget(): number | null;
+  targetMaxConnections(): number | null;
+}
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly borrowLatency: Histogram;
+  readonly borrowTimeouts: Counter;
+  readonly pins: Counter<'reason'>;
+  readonly clientRejections: Counter<'reason'>;
+  readonly clientConnectionsTotal: Counter;
+  readonly queryLatency: Histogram;
+  readonly protocolErrors: Counter;
+
+  constructor(source: GaugeSource) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'dbproxy_process_' });
+    const gauge = (name: string, help: string, read: () => number | null): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          const v = read();
+          if (v !== null) this.set(v);
+        },
+      });
+    };
+    gauge('dbproxy_client_connections', 'Client connections currently open.', () => source.clientConnections());
+    gauge('dbproxy_database_connections', 'Backend connections to the database currently open.', () => source.pool().databaseConnections);
+    gauge('dbproxy_database_connections_currently_borrowed', 'Backend connections currently lent to a client.', () => source.pool().borrowed);
+    gauge('dbproxy_database_connections_currently_session_pinned', 'Backend connections pinned to one client session.', () => source.pool().pinned);
+    gauge('dbproxy_database_connections_currently_idle', 'Backend connections open and idle in the pool.', () => source.pool().idle);
+    gauge('dbproxy_client_connections_waiting', 'Clients waiting to borrow a backend connection.', () => source.pool().waiting);
+    gauge('dbproxy_database_connections_budget', 'Backend connections this replica may use (pool budget).', () => source.budget());
+    gauge('dbproxy_target_max_connections', "The target's max_connections.", () => source.targetMaxConnections());
+    this.borrowLatency = new Histogram({
+      name: 'dbproxy_database_connections_borrow_latency_seconds',
+      help: 'Time from a client needing a backend connection to getting one.',
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers: [r],
+    });
+    this.borrowTimeouts = new Counter({ name: 'dbproxy_database_connections_borrow_timeouts_total', help: 'Borrows that timed out (SQLSTATE 53300).', registers: [r] });
+    this.pins = new Counter({ name: 'dbproxy_session_pins_total', help: 'Client sessions pinned to a backend connection, by reason.', labelNames: ['reason'], registers: [r] });
+    this.clientRejections = new Counter({
+      name: 'dbproxy_client_connections_rejected_total',
+      help: 'Client connections refused or closed by the proxy, by reason.',
+      labelNames: ['reason'],
+      registers: [r],
+    });
+    this.clientConnectionsTotal = new Counter({ name: 'dbproxy_client_connections_received_total', help: 'Client connections accepted.', registers: [r] });
+    this.queryLatency = new Histogram({
+      name: 'dbproxy_query_response_latency_seconds',
+      help: 'Time from a client request to the server being ready for the next one (per ReadyForQuery).',
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers: [r],
+    });
+    this.protocolErrors = new Counter({ name: 'dbproxy_client_protocol_errors_total', help: 'Malformed or unexpected client messages.', registers: [r] });
+  }
+
+  pinned(reason: PinReason): void {
+    this.pins.inc({ reason });
+  }
+}

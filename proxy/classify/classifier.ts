@@ -1,0 +1,694 @@
+// Decides, per Query (or Parse) text, whether running it makes the client's session depend on
+// one backend connection, and why. The lexer clears ordinary statements without a parse; the
+// rest go through the real PostgreSQL grammar (libpg-query). The per-text analysis does not
+// depend on the session, so it is cached by exact text; the one context-dependent input,
+// whether the session is inside a transaction block, only selects between two precomputed
+// answers.
+
+import { loadModule, normalizeSync, parseSync } from 'libpg-query';
+import type {
+  A_Const,
+  CreateFunctionStmt,
+  CreateSeqStmt,
+  CreateStmt,
+  CreateTableAsStmt,
+  DeclareCursorStmt,
+  DeallocateStmt,
+  DiscardStmt,
+  DoStmt,
+  FuncCall,
+  IntoClause,
+  Node,
+  RangeVar,
+  RawStmt,
+  SelectStmt,
+  TransactionStmt,
+  TypeCast,
+  VariableSetStmt,
+  ViewStmt,
+} from 'libpg-query';
+import { lexStatements, redactLiterals } from './lexer.js';
+import type { LexedStatement } from './lexer.js';
+import { PIN_REASONS } from './pinReasons.js';
+import type { PinReason } from './pinReasons.js';
+
+/**
+ * A session-level setting change the statement makes, for a session that tracks settings and
+ * replays them on whichever backend it borrows instead of pinning. `sql` replays the change and
+ * contains the value as written: never log it.
+ */
+export type SessionSetting =
+  | { readonly kind: 'set'; readonly name: string; readonly sql: string }
+  | { readonly kind: 'reset'; readonly name: string }
+  | { readonly kind: 'reset_all' }
+  /** A setting change the classifier cannot describe (e.g. set_config with computed arguments). */
+  | { readonly kind: 'opaque' };
+
+export interface Classification {
+  /** Why this text pins the session, deduplicated, in PIN_REASONS order; empty for ordinary statements. */
+  readonly pins: readonly PinReason[];
+  /** DISCARD ALL, DEALLOCATE ALL or RESET ALL is present: the client reset its session. */
+  readonly discardAll: boolean;
+  /**
+   * Normalized text for logs and metrics, at most DIGEST_MAX_LENGTH characters, never a literal
+   * value. Parsed texts use libpg-query's normalization ($n placeholders); texts cleared by the
+   * lexer, or that fail to parse, use redactLiterals (? placeholders).
+   */
+  readonly digest: string;
+  /** Whether the real parser ran (false: the lexer cleared every statement). */
+  readonly parsed: boolean;
+  /** Session-level SET / RESET / set_config changes, in statement order. */
+  readonly settings: readonly SessionSetting[];
+}
+
+export interface StatementClassifierOptions {
+  /** Distinct texts whose analysis is kept (LRU). Default 5000. */
+  cacheSize?: number;
+  /** Longer texts are analyzed every time rather than cached, so the cache's memory stays bounded. Default 8192. */
+  maxCachedLength?: number;
+}
+
+export const DIGEST_MAX_LENGTH = 200;
+
+// From PostgreSQL's src/include/nodes/parsenodes.h.
+const CURSOR_OPT_HOLD = 0x0020;
+
+const SEQUENCE_FUNCTIONS: ReadonlySet<string> = new Set(['nextval', 'setval', 'currval', 'lastval']);
+// The _xact_ variants are released at transaction end, so they need no pin.
+const SESSION_ADVISORY_LOCKS: ReadonlySet<string> = new Set([
+  'pg_advisory_lock',
+  'pg_advisory_lock_shared',
+  'pg_try_advisory_lock',
+  'pg_try_advisory_lock_shared',
+]);
+const ROLE_SETTINGS: ReadonlySet<string> = new Set(['role', 'session_authorization']);
+
+// First keywords of statements that always need the parser, whatever words they contain.
+// (LISTEN, DECLARE ... WITH HOLD, EXECUTE and CREATE TEMP are caught by their watched words.)
+const PARSE_HEADS: ReadonlySet<string> = new Set(['set', 'reset', 'prepare', 'deallocate', 'load', 'discard', 'do']);
+const OPEN_HEADS: ReadonlySet<string> = new Set(['begin', 'start']);
+const CLOSE_HEADS: ReadonlySet<string> = new Set(['commit', 'end', 'rollback', 'abort']);
+
+const enum Txn {
+  None,
+  Open,
+  Close,
+}
+
+/** What one statement does, independent of the session's transaction state. */
+interface StatementFacts {
+  readonly pins: ReadonlySet<PinReason>;
+  readonly sequenceFunction: boolean;
+  readonly txn: Txn;
+  readonly discardAll: boolean;
+  readonly settings: readonly SessionSetting[];
+}
+
+interface Analysis {
+  readonly outside: Classification;
+  readonly inside: Classification;
+}
+
+const NO_PINS: ReadonlySet<PinReason> = new Set();
+const NO_SETTINGS: readonly SessionSetting[] = Object.freeze([]);
+const NO_PIN_LIST: readonly PinReason[] = Object.freeze([]);
+
+const LEXER_FACTS: Readonly<Record<Txn, StatementFacts>> = {
+  [Txn.None]: { pins: NO_PINS, sequenceFunction: false, txn: Txn.None, discardAll: false, settings: NO_SETTINGS },
+  [Txn.Open]: { pins: NO_PINS, sequenceFunction: false, txn: Txn.Open, discardAll: false, settings: NO_SETTINGS },
+  [Txn.Close]: { pins: NO_PINS, sequenceFunction: false, txn: Txn.Close, discardAll: false, settings: NO_SETTINGS },
+};
+
+const UNPARSEABLE_FACTS: StatementFacts = {
+  pins: new Set<PinReason>(['unparseable_statement']),
+  sequenceFunction: false,
+  txn: Txn.None,
+  discardAll: false,
+  settings: NO_SETTINGS,
+};
+
+export class StatementClassifier {
+  private readonly cache = new Map<string, Analysis>();
+  private readonly cacheSize: number;
+  private readonly maxCachedLength: number;
+  private hits = 0;
+  private misses = 0;
+
+  /** Requires libpg-query's WASM module to be loaded already; prefer `StatementClassifier.create()`. */
+  constructor(opts: StatementClassifierOptions = {}) {
+    this.cacheSize = Math.max(0, Math.floor(opts.cacheSize ?? 5000));
+    this.maxCachedLength = opts.maxCachedLength ?? 8192;
+    // Fail at startup, not by pinning every statement as unparseable later.
+    try {
+      parseSync('SELECT 1');
+    } catch (err) {
+      throw new Error('libpg-query is not loaded: construct the classifier with StatementClassifier.create()', {
+        cause: err,
+      });
+    }
+  }
+
+  static async create(opts: StatementClassifierOptions = {}): Promise<StatementClassifier> {
+    await loadModule();
+    return new StatementClassifier(opts);
+  }
+
+  /**
+   * Classify one Query (possibly several statements) or one Parse text.
+   * `inTransactionBlock`: the session's last ReadyForQuery status was 'T' or 'E'.
+   * The result is shared and frozen; do not mutate it.
+   */
+  classify(sql: string, inTransactionBlock: boolean): Classification {
+    let analysis = this.cache.get(sql);
+    if (analysis !== undefined) {
+      this.hits++;
+      // Re-insert to mark as most recently used; Map iterates in insertion order.
+      this.cache.delete(sql);
+      this.cache.set(sql, analysis);
+    } else {
+      this.misses++;
+      analysis = analyze(sql);
+      if (this.cacheSize > 0 && sql.length <= this.maxCachedLength) {
+        this.cache.set(sql, analysis);
+        if (this.cache.size > this.cacheSize) {
+          const oldest = this.cache.keys().next();
+          if (oldest.done !== true) this.cache.delete(oldest.value);
+        }
+      }
+    }
+    return inTransactionBlock ? analysis.inside : analysis.outside;
+  }
+
+  get cacheStats(): { readonly size: number; readonly hits: number; readonly misses: number } {
+    return { size: this.cache.size, hits: this.hits, misses: this.misses };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context-free analysis of one text.
+
+function analyze(sql: string): Analysis {
+  const lexed = lexStatements(sql);
+  let cleared = true;
+  for (const s of lexed) {
+    if (!lexerClears(s)) {
+      cleared = false;
+      break;
+    }
+  }
+  if (cleared) {
+    return contextualize(
+      lexed.map((s) => LEXER_FACTS[lexerTxn(s)]),
+      digestOf(redactLiterals(sql)),
+      false,
+    );
+  }
+
+  let facts: StatementFacts[];
+  let digest: string;
+  try {
+    facts = factsFromParse(sql);
+    let normalized: string;
+    try {
+      normalized = normalizeSync(sql);
+    } catch {
+      normalized = sql;
+    }
+    // normalize leaves constants in utility statements (COPY ... FROM 'file', column DEFAULTs,
+    // EXPLAIN EXECUTE p(1)) and keeps comments; redact what it left.
+    digest = digestOf(redactLiterals(normalized));
+  } catch {
+    // One bad statement fails the whole text; find which ones, so the others still count.
+    facts = [];
+    for (const s of lexed) {
+      if (lexerClears(s)) {
+        facts.push(LEXER_FACTS[lexerTxn(s)]);
+        continue;
+      }
+      try {
+        facts.push(...factsFromParse(sql.slice(s.start, s.end)));
+      } catch {
+        facts.push(UNPARSEABLE_FACTS);
+      }
+    }
+    digest = digestOf(redactLiterals(sql));
+  }
+  return contextualize(facts, digest, true);
+}
+
+/** Whether the lexer alone can decide the statement: no watched word, nothing opaque, no head that needs the grammar. */
+function lexerClears(s: LexedStatement): boolean {
+  if (s.opaque || s.words.length > 0 || PARSE_HEADS.has(s.firstWord)) return false;
+  if (CLOSE_HEADS.has(s.firstWord)) {
+    // COMMIT AND CHAIN, COMMIT PREPARED 'x' and friends go to the parser; ROLLBACK TO [SAVEPOINT] x is common enough to clear here.
+    return isSimpleClose(s) || (s.firstWord === 'rollback' && s.secondWord === 'to');
+  }
+  return true;
+}
+
+function isSimpleClose(s: LexedStatement): boolean {
+  return s.tokenCount === 1 || (s.tokenCount === 2 && (s.secondWord === 'work' || s.secondWord === 'transaction'));
+}
+
+function lexerTxn(s: LexedStatement): Txn {
+  if (OPEN_HEADS.has(s.firstWord)) return Txn.Open;
+  if (CLOSE_HEADS.has(s.firstWord) && isSimpleClose(s)) return Txn.Close;
+  return Txn.None;
+}
+
+/**
+ * Apply the transaction context: sequence functions pin only in a statement that runs outside
+ * any transaction block. A simple Query with several statements runs them all inside a block
+ * (PostgreSQL wraps them in an implicit one, even after a COMMIT among them), so only a lone
+ * statement outside an explicit block is exposed to its successor landing on another backend.
+ */
+function contextualize(facts: readonly StatementFacts[], digest: string, parsed: boolean): Analysis {
+  const implicitBlock = facts.length > 1;
+  let discardAll = false;
+  let anySequence = false;
+  let settings: SessionSetting[] | null = null;
+  const always = new Set<PinReason>();
+  for (const f of facts) {
+    for (const p of f.pins) always.add(p);
+    if (f.discardAll) discardAll = true;
+    if (f.sequenceFunction) anySequence = true;
+    if (f.settings.length > 0) (settings ??= []).push(...f.settings);
+  }
+  const frozenSettings = settings === null ? NO_SETTINGS : Object.freeze(settings);
+  const build = (pins: ReadonlySet<PinReason>): Classification =>
+    Object.freeze({ pins: orderedPins(pins), discardAll, digest, parsed, settings: frozenSettings });
+
+  const inside = build(always);
+  if (!anySequence || implicitBlock) return { outside: inside, inside };
+
+  const sequencePins = (inTransactionBlock: boolean): ReadonlySet<PinReason> => {
+    let inBlock = inTransactionBlock;
+    for (const f of facts) {
+      if (f.sequenceFunction && !inBlock) {
+        const pins = new Set(always);
+        pins.add('sequence_function_outside_transaction');
+        return pins;
+      }
+      if (f.txn === Txn.Open) inBlock = true;
+      else if (f.txn === Txn.Close) inBlock = false;
+    }
+    return always;
+  };
+  const outside = sequencePins(false);
+  const insidePins = sequencePins(true);
+  return {
+    outside: outside === always ? inside : build(outside),
+    inside: insidePins === always ? inside : build(insidePins),
+  };
+}
+
+function orderedPins(pins: ReadonlySet<PinReason>): readonly PinReason[] {
+  if (pins.size === 0) return NO_PIN_LIST;
+  return Object.freeze(PIN_REASONS.filter((r) => pins.has(r)));
+}
+
+function digestOf(text: string): string {
+  if (text.length <= DIGEST_MAX_LENGTH) return text;
+  // Do not split a surrogate pair.
+  const code = text.charCodeAt(DIGEST_MAX_LENGTH - 1);
+  const cut = code >= 0xd800 && code <= 0xdbff ? DIGEST_MAX_LENGTH - 1 : DIGEST_MAX_LENGTH;
+  return text.slice(0, cut);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Facts from the parse tree.
+
+class FactsBuilder {
+  readonly pins = new Set<PinReason>();
+  sequenceFunction = false;
+  txn: Txn = Txn.None;
+  discardAll = false;
+  readonly settings: SessionSetting[] = [];
+
+  build(): StatementFacts {
+    return {
+      pins: this.pins.size === 0 ? NO_PINS : this.pins,
+      sequenceFunction: this.sequenceFunction,
+      txn: this.txn,
+      discardAll: this.discardAll,
+      settings: this.settings.length === 0 ? NO_SETTINGS : this.settings,
+    };
+  }
+}
+
+/** Throws when the text does not parse. */
+function factsFromParse(sql: string): StatementFacts[] {
+  const tree = parseSync(sql);
+  const stmts = tree.stmts ?? [];
+  const ascii = Buffer.byteLength(sql) === sql.length;
+  const bytes = ascii ? null : Buffer.from(sql);
+  const sourceOf = (raw: RawStmt): string => {
+    // Locations are byte offsets into the UTF-8 text; stmt_len 0 means "to the end".
+    const from = raw.stmt_location ?? 0;
+    const len = raw.stmt_len ?? 0;
+    if (bytes === null) return (len === 0 ? sql.slice(from) : sql.slice(from, from + len)).trim();
+    return (len === 0 ? bytes.subarray(from) : bytes.subarray(from, from + len)).toString('utf8').trim();
+  };
+  return stmts.map((raw) => {
+    const f = new FactsBuilder();
+    if (raw.stmt !== undefined) analyzeTopLevel(raw.stmt, () => sourceOf(raw), f);
+    return f.build();
+  });
+}
+
+/** The node type and body of a node-type-keyed object ({SelectStmt: {...}}). */
+function unwrap(node: Node): [string, unknown] {
+  for (const key in node) return [key, (node as Record<string, unknown>)[key]];
+  return ['', undefined];
+}
+
+function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder): void {
+  const [type, body] = unwrap(stmt);
+  switch (type) {
+    case 'TransactionStmt':
+      f.txn = transactionEffect(body as TransactionStmt);
+      return;
+    case 'VariableSetStmt':
+      // Only at top level: the same node inside CREATE FUNCTION ... SET or ALTER ROLE ... SET
+      // configures something else and changes nothing in this session.
+      analyzeVariableSet(body as VariableSetStmt, source, f);
+      return;
+    case 'ListenStmt':
+      f.pins.add('listen');
+      return;
+    case 'DeclareCursorStmt': {
+      const d = body as DeclareCursorStmt;
+      if (((d.options ?? 0) & CURSOR_OPT_HOLD) !== 0) f.pins.add('cursor_with_hold');
+      walk(d.query, f);
+      return;
+    }
+    case 'PrepareStmt':
+      // The prepared query is not run here.
+      f.pins.add('sql_prepare');
+      return;
+    case 'DeallocateStmt':
+      if ((body as DeallocateStmt).isall === true) f.discardAll = true;
+      else f.pins.add('sql_prepare');
+      return;
+    case 'LoadStmt':
+      f.pins.add('load');
+      return;
+    case 'DiscardStmt':
+      if ((body as DiscardStmt).target === 'DISCARD_ALL') f.discardAll = true;
+      return;
+    case 'DoStmt':
+      analyzeDoBody(body as DoStmt, f);
+      return;
+    default:
+      walk(stmt, f);
+  }
+}
+
+function transactionEffect(t: TransactionStmt): Txn {
+  switch (t.kind) {
+    case 'TRANS_STMT_BEGIN':
+    case 'TRANS_STMT_START':
+      return Txn.Open;
+    case 'TRANS_STMT_COMMIT':
+    case 'TRANS_STMT_ROLLBACK':
+      // ... AND CHAIN starts a new transaction block at once.
+      return t.chain === true ? Txn.None : Txn.Close;
+    case 'TRANS_STMT_PREPARE':
+      // PREPARE TRANSACTION dissociates the transaction from the session, which is then outside any block.
+      return Txn.Close;
+    default:
+      return Txn.None;
+  }
+}
+
+function analyzeVariableSet(v: VariableSetStmt, source: () => string, f: FactsBuilder): void {
+  const name = (v.name ?? '').toLowerCase();
+  switch (v.kind) {
+    case 'VAR_RESET_ALL':
+      // A reset to the session's defaults, which a proxy that tracks settings replays anyway;
+      // pools send it on every checkout, so pinning on it would defeat multiplexing.
+      f.discardAll = true;
+      f.settings.push({ kind: 'reset_all' });
+      return;
+    case 'VAR_SET_MULTI':
+      // SET TRANSACTION ... and SET TRANSACTION SNAPSHOT last one transaction; SET SESSION
+      // CHARACTERISTICS AS TRANSACTION ... lasts the session.
+      if (name.startsWith('transaction')) return;
+      break;
+    default:
+      break;
+  }
+  if (name === 'search_path' && searchPathCreatesTemp((v.args ?? []).map(literalString))) {
+    // Unqualified CREATE TABLE then creates temporary tables, even after SET LOCAL if created in the same transaction.
+    f.pins.add('temporary_object');
+  }
+  if (v.is_local === true) return;
+  f.pins.add(ROLE_SETTINGS.has(name) ? 'set_role' : 'set');
+  f.settings.push(v.kind === 'VAR_RESET' ? { kind: 'reset', name } : { kind: 'set', name, sql: source() });
+}
+
+/**
+ * Whether a search_path value puts a temporary schema first for creation ("$user" is skipped:
+ * it usually names no schema). `undefined` elements are non-literal values.
+ */
+function searchPathCreatesTemp(elements: readonly (string | undefined)[]): boolean {
+  for (const e of elements) {
+    if (e === undefined) return false;
+    if (e === '$user') continue;
+    return isTempSchema(e);
+  }
+  return false;
+}
+
+/** Split a search_path string like set_config receives it: comma-separated, "quoted" elements keep case. */
+function splitSearchPath(value: string): string[] {
+  return value.split(',').map((part) => {
+    const t = part.trim();
+    return t.length >= 2 && t.startsWith('"') && t.endsWith('"') ? t.slice(1, -1).replaceAll('""', '"') : t.toLowerCase();
+  });
+}
+
+function isTempSchema(schema: string | undefined): boolean {
+  return schema !== undefined && (schema === 'pg_temp' || schema.startsWith('pg_temp_'));
+}
+
+function isTempRelation(rel: RangeVar | undefined): boolean {
+  return rel !== undefined && (rel.relpersistence === 't' || isTempSchema(rel.schemaname));
+}
+
+/** A temporary relation that disappears at commit cannot outlive the transaction, so needs no pin. */
+function isLastingTempInto(into: IntoClause | undefined): boolean {
+  return into !== undefined && isTempRelation(into.rel) && into.onCommit !== 'ONCOMMIT_DROP';
+}
+
+function qualifiedInTempSchema(names: readonly Node[] | undefined): boolean {
+  return names !== undefined && names.length >= 2 && isTempSchema(stringValue(names[names.length - 2]));
+}
+
+/**
+ * Visit every object in the tree. For the node types that matter, inspect them; `visit`
+ * returns whether to look further inside (not into stored definitions that this statement
+ * does not run: view queries, function bodies, column defaults of a new table, rules, triggers,
+ * policies).
+ */
+function walk(node: unknown, f: FactsBuilder): void {
+  if (typeof node !== 'object' || node === null) return;
+  if (Array.isArray(node)) {
+    for (const item of node) walk(item, f);
+    return;
+  }
+  const record = node as Record<string, unknown>;
+  for (const key in record) {
+    const value = record[key];
+    if (typeof value === 'object' && value !== null && visit(key, value, f)) walk(value, f);
+  }
+}
+
+function visit(type: string, body: object, f: FactsBuilder): boolean {
+  switch (type) {
+    case 'FuncCall':
+      analyzeFuncCall(body as FuncCall, f);
+      return true;
+    case 'CreateStmt': {
+      const c = body as CreateStmt;
+      if (isTempRelation(c.relation) && c.oncommit !== 'ONCOMMIT_DROP') f.pins.add('temporary_object');
+      return false;
+    }
+    case 'ViewStmt':
+      if (isTempRelation((body as ViewStmt).view)) f.pins.add('temporary_object');
+      return false;
+    case 'CreateSeqStmt':
+      if (isTempRelation((body as CreateSeqStmt).sequence)) f.pins.add('temporary_object');
+      return false;
+    case 'CreateTableAsStmt':
+      if (isLastingTempInto((body as CreateTableAsStmt).into)) f.pins.add('temporary_object');
+      return true;
+    case 'SelectStmt':
+      if (isLastingTempInto((body as SelectStmt).intoClause)) f.pins.add('temporary_object');
+      return true;
+    case 'ExecuteStmt':
+      // Also inside EXPLAIN EXECUTE and CREATE TABLE ... AS EXECUTE.
+      f.pins.add('sql_prepare');
+      return true;
+    case 'CreateFunctionStmt':
+      if (qualifiedInTempSchema((body as CreateFunctionStmt).funcname)) f.pins.add('temporary_object');
+      return false;
+    case 'CompositeTypeStmt':
+      if (isTempRelation((body as { typevar?: RangeVar }).typevar)) f.pins.add('temporary_object');
+      return false;
+    case 'CreateEnumStmt':
+    case 'CreateRangeStmt':
+      if (qualifiedInTempSchema((body as { typeName?: Node[] }).typeName)) f.pins.add('temporary_object');
+      return false;
+    case 'CreateDomainStmt':
+      if (qualifiedInTempSchema((body as { domainname?: Node[] }).domainname)) f.pins.add('temporary_object');
+      return false;
+    case 'DefineStmt':
+      if (qualifiedInTempSchema((body as { defnames?: Node[] }).defnames)) f.pins.add('temporary_object');
+      return false;
+    case 'RuleStmt':
+    case 'CreateTrigStmt':
+    case 'CreatePolicyStmt':
+    case 'AlterPolicyStmt':
+      return false;
+    default:
+      return true;
+  }
+}
+
+function analyzeFuncCall(fc: FuncCall, f: FactsBuilder): void {
+  const names = fc.funcname ?? [];
+  const name = stringValue(names[names.length - 1]);
+  if (name === undefined) return;
+  // A schema other than pg_catalog names a user function that merely shares the name.
+  if (names.length >= 2 && stringValue(names[names.length - 2]) !== 'pg_catalog') return;
+  if (SEQUENCE_FUNCTIONS.has(name)) {
+    f.sequenceFunction = true;
+  } else if (SESSION_ADVISORY_LOCKS.has(name)) {
+    f.pins.add('session_advisory_lock');
+  } else if (name === 'set_config') {
+    analyzeSetConfig(fc.args ?? [], f);
+  }
+}
+
+function analyzeSetConfig(args: readonly Node[], f: FactsBuilder): void {
+  const rawName = literalString(args[0]);
+  const name = rawName?.toLowerCase();
+  const value = literalString(args[1]);
+  const isLocal = literalBool(args[2]);
+  if (name === 'search_path' && value !== undefined && searchPathCreatesTemp(splitSearchPath(value))) {
+    f.pins.add('temporary_object');
+  }
+  if (isLocal === true) return;
+  f.pins.add(name !== undefined && ROLE_SETTINGS.has(name) ? 'set_role' : 'set');
+  if (name !== undefined && value !== undefined && isLocal === false) {
+    f.settings.push({
+      kind: 'set',
+      name,
+      sql: `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`,
+    });
+  } else {
+    f.settings.push({ kind: 'opaque' });
+  }
+}
+
+/**
+ * DO bodies are strings to the grammar but run in this session. Look for the same words the
+ * lexer watches; dynamic SQL (EXECUTE '...') and called functions stay invisible, as they do
+ * everywhere.
+ */
+function analyzeDoBody(d: DoStmt, f: FactsBuilder): void {
+  let source: string | undefined;
+  for (const arg of d.args ?? []) {
+    if ('DefElem' in arg && arg.DefElem.defname === 'as') source = stringValue(arg.DefElem.arg);
+  }
+  if (source === undefined) return;
+  for (const s of lexStatements(source)) {
+    for (const w of s.words) {
+      switch (w) {
+        case 'temp':
+        case 'temporary':
+        case 'pg_temp':
+          f.pins.add('temporary_object');
+          break;
+        case 'listen':
+          f.pins.add('listen');
+          break;
+        case 'nextval':
+        case 'setval':
+        case 'currval':
+        case 'lastval':
+          f.sequenceFunction = true;
+          break;
+        case 'set_config':
+          f.pins.add('set');
+          f.settings.push({ kind: 'opaque' });
+          break;
+        case 'pg_advisory_lock':
+        case 'pg_advisory_lock_shared':
+        case 'pg_try_advisory_lock':
+        case 'pg_try_advisory_lock_shared':
+          f.pins.add('session_advisory_lock');
+          break;
+        default:
+          // hold and execute mean other things in PL/pgSQL.
+          break;
+      }
+    }
+    const head = s.firstWord === 'begin' ? s.secondWord : s.firstWord;
+    if (head === 'set' || head === 'reset') {
+      f.pins.add('set');
+      f.settings.push({ kind: 'opaque' });
+    }
+  }
+}
+
+function stringValue(node: Node | undefined): string | undefined {
+  if (node === undefined || !('String' in node)) return undefined;
+  return node.String.sval ?? '';
+}
+
+function constOf(node: Node | undefined): A_Const | undefined {
+  return node !== undefined && 'A_Const' in node ? node.A_Const : undefined;
+}
+
+function castOf(node: Node | undefined): TypeCast | undefined {
+  return node !== undefined && 'TypeCast' in node ? node.TypeCast : undefined;
+}
+
+/** The value of a string constant, possibly cast ('x'::text); undefined when not a literal string. */
+function literalString(node: Node | undefined): string | undefined {
+  const c = constOf(node);
+  if (c !== undefined) return c.sval !== undefined ? (c.sval.sval ?? '') : undefined;
+  const cast = castOf(node);
+  return cast !== undefined ? literalString(cast.arg) : undefined;
+}
+
+/** The value of a boolean constant (true, 'on', 'true'::bool, 1::boolean); undefined when not a literal. */
+function literalBool(node: Node | undefined): boolean | undefined {
+  const c = constOf(node);
+  if (c !== undefined) {
+    if (c.boolval !== undefined) return c.boolval.boolval === true;
+    if (c.sval !== undefined) return parseBoolText(c.sval.sval ?? '');
+    return undefined;
+  }
+  const cast = castOf(node);
+  if (cast === undefined) return undefined;
+  const inner = constOf(cast.arg);
+  // An integer only becomes a boolean through an explicit cast.
+  if (inner?.ival !== undefined) return (inner.ival.ival ?? 0) !== 0;
+  return literalBool(cast.arg);
+}
+
+/** PostgreSQL's parse_bool: case-insensitive, unique prefixes of true/false/yes/no, on/off, 1/0. */
+function parseBoolText(text: string): boolean | undefined {
+  const s = text.trim().toLowerCase();
+  if (s.length === 0) return undefined;
+  if ('true'.startsWith(s) || 'yes'.startsWith(s) || s === 'on' || s === '1') return true;
+  if ('false'.startsWith(s) || 'no'.startsWith(s) || s === 'off' || s === 'of' || s === '0') return false;
+  return undefined;
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}

@@ -1,0 +1,70 @@
+import { ConfigError, parseConfig, parseConfigYaml, parseDuration } from './config.js';
+
+const minimal = { targets: ['db:5432'], users: [{ name: 'app', passwordFile: '/s/app' }] };
+
+const problems = (input: unknown): string[] => {
+  try {
+    parseConfig(input);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+};
+
+test('defaults are filled in and documented values hold', () => {
+  const c = parseConfig(minimal);
+  expect(c.listen).toBe('0.0.0.0:5432');
+  expect(c.adminListen).toBe('0.0.0.0:9090');
+  expect(c.pool).toMatchObject({
+    maxConnectionsPercent: 90,
+    maxIdleConnectionsPercent: 45,
+    replicas: 1,
+    borrowTimeout: 120_000,
+    idleClientTimeout: 1_800_000,
+    maxConnectionLifetime: 3_600_000,
+    initQuery: '',
+  });
+  expect(c.clientAuth.method).toBe('scram-sha-256');
+  expect(c.healthCheck.interval).toBe(1000);
+});
+
+test('maxIdleConnectionsPercent defaults to half of maxConnectionsPercent', () => {
+  expect(parseConfig({ ...minimal, pool: { maxConnectionsPercent: 51 } }).pool.maxIdleConnectionsPercent).toBe(25);
+});
+
+test.each([
+  [{ ...minimal, pool: { maxConnectionsPercent: 101 } }, 'pool.maxConnectionsPercent'],
+  [{ ...minimal, pool: { maxConnectionsPercent: 50, maxIdleConnectionsPercent: 60 } }, 'pool.maxIdleConnectionsPercent'],
+  [{ ...minimal, pool: { borrowTimeout: 'soon' } }, 'pool.borrowTimeout'],
+  [{ ...minimal, pool: { replicas: 0 } }, 'pool.replicas'],
+  [{ ...minimal, listen: 'nonsense' }, 'listen'],
+  [{ ...minimal, targets: [] }, 'targets'],
+  [{ ...minimal, targets: ['db:99999'] }, 'targets[0]'],
+  [{ ...minimal, users: [{ name: 'a' }] }, 'users[0]'],
+  [{ ...minimal, users: [{ name: 'a', passwordFile: 'x', secretFile: 'y' }] }, 'users[0]'],
+  [{ ...minimal, users: [{ name: 'a', passwordFile: 'x' }, { name: 'a', passwordFile: 'y' }] }, 'users[1].name'],
+  [{ ...minimal, healthCheck: { user: 'nobody' } }, 'healthCheck.user'],
+  [{ ...minimal, clientAuth: { method: 'trust' } }, 'clientAuth.method'],
+  [{ ...minimal, poool: {} }, '(root)'],
+])('a bad config names the field: %j', (input, field) => {
+  const p = problems(input);
+  expect(p.length).toBeGreaterThan(0);
+  expect(p.some((x) => x.startsWith(`${field}:`))).toBe(true);
+});
+
+test('YAML syntax errors are config errors', () => {
+  expect(() => parseConfigYaml('targets: [unclosed')).toThrow(ConfigError);
+  expect(parseConfigYaml('targets: ["h:1"]\nusers:\n  - name: u\n    secretFile: /s.json\npool:\n  borrowTimeout: 500ms\n').pool.borrowTimeout).toBe(500);
+});
+
+test('durations', () => {
+  expect(parseDuration('120s')).toBe(120_000);
+  expect(parseDuration('500ms')).toBe(500);
+  expect(parseDuration('2m')).toBe(120_000);
+  expect(parseDuration('1h')).toBe(3_600_000);
+  expect(parseDuration(30)).toBe(30_000);
+  expect(parseDuration('1.5s')).toBe(1500);
+  expect(parseDuration('-1s')).toBeUndefined();
+  expect(parseDuration('5 parsecs')).toBeUndefined();
+});

@@ -1,0 +1,45 @@
+// The proxy's /stats JSON: the other half of the proxy/operator seam (see config.ts). The operator
+// sums these over ready pods into the DatabaseProxy status; live numbers belong in /metrics.
+
+export type TargetState = 'AVAILABLE' | 'UNAVAILABLE' | 'UNKNOWN';
+export type TargetRole = 'writer' | 'reader' | 'unknown';
+
+export interface TargetStats {
+  endpoint: string;
+  state: TargetState;
+  /** Why it is UNAVAILABLE: UNREACHABLE, CONNECTION_FAILED, AUTH_FAILURE, ... */
+  reason?: string;
+  role: TargetRole;
+  maxConnections: number | null;
+}
+
+export interface ProxyStats {
+  version: 1;
+  replicaId: number;
+  ready: boolean;
+  paused: boolean;
+  shuttingDown: boolean;
+  clientConnections: number;
+  databaseConnections: number;
+  /** Backends currently lent to a client (in a transaction or pinned). */
+  borrowed: number;
+  /** Backends pinned to one client for the rest of its session. */
+  pinned: number;
+  idle: number;
+  /** Clients queued for a backend. */
+  waiting: number;
+  borrowTimeouts: number;
+  pinsByReason: Record<string, number>;
+  pool: {
+    /** floor(targetMaxConnections * maxConnectionsPercent / 100 / replicas), or null before the target was read. */
+    budget: number | null;
+    /** Backends this process may open: the budget less the health-check connection. */
+    maxDatabaseConnections: number | null;
+    targetMaxConnections: number | null;
+    maxConnectionsPercent: number;
+    maxIdleConnectionsPercent: number;
+    replicas: number;
+  };
+  writer: string | null;
+  targets: TargetStats[];
+}

@@ -1,0 +1,557 @@
+// The pool actor: owns every backend connection of this proxy process, lends them to client
+// sessions one transaction at a time, queues borrowers first in, first out, and keeps the total
+// (open + opening) within the budget whatever mix of (user, database) pairs asks for them.
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../runtime/clock.js';
+import { type BackendConnection, type BackendEndpoint, type BackendOwner, ServerError } from '../server/backendConnection.js';
+import { BorrowQueue, type Waiter } from './borrowQueue.js';
+import type { PoolBudget } from './budget.js';
+
+export interface PoolKey {
+  user: string;
+  database: string;
+}
+
+export const keyString = (k: PoolKey): string => `${k.user}\u0000${k.database}`;
+
+export interface PoolSettings {
+  borrowTimeoutMs: number;
+  maxConnectionLifetimeMs: number;
+  idleConnectionTimeoutMs: number;
+}
+
+export interface PoolDeps {
+  open(key: PoolKey, endpoint: BackendEndpoint): Promise<BackendConnection>;
+  clock: Clock;
+  log: Logger;
+  onBorrowed?(waitedMs: number): void;
+  onBorrowTimeout?(): void;
+}
+
+export class BorrowTimeoutError extends Error {
+  readonly code = '53300';
+  constructor(message: string) {
+    super(message);
+    this.name = 'BorrowTimeoutError';
+  }
+}
+
+export interface BorrowHandle {
+  promise: Promise<BackendConnection>;
+  /** Withdraws from the queue (client went away); a backend already granted is released. */
+  cancel(): void;
+}
+
+interface PendingBorrow extends Waiter<BackendConnection> {
+  timer: TimerHandle;
+}
+
+class KeyPool {
+  readonly idle: BackendConnection[] = [];
+  readonly waiters = new BorrowQueue<BackendConnection>();
+  opening = 0;
+  constructor(readonly key: PoolKey) {}
+}
+
+export interface PoolStats {
+  databaseConnections: number;
+  opening: number;
+  borrowed: number;
+  pinned: number;
+  idle: number;
+  waiting: number;
+  borrowTimeouts: number;
+  connectFailures: number;
+  lastConnectError: string | null;
+}
+
+export class BackendPool {
+  private readonly keys = new Map<string, KeyPool>();
+  private readonly lent = new Set<BackendConnection>();
+  private readonly pinnedSet = new Set<BackendConnection>();
+  private limits: PoolBudget | null = null;
+  private endpoint: BackendEndpoint | null = null;
+  private paused = false;
+  private closing = false;
+  private seq = 0;
+  private openCount = 0;
+  private borrowTimeouts = 0;
+  private connectFailures = 0;
+  private consecutiveFailures = 0;
+  private lastConnectError: Error | null = null;
+  private retryTimer: TimerHandle | null = null;
+  private readonly idleOwner: BackendOwner;
+
+  constructor(
+    private settings: PoolSettings,
+    private readonly deps: PoolDeps,
+  ) {
+    this.idleOwner = {
+      onBackendData: (b, chunk) => this.onIdleData(b, chunk),
+      onBackendClose: (b) => this.forget(b),
+    };
+  }
+
+  updateSettings(settings: PoolSettings): void {
+    this.settings = settings;
+  }
+
+  /** From the target monitor: the budget once max_connections is known. */
+  setLimits(limits: PoolBudget | null): void {
+    this.limits = limits;
+    this.trim();
+    this.pump();
+  }
+
+  get currentLimits(): PoolBudget | null {
+    return this.limits;
+  }
+
+  /** The writer to open new connections to; connections to any other endpoint are retired. */
+  setEndpoint(endpoint: BackendEndpoint | null): void {
+    const changed = !sameEndpoint(endpoint, this.endpoint);
+    this.endpoint = endpoint;
+    if (changed) {
+      for (const kp of this.keys.values()) {
+        for (const b of kp.idle.splice(0)) this.closeBackend(b);
+      }
+    }
+    this.pump();
+  }
+
+  get writer(): BackendEndpoint | null {
+    return this.endpoint;
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.pump();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Borrowed backends not pinned: what PAUSE waits to reach zero. */
+  get activeTransactions(): number {
+    return this.lent.size - this.pinnedSet.size;
+  }
+
+  borrow(key: PoolKey): BorrowHandle {
+    const kp = this.keyPool(key);
+    const started = this.deps.clock.now();
+    if (this.canLend()) {
+      const b = this.takeIdle(kp);
+      if (b) {
+        this.lend(b, started);
+        return { promise: Promise.resolve(b), cancel: () => this.release(b) };
+      }
+    }
+    let granted: BackendConnection | null = null;
+    let cancelled = false;
+    const seq = ++this.seq;
+    const promise = new Promise<BackendConnection>((resolve, reject) => {
+      const timer = this.deps.clock.setTimeout(() => {
+        if (!kp.waiters.remove(seq)) return;
+        this.borrowTimeouts++;
+        this.deps.onBorrowTimeout?.();
+        reject(this.timeoutError(started));
+      }, this.settings.borrowTimeoutMs);
+      const w: PendingBorrow = {
+        seq,
+        enqueuedAt: started,
+        timer,
+        resolve: (b) => {
+          this.deps.clock.clearTimeout(timer);
+          if (cancelled) {
+            this.release(b);
+            return;
+          }
+          granted = b;
+          resolve(b);
+        },
+        reject: (err) => {
+          this.deps.clock.clearTimeout(timer);
+          reject(err);
+        },
+      };
+      kp.waiters.push(w);
+    });
+    this.pump();
+    return {
+      promise,
+      cancel: () => {
+        cancelled = true;
+        if (granted) {
+          this.release(granted);
+          return;
+        }
+        if (kp.waiters.remove(seq)) this.pump();
+      },
+    };
+  }
+
+  /** Marks a lent backend as pinned to its client (for counts and status). */
+  markPinned(b: BackendConnection): void {
+    if (this.lent.has(b)) this.pinnedSet.add(b);
+  }
+
+  /** Returns a clean backend (idle, no session state the next client could see). */
+  release(b: BackendConnection): void {
+    if (!this.lent.delete(b)) return;
+    this.pinnedSet.delete(b);
+    if (b.closed) {
+      this.forget(b);
+      return;
+    }
+    const now = this.deps.clock.now();
+    b.lastUsedAt = now;
+    if (this.shouldRetire(b, now)) {
+      this.closeBackend(b);
+      this.pump();
+      return;
+    }
+    const kp = this.keyPool({ user: b.user, database: b.database });
+    if (kp.waiters.size > 0 && this.canLend()) {
+      this.grant(kp, b);
+      return;
+    }
+    if (this.limits && this.openCount >= this.limits.maxDatabaseConnections && this.othersWaiting(kp)) {
+      // At the budget with another (user, database) waiting: make room for it.
+      this.closeBackend(b);
+      this.pump();
+      return;
+    }
+    b.owner = this.idleOwner;
+    kp.idle.push(b);
+  }
+
+  /** Resets session state with DISCARD ALL, then releases; closes the backend if that fails. */
+  resetAndRelease(b: BackendConnection): void {
+    if (!this.lent.has(b) || b.closed) {
+      this.discard(b);
+      return;
+    }
+    b.owner = null;
+    b.query('DISCARD ALL', 10_000).then(
+      () => {
+        b.appliedParams.clear();
+        this.release(b);
+      },
+      (err: Error) => {
+        this.deps.log.warn({ backend: b.label, err: err.message }, 'reset failed; closing backend connection');
+        this.discard(b);
+      },
+    );
+  }
+
+  /** Closes a lent backend whose state cannot be trusted (client left mid-transaction, ...). */
+  discard(b: BackendConnection): void {
+    this.lent.delete(b);
+    this.pinnedSet.delete(b);
+    this.closeBackend(b);
+    this.pump();
+  }
+
+  /** Closes idle connections beyond the idle cap or past their lifetime. Run periodically. */
+  trim(): void {
+    const now = this.deps.clock.now();
+    const idleAll: BackendConnection[] = [];
+    for (const kp of this.keys.values()) {
+      for (let i = kp.idle.length - 1; i >= 0; i--) {
+        const b = kp.idle[i]!;
+        if (this.shouldRetire(b, now)) {
+          kp.idle.splice(i, 1);
+          this.closeBackend(b);
+        } else {
+          idleAll.push(b);
+        }
+      }
+    }
+    if (this.limits) {
+      const maxIdle = this.limits.maxIdleConnections;
+      idleAll.sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+      let excess = idleAll.length - maxIdle;
+      for (const b of idleAll) {
+        if (excess <= 0) break;
+        const overBudget = this.openCount > this.limits.maxDatabaseConnections;
+        if (overBudget || now - b.lastUsedAt >= this.settings.idleConnectionTimeoutMs) {
+          this.removeIdle(b);
+          this.closeBackend(b);
+          excess--;
+        }
+      }
+    }
+    this.pump();
+  }
+
+  /** Rejects every waiter and closes every idle backend (shutdown). Lent backends close on release. */
+  close(): void {
+    this.closing = true;
+    for (const kp of this.keys.values()) {
+      for (const w of kp.waiters.drain()) w.reject(new Error('the proxy is shutting down'));
+      for (const b of kp.idle.splice(0)) this.closeBackend(b);
+    }
+    for (const b of this.lent) this.closeBackend(b);
+    if (this.retryTimer) this.deps.clock.clearTimeout(this.retryTimer);
+  }
+
+  stats(): PoolStats {
+    let idle = 0;
+    let waiting = 0;
+    let opening = 0;
+    for (const kp of this.keys.values()) {
+      idle += kp.idle.length;
+      waiting += kp.waiters.size;
+      opening += kp.opening;
+    }
+    return {
+      databaseConnections: this.openCount - opening,
+      opening,
+      borrowed: this.lent.size,
+      pinned: this.pinnedSet.size,
+      idle,
+      waiting,
+      borrowTimeouts: this.borrowTimeouts,
+      connectFailures: this.connectFailures,
+      lastConnectError: this.lastConnectError?.message ?? null,
+    };
+  }
+
+  /** Per-key view for SHOW POOLS. */
+  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number }> {
+    const borrowed = new Map<string, number>();
+    for (const b of this.lent) {
+      const k = keyString(b);
+      borrowed.set(k, (borrowed.get(k) ?? 0) + 1);
+    }
+    return [...this.keys.values()].map((kp) => ({
+      ...kp.key,
+      idle: kp.idle.length,
+      waiting: kp.waiters.size,
+      opening: kp.opening,
+      borrowed: borrowed.get(keyString(kp.key)) ?? 0,
+    }));
+  }
+
+  /** Every open backend with its state, for SHOW SERVERS. */
+  backends(): Array<{ backend: BackendConnection; state: 'idle' | 'borrowed' | 'pinned' }> {
+    const out: Array<{ backend: BackendConnection; state: 'idle' | 'borrowed' | 'pinned' }> = [];
+    for (const kp of this.keys.values()) for (const b of kp.idle) out.push({ backend: b, state: 'idle' });
+    for (const b of this.lent) out.push({ backend: b, state: this.pinnedSet.has(b) ? 'pinned' : 'borrowed' });
+    return out;
+  }
+
+  // ---- internals ----
+
+  private canLend(): boolean {
+    return !this.paused && !this.closing && this.endpoint !== null && this.limits !== null;
+  }
+
+  private keyPool(key: PoolKey): KeyPool {
+    const k = keyString(key);
+    let kp = this.keys.get(k);
+    if (!kp) {
+      kp = new KeyPool({ user: key.user, database: key.database });
+      this.keys.set(k, kp);
+    }
+    return kp;
+  }
+
+  private takeIdle(kp: KeyPool): BackendConnection | undefined {
+    const now = this.deps.clock.now();
+    while (kp.idle.length > 0) {
+      // Most recently used first: keeps the warm set small so idle trimming can work.
+      const b = kp.idle.pop()!;
+      if (b.closed) {
+        this.forget(b, false);
+        continue;
+      }
+      if (this.shouldRetire(b, now)) {
+        this.closeBackend(b);
+        continue;
+      }
+      return b;
+    }
+    return undefined;
+  }
+
+  private lend(b: BackendConnection, startedAt: number): void {
+    b.owner = null;
+    this.lent.add(b);
+    const now = this.deps.clock.now();
+    b.lastUsedAt = now;
+    this.deps.onBorrowed?.(now - startedAt);
+  }
+
+  private grant(kp: KeyPool, b: BackendConnection): void {
+    const w = kp.waiters.shift()!;
+    this.lend(b, w.enqueuedAt);
+    w.resolve(b);
+  }
+
+  private othersWaiting(except: KeyPool): boolean {
+    for (const kp of this.keys.values()) if (kp !== except && kp.waiters.size > kp.opening) return true;
+    return false;
+  }
+
+  private shouldRetire(b: BackendConnection, now: number): boolean {
+    if (b.closed) return true;
+    if (!sameEndpoint(b.endpoint, this.endpoint)) return true;
+    if (this.settings.maxConnectionLifetimeMs > 0 && now - b.createdAt >= this.settings.maxConnectionLifetimeMs) return true;
+    return this.limits !== null && this.openCount > this.limits.maxDatabaseConnections;
+  }
+
+  private pump(): void {
+    if (!this.canLend()) return;
+    for (const kp of this.keys.values()) {
+      while (kp.waiters.size > 0) {
+        const b = this.takeIdle(kp);
+        if (!b) break;
+        this.grant(kp, b);
+      }
+    }
+    const limits = this.limits!;
+    for (;;) {
+      // The key whose oldest unserved waiter has waited longest gets the next new connection.
+      let next: KeyPool | undefined;
+      for (const kp of this.keys.values()) {
+        if (kp.waiters.size <= kp.opening) continue;
+        if (!next || kp.waiters.peek()!.seq < next.waiters.peek()!.seq) next = kp;
+      }
+      if (!next) return;
+      if (this.openCount < limits.maxDatabaseConnections) {
+        this.openFor(next);
+        continue;
+      }
+      const victim = this.idleVictim();
+      if (!victim) return;
+      this.removeIdle(victim);
+      this.closeBackend(victim);
+    }
+  }
+
+  private idleVictim(): BackendConnection | undefined {
+    let victim: BackendConnection | undefined;
+    for (const kp of this.keys.values()) {
+      if (kp.waiters.size > 0) continue;
+      for (const b of kp.idle) if (!victim || b.lastUsedAt < victim.lastUsedAt) victim = b;
+    }
+    return victim;
+  }
+
+  private openFor(kp: KeyPool): void {
+    const endpoint = this.endpoint!;
+    kp.opening++;
+    this.openCount++;
+    this.deps.open(kp.key, endpoint).then(
+      (b) => {
+        kp.opening--;
+        this.consecutiveFailures = 0;
+        if (this.closing || !sameEndpoint(endpoint, this.endpoint)) {
+          this.openCount--;
+          b.close();
+          this.pump();
+          return;
+        }
+        b.owner = this.idleOwner;
+        if (kp.waiters.size > 0 && this.canLend()) {
+          this.grant(kp, b);
+        } else {
+          kp.idle.push(b);
+        }
+        this.pump();
+      },
+      (err: Error) => {
+        kp.opening--;
+        this.openCount--;
+        this.connectFailures++;
+        this.consecutiveFailures++;
+        this.lastConnectError = err;
+        this.deps.log.warn({ endpoint: `${endpoint.host}:${endpoint.port}`, user: kp.key.user, database: kp.key.database, err: err.message }, 'backend connection failed');
+        if (err instanceof ServerError && err.isLoginRefusal) {
+          // Waiting will not fix a refused login: tell the waiters now, with the server's reason.
+          for (const w of kp.waiters.drain()) w.reject(err);
+          return;
+        }
+        this.scheduleRetry();
+      },
+    );
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.closing) return;
+    const delay = Math.min(2000, 50 * 2 ** Math.min(this.consecutiveFailures, 6));
+    this.retryTimer = this.deps.clock.setTimeout(() => {
+      this.retryTimer = null;
+      this.pump();
+    }, delay);
+  }
+
+  private removeIdle(b: BackendConnection): void {
+    const kp = this.keys.get(keyString(b));
+    if (!kp) return;
+    const i = kp.idle.indexOf(b);
+    if (i >= 0) kp.idle.splice(i, 1);
+  }
+
+  private closeBackend(b: BackendConnection): void {
+    b.owner = null;
+    b.close();
+    this.uncount(b);
+  }
+
+  // A backend is counted in openCount from openFor() until it is closed or forgotten: once.
+  private readonly uncounted = new WeakSet<BackendConnection>();
+
+  private uncount(b: BackendConnection): void {
+    if (this.uncounted.has(b)) return;
+    this.uncounted.add(b);
+    this.openCount--;
+  }
+
+  private forget(b: BackendConnection, pump = true): void {
+    this.removeIdle(b);
+    this.lent.delete(b);
+    this.pinnedSet.delete(b);
+    this.uncount(b);
+    if (pump) this.pump();
+  }
+
+  private onIdleData(b: BackendConnection, chunk: Buffer): void {
+    // An idle server only speaks up to report a parameter change or to say it is going away;
+    // anything but ParameterStatus/Notice means the connection is no longer trustworthy.
+    let i = 0;
+    while (i + 5 <= chunk.length) {
+      const type = String.fromCharCode(chunk[i]!);
+      const len = chunk.readUInt32BE(i + 1);
+      if (type !== 'S' && type !== 'N') break;
+      i += len + 1;
+    }
+    if (i !== chunk.length) {
+      this.deps.log.info({ backend: b.label }, 'idle backend connection sent unexpected data; closing it');
+      this.removeIdle(b);
+      this.closeBackend(b);
+      this.pump();
+    }
+  }
+
+  private timeoutError(started: number): BorrowTimeoutError {
+    const waited = (this.deps.clock.now() - started) / 1000;
+    const s = this.stats();
+    const size = this.limits?.maxDatabaseConnections;
+    let msg = `timed out after ${waited.toFixed(1)} s waiting for a database connection (pool size ${size ?? 'unknown'}, ${s.borrowed} in use, ${s.waiting} waiting)`;
+    if (this.paused) msg += '; the pool is paused';
+    else if (!this.endpoint) msg += '; no writable target is available';
+    else if (this.lastConnectError && this.consecutiveFailures > 0) msg += `; last connection attempt failed: ${this.lastConnectError.message}`;
+    return new BorrowTimeoutError(msg);
+  }
+}
+
+function sameEndpoint(a: BackendEndpoint | null, b: BackendEndpoint | null): boolean {
+  return a !== null && b !== null && a.host === b.host && a.port === b.port;
+}

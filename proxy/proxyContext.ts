@@ -1,0 +1,31 @@
+// What a client connection may use of the proxy: the seam between the per-connection actors
+// (client/) and the process-wide ones (pool, monitor, registries), so each side can be read alone.
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { CredentialStore } from './auth/credentialStore.js';
+import type { StatementClassifier } from './classify/classifier.js';
+import type { ProxyConfig } from './contract/config.js';
+import type { ProxyMetrics } from './admin/metrics.js';
+import type { BackendPool, PoolKey } from './pool/backendPool.js';
+import type { Clock } from './runtime/clock.js';
+import type { ClientSession } from './client/clientSession.js';
+
+export interface ProxyContext {
+  readonly config: ProxyConfig;
+  readonly credentials: CredentialStore;
+  readonly pool: BackendPool;
+  readonly classifier: StatementClassifier;
+  readonly metrics: ProxyMetrics;
+  readonly log: Logger;
+  readonly clock: Clock;
+  /** Keys the fake SCRAM verifiers of unknown users, so they look like real ones. */
+  readonly authSecret: Buffer;
+  readonly shuttingDown: boolean;
+  clientCount(): number;
+  /** Routes a CancelRequest to the session it names. */
+  cancel(pid: number, secret: number): Promise<void>;
+  /** After authentication: sends the session's ParameterStatus, BackendKeyData and ReadyForQuery. */
+  startSession(socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void>;
+  startAdminSession(socket: net.Socket, user: string, leftover: Buffer): void;
+  sessionClosed(session: ClientSession): void;
+}

@@ -1,0 +1,428 @@
+// The proxy process: wires the listener, the pool, the target monitor, the admin surfaces and
+// the janitor together, and owns the lifecycle (start, reload, graceful shutdown). Per-connection
+// behaviour lives in client/; this file only connects the actors.
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { CredentialStore } from './auth/credentialStore.js';
+import { StatementClassifier } from './classify/classifier.js';
+import { type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
+import type { ProxyStats } from './contract/stats.js';
+import { AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
+import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
+import { ProxyMetrics } from './admin/metrics.js';
+import { CancelRegistry } from './cancel/cancelRegistry.js';
+import { handleClientConnection } from './client/clientConnection.js';
+import { ClientSession } from './client/clientSession.js';
+import { BackendPool, type PoolKey, keyString, type PoolSettings } from './pool/backendPool.js';
+import { computeBudget } from './pool/budget.js';
+import { backendKeyData, errorResponse, parameterStatus, readyForQuery } from './protocol/serverMessages.js';
+import { SQLSTATE } from './protocol/sqlstate.js';
+import type { ProxyContext } from './proxyContext.js';
+import { type Clock, systemClock } from './runtime/clock.js';
+import { createLogger } from './runtime/logger.js';
+import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './server/backendConnection.js';
+import { startupSessionParams } from './session/sessionParams.js';
+import { TargetMonitor } from './target/targetMonitor.js';
+
+export interface ProxyServerOptions {
+  config: ProxyConfig;
+  /** Re-read on RELOAD. */
+  configPath?: string;
+  log?: Logger;
+  clock?: Clock;
+}
+
+const poolSettings = (c: ProxyConfig): PoolSettings => ({
+  borrowTimeoutMs: c.pool.borrowTimeout,
+  maxConnectionLifetimeMs: c.pool.maxConnectionLifetime,
+  idleConnectionTimeoutMs: c.pool.idleConnectionTimeout,
+});
+
+export class ProxyServer implements ProxyContext, AdminOperations {
+  config: ProxyConfig;
+  credentials: CredentialStore;
+  readonly pool: BackendPool;
+  readonly metrics: ProxyMetrics;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly authSecret = randomBytes(32);
+  shuttingDown = false;
+  private readonly cancels: CancelRegistry<ClientSession>;
+  private readonly sessions = new Set<ClientSession>();
+  private readonly adminSockets = new Set<net.Socket>();
+  private readonly serverParamsByKey = new Map<string, Map<string, string>>();
+  private readonly monitor: TargetMonitor;
+  private listener: net.Server | null = null;
+  private http: AdminHttp | null = null;
+  private janitor: NodeJS.Timeout | null = null;
+  private nextSessionId = 0;
+  private nextBackendId = 0;
+  private targetMaxConnections: number | null = null;
+  private stopped: Promise<void> | null = null;
+
+  private constructor(
+    readonly classifier: StatementClassifier,
+    private readonly opts: ProxyServerOptions,
+  ) {
+    this.config = opts.config;
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log ?? createLogger(this.config.logLevel);
+    this.credentials = new CredentialStore(this.config.users);
+    this.cancels = new CancelRegistry(this.config.replicaId);
+    this.metrics = new ProxyMetrics({
+      clientConnections: () => this.sessions.size,
+      pool: () => this.pool.stats(),
+      budget: () => this.pool.currentLimits?.budget ?? null,
+      targetMaxConnections: () => this.targetMaxConnections,
+    });
+    this.pool = new BackendPool(poolSettings(this.config), {
+      open: (key, endpoint) => this.openBackend(key, endpoint, this.config.pool.initQuery),
+      clock: this.clock,
+      log: this.log,
+      onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
+      onBorrowTimeout: () => this.metrics.borrowTimeouts.inc(),
+    });
+    const healthUser = this.config.healthCheck.user ?? this.config.users[0]!.name;
+    this.monitor = new TargetMonitor(
+      this.config.targets.map((t) => splitHostPort(t)!),
+      {
+        open: (endpoint) => this.openBackend({ user: healthUser, database: this.config.healthCheck.database }, endpoint, '', 'dbproxy health check'),
+        clock: this.clock,
+        log: this.log,
+        intervalMs: this.config.healthCheck.interval,
+        onChange: (writer, maxConnections) => this.onTargetChange(writer, maxConnections),
+      },
+    );
+  }
+
+  static async create(opts: ProxyServerOptions): Promise<ProxyServer> {
+    return new ProxyServer(await StatementClassifier.create(), opts);
+  }
+
+  /** Starts listening; resolves with the bound ports (useful when the config says port 0). */
+  async start(): Promise<{ port: number; adminPort: number }> {
+    const listen = splitHostPort(this.config.listen, true)!;
+    const adminListen = splitHostPort(this.config.adminListen, true)!;
+    this.listener = net.createServer({ noDelay: true }, (socket) => {
+      this.metrics.clientConnectionsTotal.inc();
+      void handleClientConnection(socket, this);
+    });
+    this.listener.maxConnections = this.config.pool.maxClientConnections + 100;
+    await new Promise<void>((resolve, reject) => {
+      this.listener!.once('error', reject);
+      this.listener!.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());
+    });
+    this.http = await startAdminHttp(adminListen, {
+      ready: () => this.isReady(),
+      stats: () => this.stats(),
+      metrics: () => this.metrics.registry.metrics(),
+      metricsContentType: this.metrics.registry.contentType,
+    });
+    void this.monitor.start();
+    this.janitor = setInterval(() => this.sweep(), 1000);
+    this.janitor.unref();
+    const port = (this.listener.address() as net.AddressInfo).port;
+    this.log.info({ listen: `${listen.host}:${port}`, admin: `${adminListen.host}:${this.http.port}`, targets: this.config.targets }, 'dbproxy listening');
+    return { port, adminPort: this.http.port };
+  }
+
+  isReady(): boolean {
+    return !this.shuttingDown && this.pool.writer !== null && this.pool.currentLimits !== null;
+  }
+
+  /** Resolves once a writer is known and the budget is set. */
+  async whenReady(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.isReady()) {
+      if (Date.now() > deadline) throw new Error('proxy not ready: no writer found');
+      await this.monitor.checkNow();
+      if (!this.isReady()) await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private onTargetChange(writer: BackendEndpoint | null, maxConnections: number | null): void {
+    this.targetMaxConnections = maxConnections;
+    this.applyLimits();
+    this.pool.setEndpoint(writer);
+  }
+
+  private applyLimits(): void {
+    const max = this.targetMaxConnections;
+    const p = this.config.pool;
+    this.pool.setLimits(
+      max === null
+        ? null
+        : computeBudget({ targetMaxConnections: max, maxConnectionsPercent: p.maxConnectionsPercent, maxIdleConnectionsPercent: p.maxIdleConnectionsPercent, replicas: p.replicas }),
+    );
+  }
+
+  private openBackend(key: PoolKey, endpoint: BackendEndpoint, initQuery: string, applicationName = 'dbproxy'): Promise<BackendConnection> {
+    return openBackend({
+      endpoint,
+      user: key.user,
+      database: key.database,
+      password: () => this.credentials.password(key.user),
+      connectTimeoutMs: this.config.pool.connectTimeout,
+      applicationName,
+      initQuery,
+      id: ++this.nextBackendId,
+      now: () => this.clock.now(),
+    });
+  }
+
+  // ---- ProxyContext ----
+
+  clientCount(): number {
+    return this.sessions.size + this.adminSockets.size;
+  }
+
+  async cancel(pid: number, secret: number): Promise<void> {
+    if (!this.cancels.isLocal(pid)) {
+      this.log.info({ pid }, 'cancel request names another replica; ignored (no peer routing configured)');
+      return;
+    }
+    const session = this.cancels.lookup(pid, secret);
+    const b = session?.currentBackend;
+    // Nothing runs for a client that holds no backend: PostgreSQL also ignores such cancels.
+    if (!session || !b) return;
+    this.log.info({ client: session.id, backend: b.label }, 'forwarding cancel request');
+    await sendCancel(b.endpoint, b.pid, b.secretKey);
+  }
+
+  async startSession(socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void> {
+    let serverParams: Map<string, string>;
+    try {
+      serverParams = await this.serverParams(key);
+    } catch (e) {
+      const err = e as Error;
+      const fields =
+        err instanceof ServerError
+          ? { code: err.code, message: err.message }
+          : { code: err.name === 'BorrowTimeoutError' ? SQLSTATE.tooManyConnections : SQLSTATE.connectionFailure, message: `could not connect to the database: ${err.message}` };
+      this.metrics.clientRejections.inc({ reason: 'backend_unavailable' });
+      socket.end(errorResponse({ severity: 'FATAL', ...fields }));
+      return;
+    }
+    if (socket.destroyed) return;
+    const wanted = startupSessionParams(startupParams);
+    const session = new ClientSession(socket, key, wanted, this, ++this.nextSessionId);
+    const ck = this.cancels.register(session);
+    session.cancelPid = ck.pid;
+    this.sessions.add(session);
+    socket.cork();
+    for (const [name, value] of serverParams) socket.write(parameterStatus(name, wanted.get(name.toLowerCase()) ?? value));
+    socket.write(backendKeyData(ck.pid, ck.secret));
+    socket.write(readyForQuery('I'));
+    socket.uncork();
+    session.start(leftover);
+  }
+
+  /** The ParameterStatus set a new client is shown: what a server reported for this user and database. */
+  private async serverParams(key: PoolKey): Promise<Map<string, string>> {
+    const cached = this.serverParamsByKey.get(keyString(key));
+    if (cached) return cached;
+    const handle = this.pool.borrow(key);
+    const b = await handle.promise;
+    const params = new Map(b.serverParams);
+    // A value of the proxy's own connection, not of the session a client will see.
+    params.set('application_name', '');
+    this.serverParamsByKey.set(keyString(key), params);
+    this.pool.release(b);
+    return params;
+  }
+
+  startAdminSession(socket: net.Socket, user: string, leftover: Buffer): void {
+    this.adminSockets.add(socket);
+    socket.on('close', () => this.adminSockets.delete(socket));
+    new AdminSession(socket, user, this).start(leftover);
+  }
+
+  sessionClosed(session: ClientSession): void {
+    this.sessions.delete(session);
+    this.cancels.unregister(session.cancelPid);
+  }
+
+  // ---- periodic work ----
+
+  private sweep(): void {
+    this.pool.trim();
+    const limit = this.config.pool.idleClientTimeout;
+    if (limit > 0) {
+      const now = this.clock.now();
+      for (const s of this.sessions) {
+        if (s.isIdle && now - s.lastActivity >= limit) {
+          this.metrics.clientRejections.inc({ reason: 'idle_timeout' });
+          s.terminate({ code: SQLSTATE.idleSessionTimeout, message: `terminating connection due to idle-session timeout (idleClientTimeout ${limit / 1000} s)` });
+        }
+      }
+    }
+  }
+
+  // ---- AdminOperations ----
+
+  mayControl(user: string): boolean {
+    return this.config.adminUsers.includes(user);
+  }
+
+  async pause(): Promise<void> {
+    this.pool.pause();
+    // Like PgBouncer's PAUSE: returns once transactions in flight have finished.
+    const deadline = this.clock.now() + this.config.pool.borrowTimeout;
+    while (this.pool.activeTransactions > 0 && this.clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  resume(): void {
+    this.pool.resume();
+  }
+
+  async reload(): Promise<string> {
+    if (!this.opts.configPath) return 'no config file to reload';
+    const next = parseConfigYaml(await readFile(this.opts.configPath, 'utf8'));
+    const notes: string[] = [];
+    for (const field of ['listen', 'adminListen', 'replicaId'] as const) {
+      if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
+    }
+    if (JSON.stringify(next.targets) !== JSON.stringify(this.config.targets)) notes.push('targets changes need a restart');
+    this.config = { ...next, listen: this.config.listen, adminListen: this.config.adminListen, replicaId: this.config.replicaId, targets: this.config.targets };
+    this.credentials = new CredentialStore(this.config.users);
+    this.log.level = this.config.logLevel;
+    this.pool.updateSettings(poolSettings(this.config));
+    this.applyLimits();
+    this.log.info({ notes }, 'configuration reloaded');
+    return notes.join('; ');
+  }
+
+  show(what: 'pools' | 'clients' | 'servers' | 'stats' | 'targets' | 'config'): ResultSet {
+    const now = this.clock.now();
+    switch (what) {
+      case 'pools':
+        return {
+          columns: ['user', 'database', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_opening', 'pool_size'],
+          rows: this.pool.keyStats().map((k) => [k.user, k.database, k.waiting, k.borrowed, k.idle, k.opening, this.pool.currentLimits?.maxDatabaseConnections ?? null]),
+        };
+      case 'clients':
+        return {
+          columns: ['id', 'user', 'database', 'state', 'addr', 'connect_seconds', 'idle_seconds', 'pinned_reasons', 'server'],
+          rows: [...this.sessions].map((s) => [
+            s.id,
+            s.key.user,
+            s.key.database,
+            s.state,
+            s.remoteAddress,
+            Math.round((now - s.connectedAt) / 1000),
+            Math.round((now - s.lastActivity) / 1000),
+            s.pinnedReasons.join(',') || null,
+            s.currentBackend?.label ?? null,
+          ]),
+        };
+      case 'servers':
+        return {
+          columns: ['id', 'user', 'database', 'state', 'endpoint', 'pid', 'age_seconds', 'idle_seconds'],
+          rows: this.pool.backends().map(({ backend: b, state }) => [
+            b.id,
+            b.user,
+            b.database,
+            state,
+            `${b.endpoint.host}:${b.endpoint.port}`,
+            b.pid,
+            Math.round((now - b.createdAt) / 1000),
+            state === 'idle' ? Math.round((now - b.lastUsedAt) / 1000) : 0,
+          ]),
+        };
+      case 'stats': {
+        const s = this.stats();
+        return {
+          columns: ['name', 'value'],
+          rows: [
+            ['client_connections', s.clientConnections],
+            ['database_connections', s.databaseConnections],
+            ['borrowed', s.borrowed],
+            ['pinned', s.pinned],
+            ['idle', s.idle],
+            ['waiting', s.waiting],
+            ['borrow_timeouts', s.borrowTimeouts],
+            ['budget', s.pool.budget],
+            ['max_database_connections', s.pool.maxDatabaseConnections],
+            ['target_max_connections', s.pool.targetMaxConnections],
+            ['writer', s.writer],
+            ['paused', s.paused],
+            ...Object.entries(s.pinsByReason).map(([r, n]): [string, number] => [`pins_${r}`, n]),
+          ],
+        };
+      }
+      case 'targets':
+        return {
+          columns: ['endpoint', 'state', 'reason', 'role', 'max_connections'],
+          rows: this.monitor.stats().map((t) => [t.endpoint, t.state, t.reason ?? null, t.role, t.maxConnections]),
+        };
+      case 'config':
+        return {
+          columns: ['key', 'value'],
+          rows: Object.entries(this.config.pool).map(([k, v]) => [k, String(v)]),
+        };
+    }
+  }
+
+  stats(): ProxyStats {
+    const p = this.pool.stats();
+    const limits = this.pool.currentLimits;
+    const pinsByReason: Record<string, number> = {};
+    for (const s of this.sessions) for (const r of s.pinnedReasons) pinsByReason[r] = (pinsByReason[r] ?? 0) + 1;
+    const writer = this.pool.writer;
+    return {
+      version: 1,
+      replicaId: this.config.replicaId,
+      ready: this.isReady(),
+      paused: this.pool.isPaused,
+      shuttingDown: this.shuttingDown,
+      clientConnections: this.sessions.size,
+      databaseConnections: p.databaseConnections,
+      borrowed: p.borrowed,
+      pinned: p.pinned,
+      idle: p.idle,
+      waiting: p.waiting,
+      borrowTimeouts: p.borrowTimeouts,
+      pinsByReason,
+      pool: {
+        budget: limits?.budget ?? null,
+        maxDatabaseConnections: limits?.maxDatabaseConnections ?? null,
+        targetMaxConnections: this.targetMaxConnections,
+        maxConnectionsPercent: this.config.pool.maxConnectionsPercent,
+        maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent,
+        replicas: this.config.pool.replicas,
+      },
+      writer: writer ? `${writer.host}:${writer.port}` : null,
+      targets: this.monitor.stats(),
+    };
+  }
+
+  // ---- shutdown ----
+
+  /**
+   * Graceful stop: refuse new connections, close idle clients now and busy ones when their
+   * transaction ends, and after the grace period close whatever is left.
+   */
+  shutdown(graceMs = this.config.shutdownGracePeriod): Promise<void> {
+    if (this.stopped) return this.stopped;
+    this.stopped = (async () => {
+      this.shuttingDown = true;
+      this.log.info({ clients: this.sessions.size, graceMs }, 'shutting down');
+      const closed = new Promise<void>((r) => (this.listener ? this.listener.close(() => r()) : r()));
+      for (const s of [...this.sessions]) s.drain();
+      for (const sock of this.adminSockets) sock.end();
+      const deadline = Date.now() + graceMs;
+      while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      for (const s of [...this.sessions]) s.terminate({ code: SQLSTATE.adminShutdown, message: 'terminating connection due to administrator command (grace period over)' });
+      if (this.janitor) clearInterval(this.janitor);
+      this.monitor.stop();
+      this.pool.close();
+      await this.http?.close();
+      for (const sock of this.adminSockets) sock.destroy();
+      await closed;
+      this.log.info('stopped');
+    })();
+    return this.stopped;
+  }
+}

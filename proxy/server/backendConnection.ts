@@ -1,0 +1,298 @@
+// One connection from the proxy to a PostgreSQL server. Opening it (TCP, startup, SCRAM or md5,
+// init query) and running the proxy's own queries happen off the hot path, with pg-protocol's
+// serializer and parser. Once lent to a client, bytes flow through the owner's framer instead.
+import net from 'node:net';
+import { serialize } from 'pg-protocol';
+import { Parser } from 'pg-protocol/dist/parser.js';
+import type { BackendMessage } from 'pg-protocol/dist/messages.js';
+import { ScramClientExchange } from '../auth/scramClient.js';
+import { md5PasswordHash } from '../auth/md5.js';
+import type { Framer } from '../protocol/framer.js';
+
+/** Receives a lent backend's bytes. Exactly one owner at a time: a client session or the pool. */
+export interface BackendOwner {
+  onBackendData(backend: BackendConnection, chunk: Buffer): void;
+  onBackendClose(backend: BackendConnection, err: Error | undefined): void;
+}
+
+/** An error the server sent (ErrorResponse), with its SQLSTATE. */
+export class ServerError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly severity: string,
+    readonly detail?: string,
+  ) {
+    super(message);
+    this.name = 'ServerError';
+  }
+  /** Authentication and authorization failures: retrying will not help. */
+  get isLoginRefusal(): boolean {
+    return this.code.startsWith('28') || this.code === '3D000';
+  }
+}
+
+export interface BackendEndpoint {
+  host: string;
+  port: number;
+}
+
+export interface OpenBackendOptions {
+  endpoint: BackendEndpoint;
+  user: string;
+  database: string;
+  password: () => string;
+  connectTimeoutMs: number;
+  applicationName?: string;
+  initQuery?: string;
+  /** Labels the connection in logs and SHOW SERVERS. */
+  id: number;
+  now: () => number;
+}
+
+type AnyMessage = BackendMessage & {
+  status?: string;
+  parameterName?: string;
+  parameterValue?: string;
+  processID?: number;
+  secretKey?: number;
+  salt?: Buffer;
+  data?: string;
+  mechanisms?: string[];
+  code?: string;
+  message?: string;
+  severity?: string;
+  detail?: string;
+  fields?: Array<string | null>;
+  text?: string;
+};
+
+export interface QueryResult {
+  rows: Array<Array<string | null>>;
+  commandTags: string[];
+}
+
+export class BackendConnection {
+  owner: BackendOwner | null = null;
+  /** Server-reported parameters (ParameterStatus), kept current. */
+  readonly serverParams = new Map<string, string>();
+  /** Session parameters the proxy has SET on this connection beyond its startup defaults. */
+  readonly appliedParams = new Map<string, string>();
+  /** The data path's framer for this connection's byte stream, made on first lend. */
+  framer: Framer | undefined;
+  pid = 0;
+  secretKey = 0;
+  readonly createdAt: number;
+  lastUsedAt: number;
+  closed = false;
+  private closeError: Error | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly socket: net.Socket,
+    readonly endpoint: BackendEndpoint,
+    readonly user: string,
+    readonly database: string,
+    now: number,
+  ) {
+    this.createdAt = now;
+    this.lastUsedAt = now;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.owner) this.owner.onBackendData(this, chunk);
+    });
+    socket.on('error', (err) => {
+      this.closeError = err;
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      const owner = this.owner;
+      this.owner = null;
+      owner?.onBackendClose(this, this.closeError);
+    });
+  }
+
+  get label(): string {
+    return `${this.endpoint.host}:${this.endpoint.port}#${this.id}`;
+  }
+
+  write(buf: Buffer): boolean {
+    return this.socket.write(buf);
+  }
+
+  /** Sends Terminate and closes. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.socket.writable) this.socket.end(serialize.end());
+    this.socket.destroySoon();
+  }
+
+  /** Runs the proxy's own simple query while nobody else owns the connection. */
+  query(sql: string, timeoutMs = 30_000): Promise<QueryResult> {
+    return exchange(this, serialize.query(sql), timeoutMs);
+  }
+}
+
+/** Collects a simple-query round trip with pg-protocol's parser; the caller must own `backend`. */
+function exchange(backend: BackendConnection, request: Buffer, timeoutMs: number): Promise<QueryResult> {
+  return new Promise((resolve, reject) => {
+    const parser = new Parser();
+    const result: QueryResult = { rows: [], commandTags: [] };
+    let error: ServerError | undefined;
+    const previous = backend.owner;
+    const finish = (err?: Error): void => {
+      clearTimeout(timer);
+      backend.owner = previous;
+      if (err) reject(err);
+      else resolve(result);
+    };
+    const timer = setTimeout(() => {
+      backend.close();
+      finish(new Error(`query timed out after ${timeoutMs} ms on ${backend.label}`));
+    }, timeoutMs);
+    backend.owner = {
+      onBackendData(_b, chunk) {
+        try {
+          parser.parse(chunk, (m) => {
+            const msg = m as AnyMessage;
+            switch (msg.name) {
+              case 'dataRow':
+                result.rows.push((msg.fields ?? []) as Array<string | null>);
+                break;
+              case 'commandComplete':
+                result.commandTags.push(msg.text ?? '');
+                break;
+              case 'parameterStatus':
+                backend.serverParams.set(msg.parameterName!, msg.parameterValue!);
+                break;
+              case 'error':
+                error = new ServerError(msg.code ?? 'XX000', msg.message ?? 'unknown error', msg.severity ?? 'ERROR', msg.detail);
+                break;
+              case 'readyForQuery':
+                finish(error);
+                break;
+              default:
+                break;
+            }
+          });
+        } catch (e) {
+          backend.close();
+          finish(e as Error);
+        }
+      },
+      onBackendClose(_b, err) {
+        finish(err ?? error ?? new Error(`server closed the connection ${backend.label}`));
+      },
+    };
+    backend.write(request);
+  });
+}
+
+/** Opens and authenticates a backend connection; resolves once the server is ReadyForQuery. */
+export function openBackend(opts: OpenBackendOptions): Promise<BackendConnection> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: opts.endpoint.host, port: opts.endpoint.port });
+    const backend = new BackendConnection(opts.id, socket, opts.endpoint, opts.user, opts.database, opts.now());
+    const parser = new Parser();
+    let scram: ScramClientExchange | undefined;
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      backend.owner = null;
+      backend.close();
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`timed out after ${opts.connectTimeoutMs} ms connecting to ${opts.endpoint.host}:${opts.endpoint.port}`)),
+      opts.connectTimeoutMs,
+    );
+    const ready = async (): Promise<void> => {
+      if (opts.initQuery) await backend.query(opts.initQuery, opts.connectTimeoutMs);
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      backend.owner = null;
+      resolve(backend);
+    };
+    const onMessage = (m: BackendMessage): void => {
+      const msg = m as AnyMessage;
+      switch (msg.name) {
+        case 'authenticationCleartextPassword':
+          socket.write(serialize.password(opts.password()));
+          break;
+        case 'authenticationMD5Password':
+          socket.write(serialize.password(md5PasswordHash(opts.user, opts.password(), msg.salt!)));
+          break;
+        case 'authenticationSASL':
+          if (!msg.mechanisms?.includes('SCRAM-SHA-256')) {
+            fail(new Error(`server offers no supported SASL mechanism (${(msg.mechanisms ?? []).join(', ')})`));
+            return;
+          }
+          scram = new ScramClientExchange(opts.password());
+          socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.clientFirst()));
+          break;
+        case 'authenticationSASLContinue':
+          if (!scram) return fail(new Error('unexpected SASLContinue'));
+          socket.write(serialize.sendSCRAMClientFinalMessage(scram.handleServerFirst(msg.data ?? '')));
+          break;
+        case 'authenticationSASLFinal':
+          if (!scram) return fail(new Error('unexpected SASLFinal'));
+          scram.verifyServerFinal(msg.data ?? '');
+          break;
+        case 'parameterStatus':
+          backend.serverParams.set(msg.parameterName!, msg.parameterValue!);
+          break;
+        case 'backendKeyData':
+          backend.pid = msg.processID!;
+          backend.secretKey = msg.secretKey!;
+          break;
+        case 'error':
+          fail(new ServerError(msg.code ?? 'XX000', msg.message ?? 'unknown error', msg.severity ?? 'FATAL', msg.detail));
+          break;
+        case 'readyForQuery':
+          ready().catch(fail);
+          break;
+        default:
+          break;
+      }
+    };
+    backend.owner = {
+      onBackendData(_b, chunk) {
+        try {
+          parser.parse(chunk, onMessage);
+        } catch (e) {
+          fail(e as Error);
+        }
+      },
+      onBackendClose(_b, err) {
+        fail(err ?? new Error(`server ${opts.endpoint.host}:${opts.endpoint.port} closed the connection during startup`));
+      },
+    };
+    socket.once('connect', () => {
+      const params: Record<string, string> = { user: opts.user, database: opts.database, client_encoding: 'UTF8' };
+      if (opts.applicationName) params.application_name = opts.applicationName;
+      socket.write(serialize.startup(params));
+    });
+  });
+}
+
+/** Sends a CancelRequest for (pid, secret) to a server on a fresh connection. */
+export function sendCancel(endpoint: BackendEndpoint, pid: number, secretKey: number, timeoutMs = 5000): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: endpoint.host, port: endpoint.port });
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    socket.once('connect', () => socket.end(serialize.cancel(pid, secretKey)));
+    socket.once('close', done);
+    socket.once('error', done);
+  });
+}
