@@ -8,6 +8,7 @@ import type { ProxyConfig } from './contract/config.js';
 import type { ProxyMetrics } from './admin/metrics.js';
 import type { BackendPool, PoolKey } from './pool/backendPool.js';
 import type { Clock } from './runtime/clock.js';
+import type { KnownStatements } from './session/preparedStatements.js';
 import type { ClientSession } from './client/clientSession.js';
 
 export interface ProxyContext {
@@ -20,6 +21,8 @@ export interface ProxyContext {
   readonly clock: Clock;
   /** Keys the fake SCRAM verifiers of unknown users, so they look like real ones. */
   readonly authSecret: Buffer;
+  /** Statements some backend has prepared successfully, shared by all sessions. */
+  readonly knownStatements: KnownStatements;
   readonly shuttingDown: boolean;
   clientCount(): number;
   /** Routes a CancelRequest to the session it names. */

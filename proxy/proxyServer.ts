@@ -23,6 +23,7 @@ import type { ProxyContext } from './proxyContext.js';
 import { type Clock, systemClock } from './runtime/clock.js';
 import { createLogger } from './runtime/logger.js';
 import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './server/backendConnection.js';
+import { KnownStatements } from './session/preparedStatements.js';
 import { startupSessionParams } from './session/sessionParams.js';
 import { TargetMonitor } from './target/targetMonitor.js';
 
@@ -48,6 +49,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   readonly log: Logger;
   readonly clock: Clock;
   readonly authSecret = randomBytes(32);
+  readonly knownStatements = new KnownStatements();
   shuttingDown = false;
   private readonly cancels: CancelRegistry<ClientSession>;
   private readonly sessions = new Set<ClientSession>();

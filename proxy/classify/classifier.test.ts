@@ -134,11 +134,20 @@ describe('sequence functions and transaction blocks', () => {
 });
 
 describe('session resets', () => {
-  test('DISCARD ALL, DEALLOCATE ALL and RESET ALL reset the session without pinning', () => {
-    for (const sql of ['DISCARD ALL', 'DEALLOCATE ALL', 'deallocate prepare all', 'RESET ALL']) {
+  test('DISCARD ALL and DEALLOCATE ALL drop prepared statements without pinning', () => {
+    for (const sql of ['DISCARD ALL', 'DEALLOCATE ALL', 'deallocate prepare all']) {
       const c = outside(sql);
       expect({ sql, pins: c.pins, discardAll: c.discardAll }).toEqual({ sql, pins: [], discardAll: true });
     }
+  });
+
+  test('DISCARD ALL and RESET ALL reset every setting; DEALLOCATE ALL does not', () => {
+    const resetsAll = (sql: string): boolean => outside(sql).settings.some((s) => s.kind === 'reset_all');
+    expect(resetsAll('DISCARD ALL')).toBe(true);
+    expect(resetsAll('RESET ALL')).toBe(true);
+    expect(resetsAll('DEALLOCATE ALL')).toBe(false);
+    expect(outside('RESET ALL').discardAll).toBe(false);
+    expect(outside('RESET ALL').pins).toEqual([]);
   });
 
   test('other DISCARD forms and ordinary statements are not resets', () => {

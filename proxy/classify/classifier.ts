@@ -47,7 +47,7 @@ export type SessionSetting =
 export interface Classification {
   /** Why this text pins the session, deduplicated, in PIN_REASONS order; empty for ordinary statements. */
   readonly pins: readonly PinReason[];
-  /** DISCARD ALL, DEALLOCATE ALL or RESET ALL is present: the client reset its session. */
+  /** DISCARD ALL or DEALLOCATE ALL is present: the session's prepared statements are gone. */
   readonly discardAll: boolean;
   /**
    * Normalized text for logs and metrics, at most DIGEST_MAX_LENGTH characters, never a literal
@@ -394,7 +394,11 @@ function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder): voi
       f.pins.add('load');
       return;
     case 'DiscardStmt':
-      if ((body as DiscardStmt).target === 'DISCARD_ALL') f.discardAll = true;
+      if ((body as DiscardStmt).target === 'DISCARD_ALL') {
+        // DISCARD ALL is DEALLOCATE ALL plus RESET ALL (and more).
+        f.discardAll = true;
+        f.settings.push({ kind: 'reset_all' });
+      }
       return;
     case 'DoStmt':
       analyzeDoBody(body as DoStmt, f);
@@ -427,7 +431,6 @@ function analyzeVariableSet(v: VariableSetStmt, source: () => string, f: FactsBu
     case 'VAR_RESET_ALL':
       // A reset to the session's defaults, which a proxy that tracks settings replays anyway;
       // pools send it on every checkout, so pinning on it would defeat multiplexing.
-      f.discardAll = true;
       f.settings.push({ kind: 'reset_all' });
       return;
     case 'VAR_SET_MULTI':

@@ -12,7 +12,6 @@ export const PIN_REASONS = [
   'sequence_function_outside_transaction',
   'set',
   'set_role',
-  'protocol_named_statement',
   'unparseable_statement',
 ] as const;
 
@@ -31,9 +30,8 @@ const DESCRIPTIONS: Readonly<Record<PinReason, string>> = {
   load: 'the client ran LOAD, which loads a shared library into its backend connection only',
   sequence_function_outside_transaction:
     'the client called nextval, setval, currval or lastval outside a transaction block, and a later currval or lastval must see the same backend connection',
-  set: 'the client changed a session-level setting (SET, RESET or set_config(..., false))',
+  set: 'the client changed a session-level setting the proxy does not track (SET, RESET or set_config(..., false); see session.trackSettings and session.untrackedParameters)',
   set_role: 'the client changed its role or session authorization (SET ROLE, SET SESSION AUTHORIZATION, RESET ROLE)',
-  protocol_named_statement: 'the client prepared a named statement with the extended protocol that the proxy could not multiplex',
   unparseable_statement:
     'the proxy could not parse a statement it could not otherwise clear, so it keeps the backend connection to be safe',
 };

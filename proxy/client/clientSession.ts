@@ -1,25 +1,40 @@
 // One authenticated client on the pooled data path. It borrows a backend when the client starts
 // talking, forwards bytes both ways, and returns the backend when the server's ReadyForQuery says
 // the session is idle and nothing the client sent is still unanswered. Transaction boundaries
-// come from the protocol, never from the SQL text; the SQL is looked at only to decide pinning.
+// come from the protocol, never from the SQL text; the SQL is looked at only to decide pinning
+// and to learn which session settings to carry over to the next backend.
+//
+// Session state travels with the client instead of pinning it: startup parameters and SETs are
+// replayed on each backend it borrows (only the difference), and its prepared statements map to
+// proxy-owned server statements that are prepared lazily on whichever backend it lands on.
 import type net from 'node:net';
 import type { PinReason } from '../classify/pinReasons.js';
 import { describePinReason } from '../classify/pinReasons.js';
+import type { SessionSetting } from '../classify/classifier.js';
 import type { PoolKey, BorrowHandle } from '../pool/backendPool.js';
 import { BorrowTimeoutError } from '../pool/backendPool.js';
 import { Framer, FramingError, inspectTable, type FrameSink } from '../protocol/framer.js';
-import { ProtocolViolation, readErrorFields, readParse, readQuery } from '../protocol/clientMessages.js';
-import { errorResponse, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
+import { ProtocolViolation, readBindNames, readErrorFields, readParse, readQuery, readTarget } from '../protocol/clientMessages.js';
+import { closeComplete, errorResponse, parseComplete, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
 import { ServerError, type BackendConnection, type BackendOwner } from '../server/backendConnection.js';
 import { paramSyncSql } from '../session/sessionParams.js';
+import {
+  buildClose,
+  buildParse,
+  type ClientStatement,
+  rewriteBindStatement,
+  rewriteDescribeStatement,
+  serverStatementName,
+} from '../session/preparedStatements.js';
+import { ResponseQueue, type RequestType, type Slot } from '../session/responseQueue.js';
 import type { ProxyContext } from '../proxyContext.js';
 
 /** Client messages the session looks at: all but CopyData, which streams through untouched. */
-const CLIENT_INSPECT = inspectTable('d', true).map((v, i) => (i === 'd'.charCodeAt(0) ? 0 : v));
-/** Server messages the data path looks at. */
-const SERVER_INSPECT = inspectTable('ZSE');
-/** While consuming the proxy's own parameter-sync replies: everything. */
+const CLIENT_INSPECT = inspectTable('', true).map((v, i) => (i === 'd'.charCodeAt(0) ? 0 : v));
+/** Server messages that answer a request or carry state; DataRow and CopyData pass through. */
+const SERVER_INSPECT = inspectTable('123tTnCIsEZSNAGHWV');
+/** While a proxy-issued request is at the head: everything, so its answers can be swallowed. */
 const SERVER_INSPECT_ALL = inspectTable('', true);
 
 const Z = 'Z'.charCodeAt(0);
@@ -35,42 +50,52 @@ export class ClientSession implements BackendOwner, FrameSink {
   private backend: BackendConnection | null = null;
   private borrowing: BorrowHandle | null = null;
   private readonly framer: Framer;
+  /** Client messages waiting for a backend. */
   private readonly pending: Buffer[] = [];
-  /** Query/Sync/FunctionCall messages forwarded and not yet answered by ReadyForQuery. */
-  private outstanding = 0;
+  private readonly queue: ResponseQueue;
   /** Extended-protocol messages forwarded since the last Sync: the backend must stay. */
   private extendedPending = false;
   private txStatus: TxStatus = 'I';
   private readonly pinReasons = new Set<PinReason>();
-  /** Proxy-issued queries whose replies the client must not see. */
-  private swallowing = 0;
-  /** After a failed borrow in the extended protocol: drop messages until Sync, like the server. */
-  private skipUntilSync = false;
+  /** The client's session parameters: its startup values plus its tracked SETs. */
+  private readonly wanted: Map<string, string>;
+  /** Parameters SET in this session whose value must be read back before the backend is returned. */
+  private readonly settingsToRead = new Set<string>();
+  /** When each parameter (or, under '*', all of them) was last changed, so a late read-back loses to a newer change. */
+  private readonly settingsChangedAt = new Map<string, number>();
+  private settingsVersion = 0;
+  /** The client's prepared statements by its own names. */
+  private readonly statements = new Map<string, ClientStatement>();
+  /**
+   * Undo steps for statement-name changes whose message the server skipped (an earlier error in
+   * the pipeline): run newest first, so the client's names end as PostgreSQL would have them.
+   */
+  private readonly undo: Array<() => void> = [];
+  /** The client's latest unnamed Parse, for a Bind("") that lands on another backend. */
+  private unnamedParse: Buffer | null = null;
+  private unnamedGeneration = 0;
+  /** No backend answered the client's batch (failed borrow, lost backend): skip to its Sync locally. */
+  private skipToSync = false;
   private closed = false;
   private closeAfterTransaction = false;
   private clientBlocked = false;
   private backendBlocked = false;
   private requestStartedAt = 0;
   private readonly out: Buffer[] = [];
-  private readonly backendSink: FrameSink;
 
   constructor(
     private readonly socket: net.Socket,
     readonly key: PoolKey,
-    private readonly wantedParams: ReadonlyMap<string, string>,
+    private readonly startupParams: ReadonlyMap<string, string>,
     private readonly ctx: ProxyContext,
     id: number,
   ) {
     this.id = id;
     this.connectedAt = ctx.clock.now();
     this.lastActivity = this.connectedAt;
+    this.wanted = new Map(startupParams);
     this.framer = new Framer(CLIENT_INSPECT, ctx.config.maxMessageBytes);
-    this.backendSink = {
-      raw: (bytes) => {
-        if (this.swallowing === 0) this.out.push(bytes);
-      },
-      message: (type, msg) => this.onServerMessage(type, msg),
-    };
+    this.queue = new ResponseQueue((bytes) => this.out.push(bytes));
   }
 
   get remoteAddress(): string {
@@ -90,6 +115,10 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   get currentBackend(): BackendConnection | null {
     return this.backend;
+  }
+
+  get isIdle(): boolean {
+    return !this.backend && !this.borrowing;
   }
 
   start(leftover: Buffer): void {
@@ -114,12 +143,8 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   /** For graceful shutdown: close now when idle, else as soon as the transaction ends. */
   drain(): void {
-    if (!this.backend && !this.borrowing) this.terminate({ code: SQLSTATE.adminShutdown, message: 'terminating connection due to administrator command' });
+    if (this.isIdle) this.terminate({ code: SQLSTATE.adminShutdown, message: 'terminating connection due to administrator command' });
     else this.closeAfterTransaction = true;
-  }
-
-  get isIdle(): boolean {
-    return !this.backend && !this.borrowing;
   }
 
   // ---- client -> server ----
@@ -129,6 +154,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.lastActivity = this.ctx.clock.now();
     try {
       this.framer.push(chunk, this);
+      this.flushOut();
     } catch (e) {
       if (e instanceof FramingError || e instanceof ProtocolViolation) {
         this.ctx.metrics.protocolErrors.inc();
@@ -142,66 +168,335 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   /** FrameSink: CopyData bytes from the client. */
   raw(bytes: Buffer): void {
-    this.toBackend(bytes);
+    if (this.backend && this.pending.length === 0) this.write(bytes);
+    else this.enqueuePending(bytes);
   }
 
   /** FrameSink: a whole client message. */
   message(type: number, msg: Buffer): void {
     if (this.closed) return;
-    const t = String.fromCharCode(type);
-    if (this.skipUntilSync) {
-      if (t === 'S') {
-        this.skipUntilSync = false;
-        this.socket.write(readyForQuery('I'));
-      } else if (t === 'X') {
-        this.onClientClosed();
+    if (type === 0x58 /* X: Terminate */) {
+      this.onClientClosed();
+      this.socket.end();
+      return;
+    }
+    if (this.skipToSync) {
+      if (type === 0x53 /* S: Sync */) {
+        this.skipToSync = false;
+        this.out.push(readyForQuery('I'));
       }
       return;
     }
+    if (!this.backend && !this.borrowing && this.txStatus === 'I' && this.answerWithoutBackend(type, msg)) return;
+    this.localBatch = false;
+    if (this.backend && this.pending.length === 0) {
+      this.process(String.fromCharCode(type), msg);
+      this.runUndo();
+    } else {
+      this.enqueuePending(msg);
+    }
+  }
+
+  /** Every message since the last Sync was answered by the proxy: the Sync is too. */
+  private localBatch = false;
+
+  /**
+   * Outside a transaction and holding no backend, a client that prepares an already known
+   * statement or closes one of its names needs no server: answer it here.
+   */
+  private answerWithoutBackend(type: number, msg: Buffer): boolean {
+    const t = String.fromCharCode(type);
+    if (t === 'S' || t === 'H') {
+      if (!this.localBatch) return false;
+      if (t === 'S') {
+        this.localBatch = false;
+        this.out.push(readyForQuery('I'));
+      }
+      return true;
+    }
+    if (t === 'C') {
+      const target = readTarget(msg);
+      if (target.kind !== 'S' || target.name === '') return false;
+      this.statements.delete(target.name);
+      this.out.push(closeComplete());
+      this.localBatch = true;
+      return true;
+    }
+    if (t !== 'P') return false;
+    const parse = readParse(msg);
+    if (parse.name === '') return false;
+    if (this.statements.has(parse.name)) {
+      this.out.push(errorResponse({ severity: 'ERROR', code: '42P05', message: `prepared statement "${parse.name}" already exists` }));
+      this.localBatch = false;
+      this.skipToSync = true;
+      return true;
+    }
+    const serverName = serverStatementName(this.wanted.get('search_path') ?? '', parse.query, parse.paramTypes);
+    if (!this.ctx.knownStatements.has(serverName)) return false;
+    const c = this.ctx.classifier.classify(parse.query, false);
+    if (c.pins.length > 0 || c.settings.length > 0) return false;
+    this.statements.set(parse.name, { serverName, parse: buildParse(serverName, parse.query, parse.paramTypes) });
+    this.out.push(parseComplete());
+    this.localBatch = true;
+    return true;
+  }
+
+  private enqueuePending(msg: Buffer): void {
+    this.pending.push(msg);
+    if (!this.backend && !this.borrowing) this.borrow();
+  }
+
+  /** Handles one client message with a backend attached. */
+  private process(t: string, msg: Buffer): void {
+    if (this.queue.skipping && t !== 'S') {
+      // After an error the server (or the proxy on its behalf) ignores everything until Sync.
+      if (t === 'P' || t === 'B' || t === 'D' || t === 'E' || t === 'C' || t === 'H') return;
+    }
+    if (this.queue.waiting === 0 && this.requestStartedAt === 0) this.requestStartedAt = this.ctx.clock.now();
     switch (t) {
-      case 'X':
-        this.onClientClosed();
-        this.socket.end();
-        return;
       case 'Q':
         this.classify(readQuery(msg));
-        this.outstanding++;
-        break;
-      case 'P': {
-        const parse = readParse(msg);
-        if (parse.name !== '') this.pin('protocol_named_statement', parse.query);
-        this.classify(parse.query);
+        this.forward(msg, 'Q');
+        return;
+      case 'P':
         this.extendedPending = true;
-        break;
-      }
+        this.onParse(msg);
+        return;
       case 'B':
-      case 'E':
+        this.extendedPending = true;
+        this.onBind(msg);
+        return;
       case 'D':
+        this.extendedPending = true;
+        this.onDescribe(msg);
+        return;
       case 'C':
+        this.extendedPending = true;
+        this.onClose(msg);
+        return;
+      case 'E':
+        this.extendedPending = true;
+        this.forward(msg, 'E');
+        return;
       case 'H':
         this.extendedPending = true;
-        break;
+        this.write(msg);
+        return;
       case 'S':
         this.extendedPending = false;
-        this.outstanding++;
-        break;
+        this.forward(msg, 'S');
+        return;
       case 'F':
-        this.outstanding++;
-        break;
+        this.forward(msg, 'F');
+        return;
+      case 'd':
       case 'c':
       case 'f':
-        break;
+        this.write(msg);
+        return;
       default:
-        throw new ProtocolViolation(`invalid frontend message type ${type}`);
+        throw new ProtocolViolation(`invalid frontend message type ${t.charCodeAt(0)}`);
     }
-    if (this.outstanding > 0 && this.requestStartedAt === 0) this.requestStartedAt = this.ctx.clock.now();
-    this.toBackend(msg);
+  }
+
+  private forward(msg: Buffer, req: RequestType, done?: Slot['done']): void {
+    this.queue.push({ kind: 'client', req, done });
+    this.write(msg);
+  }
+
+  private hidden(msg: Buffer, slot: Omit<Slot, 'kind'>): void {
+    this.queue.push({ kind: 'hidden', ...slot });
+    this.write(msg);
+  }
+
+  private local(bytes: Buffer, req: RequestType, undo?: () => void): void {
+    this.queue.push({ kind: 'local', req, bytes, done: undo && ((ok) => ok || this.undo.push(undo)) });
+  }
+
+  private runUndo(): void {
+    while (this.undo.length > 0) this.undo.pop()!();
+  }
+
+  private failLocally(code: string, message: string): void {
+    this.queue.failLocally(errorResponse({ severity: 'ERROR', code, message }));
+  }
+
+  private onParse(msg: Buffer): void {
+    const parse = readParse(msg);
+    this.classify(parse.query);
+    const b = this.backend!;
+    if (parse.name === '') {
+      this.unnamedParse = msg;
+      const generation = ++this.unnamedGeneration;
+      b.unnamedOwner = { session: this, generation };
+      this.forward(msg, 'P');
+      return;
+    }
+    if (this.statements.has(parse.name)) {
+      this.failLocally('42P05', `prepared statement "${parse.name}" already exists`);
+      return;
+    }
+    const serverName = serverStatementName(this.wanted.get('search_path') ?? '', parse.query, parse.paramTypes);
+    const entry: ClientStatement = { serverName, parse: buildParse(serverName, parse.query, parse.paramTypes) };
+    // Registered now so that a Bind pipelined behind this Parse finds it; undone if the Parse fails.
+    this.statements.set(parse.name, entry);
+    const unregister = (): void => void this.statements.delete(parse.name);
+    if (b.statements.has(serverName)) {
+      this.local(parseComplete(), 'P', unregister);
+      return;
+    }
+    this.closeEvicted(b, b.statements.add(serverName));
+    this.forward(entry.parse, 'P', (ok) => {
+      if (ok) {
+        b.statements.confirm(serverName);
+        this.ctx.knownStatements.add(serverName);
+      } else {
+        b.statements.forget(serverName);
+        this.undo.push(unregister);
+      }
+    });
+  }
+
+  /** Makes sure the backend has the server statement behind a client statement name. */
+  private ensurePrepared(entry: ClientStatement): void {
+    const b = this.backend!;
+    if (b.statements.has(entry.serverName)) return;
+    this.closeEvicted(b, b.statements.add(entry.serverName));
+    this.hidden(entry.parse, {
+      req: 'P',
+      // If the statement no longer prepares (a dropped table), the client sees why, as it would from the server.
+      forwardErrors: true,
+      done: (ok) => {
+        if (!ok) {
+          b.statements.forget(entry.serverName);
+          return;
+        }
+        b.statements.confirm(entry.serverName);
+        this.ctx.knownStatements.add(entry.serverName);
+      },
+    });
+  }
+
+  private ensureUnnamed(): void {
+    const b = this.backend!;
+    const owner = b.unnamedOwner;
+    if (!this.unnamedParse || (owner && owner.session === this && owner.generation === this.unnamedGeneration)) return;
+    b.unnamedOwner = { session: this, generation: this.unnamedGeneration };
+    this.hidden(this.unnamedParse, { req: 'P', forwardErrors: true });
+  }
+
+  /** Closes what must go before a Parse: least recently used statements, or a stale one of the same name. */
+  private closeEvicted(b: BackendConnection, toClose: string[]): void {
+    for (const name of toClose) this.hidden(buildClose('S', name), { req: 'C' });
+  }
+
+  /** Whether a server error on this statement means its cached plan is stale (after DDL). */
+  private invalidateOnError(entry: ClientStatement): Slot['done'] {
+    const b = this.backend!;
+    return (ok) => {
+      // "cached plan must not change result type": the server statement is replaced on its next
+      // use (so other clients do not keep failing), and this client's name fails until re-prepared.
+      if (!ok && this.lastServerErrorCode === '0A000') {
+        b.statements.invalidate(entry.serverName);
+        entry.stale = true;
+      }
+    };
+  }
+
+  private onBind(msg: Buffer): void {
+    const { statement } = readBindNames(msg);
+    if (statement === '') {
+      this.ensureUnnamed();
+      this.forward(msg, 'B');
+      return;
+    }
+    const entry = this.statements.get(statement);
+    if (!entry) {
+      this.failLocally('26000', `prepared statement "${statement}" does not exist`);
+      return;
+    }
+    if (entry.stale) {
+      // PostgreSQL fails a statement whose result type changed until the client prepares it again.
+      this.failLocally('0A000', 'cached plan must not change result type');
+      return;
+    }
+    this.ensurePrepared(entry);
+    this.forward(rewriteBindStatement(msg, entry.serverName), 'B', this.invalidateOnError(entry));
+  }
+
+  private onDescribe(msg: Buffer): void {
+    const target = readTarget(msg);
+    if (target.kind !== 'S') {
+      this.forward(msg, 'D');
+      return;
+    }
+    if (target.name === '') {
+      this.ensureUnnamed();
+      this.forward(msg, 'D');
+      return;
+    }
+    const entry = this.statements.get(target.name);
+    if (!entry) {
+      this.failLocally('26000', `prepared statement "${target.name}" does not exist`);
+      return;
+    }
+    this.ensurePrepared(entry);
+    this.forward(rewriteDescribeStatement(entry.serverName), 'D');
+  }
+
+  private onClose(msg: Buffer): void {
+    const target = readTarget(msg);
+    if (target.kind === 'S' && target.name !== '') {
+      // The server statement stays for others; the client's name is gone, as PostgreSQL would have it.
+      const previous = this.statements.get(target.name);
+      this.statements.delete(target.name);
+      this.local(closeComplete(), 'C', previous && (() => void this.statements.set(target.name, previous)));
+      return;
+    }
+    this.forward(msg, 'C');
   }
 
   private classify(sql: string): void {
     const c = this.ctx.classifier.classify(sql, this.txStatus !== 'I');
-    for (const reason of c.pins) this.pin(reason, c.digest);
-    if (c.discardAll && this.backend) this.backend.appliedParams.clear();
+    const tracked = c.settings.length > 0 && this.trackSettings(c.settings);
+    for (const reason of c.pins) {
+      if (reason === 'set' && tracked) continue;
+      this.pin(reason, c.digest);
+    }
+    if (c.discardAll) {
+      this.statements.clear();
+      this.unnamedParse = null;
+      this.backend?.statements.clear();
+    }
+  }
+
+  /** Records SET/RESET for replay; false when they cannot be tracked and the session must pin. */
+  private trackSettings(settings: readonly SessionSetting[]): boolean {
+    const cfg = this.ctx.config.session;
+    if (!cfg.trackSettings) return false;
+    for (const s of settings) {
+      if (s.kind === 'opaque') return false;
+      if (s.kind !== 'reset_all' && cfg.untrackedParameters.includes(s.name)) return false;
+    }
+    this.settingsVersion++;
+    for (const s of settings) {
+      if (s.kind === 'opaque') continue;
+      this.settingsChangedAt.set(s.kind === 'reset_all' ? '*' : s.name, this.settingsVersion);
+      if (s.kind === 'reset_all') {
+        // Back to the session's defaults: the startup values, which the backend lost too.
+        this.wanted.clear();
+        for (const [k, v] of this.startupParams) this.wanted.set(k, v);
+        this.settingsToRead.clear();
+        this.backend?.appliedParams.clear();
+      } else if (s.kind === 'reset' && this.startupParams.has(s.name)) {
+        this.wanted.set(s.name, this.startupParams.get(s.name)!);
+        this.settingsToRead.delete(s.name);
+        this.backend?.appliedParams.delete(s.name);
+      } else {
+        this.settingsToRead.add(s.name);
+      }
+    }
+    return true;
   }
 
   private pin(reason: PinReason, digest: string): void {
@@ -214,20 +509,16 @@ export class ClientSession implements BackendOwner, FrameSink {
     if (first && this.backend) this.ctx.pool.markPinned(this.backend);
   }
 
-  private toBackend(buf: Buffer): void {
-    if (this.backend) {
-      if (!this.backend.write(buf) && !this.clientBlocked) {
-        this.clientBlocked = true;
-        this.socket.pause();
-        this.backend.socket.once('drain', () => {
-          this.clientBlocked = false;
-          if (!this.borrowing) this.socket.resume();
-        });
-      }
-      return;
+  private write(buf: Buffer): void {
+    const b = this.backend!;
+    if (!b.write(buf) && !this.clientBlocked) {
+      this.clientBlocked = true;
+      this.socket.pause();
+      b.socket.once('drain', () => {
+        this.clientBlocked = false;
+        if (!this.borrowing && !this.closed) this.socket.resume();
+      });
     }
-    this.pending.push(buf);
-    if (!this.borrowing) this.borrow();
   }
 
   private borrow(): void {
@@ -255,17 +546,66 @@ export class ClientSession implements BackendOwner, FrameSink {
   private attach(b: BackendConnection): void {
     this.backend = b;
     b.owner = this;
+    b.statements.capacity = this.ctx.config.session.maxPreparedStatements;
+    b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
     if (this.pinReasons.size > 0) this.ctx.pool.markPinned(b);
-    const sync = paramSyncSql(this.wantedParams, b.appliedParams);
-    if (sync) {
-      this.swallowing++;
-      for (const [k, v] of this.wantedParams) b.appliedParams.set(k, v);
-      for (const k of [...b.appliedParams.keys()]) if (!this.wantedParams.has(k)) b.appliedParams.delete(k);
-      b.write(queryMessage(sync));
+    this.syncParams(b);
+    while (this.pending.length > 0 && this.backend === b && !this.closed) {
+      const m = this.pending.shift()!;
+      // A message may be CopyData bytes rather than a whole message; those have no type of their own.
+      if (this.framer.inspect[m[0]!] && m.length >= 5 && m.readUInt32BE(1) + 1 === m.length) this.process(String.fromCharCode(m[0]!), m);
+      else this.write(m);
     }
-    const msgs = this.pending.splice(0);
-    for (const m of msgs) this.toBackend(m);
+    this.runUndo();
+    this.flushOut();
     if (!this.clientBlocked) this.socket.resume();
+  }
+
+  /** Brings the backend's session parameters to the client's, in one round trip, unseen. */
+  private syncParams(b: BackendConnection): void {
+    const sql = paramSyncSql(this.wanted, b.appliedParams);
+    if (!sql) return;
+    const wanted = new Map(this.wanted);
+    b.appliedParams.clear();
+    for (const [k, v] of wanted) b.appliedParams.set(k, v);
+    this.hidden(queryMessage(sql), {
+      req: 'Q',
+      done: (ok) => {
+        if (!ok) {
+          b.appliedParams.clear();
+          this.ctx.log.warn({ client: this.id, err: this.lastServerErrorMessage }, 'could not apply session parameters on a backend connection');
+        }
+      },
+    });
+  }
+
+  /** Reads back the values of parameters this session SET, so they can follow it to other backends. */
+  private readBackSettings(b: BackendConnection): void {
+    const names = [...this.settingsToRead];
+    this.settingsToRead.clear();
+    const askedAt = this.settingsVersion;
+    const rows: Buffer[] = [];
+    const list = names.map((n) => `current_setting('${n.replaceAll("'", "''")}', true)`).join(', ');
+    this.hidden(queryMessage(`SELECT ${list}`), {
+      req: 'Q',
+      rows,
+      done: (ok) => {
+        if (!ok || rows.length !== 1) return;
+        const values = readDataRow(rows[0]!);
+        const resetSince = (this.settingsChangedAt.get('*') ?? 0) > askedAt;
+        names.forEach((name, i) => {
+          if (resetSince || (this.settingsChangedAt.get(name) ?? 0) > askedAt) return;
+          const v = values[i];
+          if (v === null || v === undefined) {
+            this.wanted.delete(name);
+            b.appliedParams.delete(name);
+          } else {
+            this.wanted.set(name, v);
+            b.appliedParams.set(name, v);
+          }
+        });
+      },
+    });
   }
 
   /** Answers what the client sent, as the server would have, when no backend could be had. */
@@ -281,9 +621,6 @@ export class ClientSession implements BackendOwner, FrameSink {
       return;
     }
     const msgs = this.pending.splice(0);
-    this.outstanding = 0;
-    this.extendedPending = false;
-    let extendedOpen = false;
     let errored = false;
     for (const m of msgs) {
       const t = String.fromCharCode(m[0]!);
@@ -293,15 +630,15 @@ export class ClientSession implements BackendOwner, FrameSink {
       } else if (t === 'S') {
         if (!errored) this.socket.write(errorResponse({ severity: 'ERROR', ...fields }));
         this.socket.write(readyForQuery('I'));
-        extendedOpen = false;
         errored = false;
-      } else if (t !== 'd' && t !== 'c' && t !== 'f') {
+      } else if (t === 'P' || t === 'B' || t === 'D' || t === 'E' || t === 'C') {
         if (!errored) this.socket.write(errorResponse({ severity: 'ERROR', ...fields }));
         errored = true;
-        extendedOpen = true;
       }
     }
-    this.skipUntilSync = extendedOpen;
+    // Messages of the same batch still to come belong to the failed request: skip them to Sync.
+    this.extendedPending = errored;
+    this.skipToSync = errored;
     this.requestStartedAt = 0;
     if (this.closeAfterTransaction) this.drain();
     else this.socket.resume();
@@ -309,12 +646,14 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   // ---- server -> client ----
 
+  private lastServerErrorCode: string | undefined;
+  private lastServerErrorMessage: string | undefined;
+
   onBackendData(b: BackendConnection, chunk: Buffer): void {
     if (b !== this.backend) return;
     try {
-      b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
-      b.framer.inspect = this.swallowing > 0 ? SERVER_INSPECT_ALL : SERVER_INSPECT;
-      b.framer.push(chunk, this.backendSink);
+      b.framer!.inspect = this.queue.headIsHidden ? SERVER_INSPECT_ALL : SERVER_INSPECT;
+      b.framer!.push(chunk, this.backendSink);
     } catch (e) {
       this.ctx.log.error({ backend: b.label, err: (e as Error).message }, 'malformed data from server');
       this.out.length = 0;
@@ -325,28 +664,29 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.maybeRelease();
   }
 
-  private onServerMessage(type: number, msg: Buffer): void {
-    const b = this.backend!;
-    if (this.swallowing > 0) {
+  private readonly backendSink: FrameSink = {
+    raw: (bytes) => {
+      if (!this.queue.headIsHidden) this.out.push(bytes);
+    },
+    message: (type, msg) => {
       if (type === E) {
         const f = readErrorFields(msg);
-        this.ctx.log.warn({ client: this.id, code: f.get('C'), err: f.get('M') }, 'could not apply session parameters on a backend connection');
-      } else if (type === Z) {
-        this.swallowing--;
-        if (this.swallowing === 0) b.framer!.inspect = SERVER_INSPECT;
+        this.lastServerErrorCode = f.get('C');
+        this.lastServerErrorMessage = f.get('M');
       }
-      return;
-    }
-    if (type === Z) {
-      this.txStatus = String.fromCharCode(msg[5]!) as TxStatus;
-      if (this.outstanding > 0) this.outstanding--;
-      if (this.outstanding === 0 && this.requestStartedAt > 0) {
-        this.ctx.metrics.queryLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
-        this.requestStartedAt = 0;
+      const completed = this.queue.onServer(type, msg);
+      this.runUndo();
+      if (type === Z) {
+        this.txStatus = String.fromCharCode(msg[5]!) as TxStatus;
+        if (completed?.kind === 'client' && this.queue.waiting === 0 && this.requestStartedAt > 0) {
+          this.ctx.metrics.queryLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
+          this.requestStartedAt = 0;
+        }
       }
-    }
-    this.out.push(msg);
-  }
+      const b = this.backend;
+      if (b?.framer) b.framer.inspect = this.queue.headIsHidden ? SERVER_INSPECT_ALL : SERVER_INSPECT;
+    },
+  };
 
   private flushOut(): void {
     const out = this.out;
@@ -369,9 +709,13 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   private maybeRelease(): void {
     const b = this.backend;
-    if (!b || this.outstanding > 0 || this.extendedPending || this.txStatus !== 'I' || this.swallowing > 0 || this.pending.length > 0) return;
+    if (!b || this.queue.waiting > 0 || this.extendedPending || this.txStatus !== 'I' || this.pending.length > 0) return;
     if (this.pinReasons.size > 0) return;
     if (!b.framer || !b.framer.atBoundary) return;
+    if (this.settingsToRead.size > 0) {
+      this.readBackSettings(b);
+      return;
+    }
     this.detachBackend();
     this.ctx.pool.release(b);
     if (this.closeAfterTransaction) this.drain();
@@ -400,22 +744,20 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.backend = null;
     b.owner = null;
     this.ctx.pool.discard(b);
-    const wasPinned = this.pinReasons.size > 0;
-    if (wasPinned) {
+    const busy = this.queue.waiting > 0 || this.extendedPending || this.txStatus !== 'I';
+    this.queue.abandon();
+    if (this.pinReasons.size > 0) {
       // Session state (temp tables, locks, ...) is gone with the server connection: say so and close.
       this.terminate({ code: SQLSTATE.connectionFailure, message: `${why}; this session held state on it (pinned: ${this.pinnedReasons.join(', ')})` });
       return;
     }
-    const busy = this.outstanding > 0 || this.extendedPending || this.txStatus !== 'I';
     if (busy) {
       this.socket.write(errorResponse({ severity: 'ERROR', code: SQLSTATE.connectionFailure, message: `${why} during the transaction; the transaction was lost, retry it` }));
-      if (this.outstanding > 0 || !this.extendedPending) this.socket.write(readyForQuery('I'));
-      else this.skipUntilSync = true;
+      if (this.extendedPending) this.skipToSync = true;
+      else this.socket.write(readyForQuery('I'));
     }
-    this.outstanding = 0;
     this.extendedPending = false;
     this.txStatus = 'I';
-    this.swallowing = 0;
     this.requestStartedAt = 0;
   }
 
@@ -430,8 +772,9 @@ export class ClientSession implements BackendOwner, FrameSink {
     }
     const b = this.backend;
     if (b) {
-      const clean = this.outstanding === 0 && !this.extendedPending && this.txStatus === 'I' && this.swallowing === 0 && b.framer?.atBoundary !== false;
+      const clean = this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I' && b.framer?.atBoundary !== false;
       this.detachBackend();
+      this.queue.abandon();
       if (!clean) {
         // Mid-transaction or mid-result: nobody can vouch for this connection's state.
         this.ctx.pool.discard(b);
@@ -453,4 +796,22 @@ function queryMessage(sql: string): Buffer {
   m.writeUInt32BE(4 + body.length, 1);
   body.copy(m, 5);
   return m;
+}
+
+/** Text values of a DataRow (the proxy's own read-back queries only). */
+function readDataRow(msg: Buffer): Array<string | null> {
+  const n = msg.readInt16BE(5);
+  const out: Array<string | null> = [];
+  let i = 7;
+  for (let k = 0; k < n; k++) {
+    const len = msg.readInt32BE(i);
+    i += 4;
+    if (len < 0) {
+      out.push(null);
+    } else {
+      out.push(msg.toString('utf8', i, i + len));
+      i += len;
+    }
+  }
+  return out;
 }

@@ -114,6 +114,20 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    session: z
+      .object({
+        /**
+         * Track SET/RESET of session parameters and replay them on whichever backend the client
+         * borrows (default). false restores RDS Proxy's behaviour: any SET pins the session.
+         */
+        trackSettings: z.boolean().default(true),
+        /** Parameters whose SET always pins, e.g. extension settings the proxy should not replay. */
+        untrackedParameters: z.array(z.string().min(1)).default([]),
+        /** Server-side prepared statements kept per backend connection (LRU); older ones are closed. */
+        maxPreparedStatements: z.number().int().min(1).max(100000).default(200),
+      })
+      .strict()
+      .prefault({}),
     /** Users allowed to run PAUSE, RESUME and RELOAD on the admin database "dbproxy" (SHOW is open to all users). */
     adminUsers: z.array(z.string()).default([]),
     /** 0-255, part of every cancel key so a cancel can be routed to the replica that issued it. */

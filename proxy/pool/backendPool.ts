@@ -240,6 +240,8 @@ export class BackendPool {
     b.query('DISCARD ALL', 10_000).then(
       () => {
         b.appliedParams.clear();
+        b.statements.clear();
+        b.unnamedOwner = null;
         this.release(b);
       },
       (err: Error) => {

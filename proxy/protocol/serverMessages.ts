@@ -55,6 +55,7 @@ export const authenticationSaslFinal = (data: string): Buffer => message('R', Bu
 export const commandComplete = (tag: string): Buffer => message('C', cstr(tag));
 export const emptyQueryResponse = (): Buffer => message('I', Buffer.alloc(0));
 export const closeComplete = (): Buffer => message('3', Buffer.alloc(0));
+export const parseComplete = (): Buffer => message('1', Buffer.alloc(0));
 
 export function negotiateProtocolVersion(minor: number, unrecognized: string[]): Buffer {
   return message('v', Buffer.concat([int32(minor), int32(unrecognized.length), ...unrecognized.map(cstr)]));

@@ -8,6 +8,7 @@ import type { BackendMessage } from 'pg-protocol/dist/messages.js';
 import { ScramClientExchange } from '../auth/scramClient.js';
 import { md5PasswordHash } from '../auth/md5.js';
 import type { Framer } from '../protocol/framer.js';
+import { BackendStatementCache } from '../session/preparedStatements.js';
 
 /** Receives a lent backend's bytes. Exactly one owner at a time: a client session or the pool. */
 export interface BackendOwner {
@@ -78,6 +79,10 @@ export class BackendConnection {
   readonly serverParams = new Map<string, string>();
   /** Session parameters the proxy has SET on this connection beyond its startup defaults. */
   readonly appliedParams = new Map<string, string>();
+  /** Proxy-owned prepared statements on this connection. */
+  readonly statements = new BackendStatementCache(200);
+  /** Whose unnamed statement this connection holds: a Bind("") from anyone else needs a re-Parse. */
+  unnamedOwner: { session: object; generation: number } | null = null;
   /** The data path's framer for this connection's byte stream, made on first lend. */
   framer: Framer | undefined;
   pid = 0;

@@ -32,7 +32,7 @@ const pinsOf = (reason: string): number => proxy.server.stats().pinsByReason[rea
 
 test.each([
   ['temporary_object', 'CREATE TEMP TABLE scratch (v int)', "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'scratch' AND relpersistence = 't'", 0],
-  ['set', "SET statement_timeout = '4321ms'", "SELECT current_setting('statement_timeout') AS n", '0'],
+  ['set_role', 'SET ROLE app', "SELECT current_setting('role') AS n", 'none'],
   ['sql_prepare', 'PREPARE p1 AS SELECT 1', "SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = 'p1'", 0],
   ['listen', 'LISTEN orders', "SELECT count(*)::int AS n FROM pg_listening_channels() c WHERE c = 'orders'", 0],
   ['session_advisory_lock', 'SELECT pg_advisory_lock(4242)', "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242", 0],
@@ -80,16 +80,6 @@ test('harmless neighbours do not pin', async () => {
     expect(proxy.server.stats().pinned).toBe(0);
     expect(proxy.server.stats().borrowed).toBe(0);
   });
-});
-
-test('a named protocol-level prepared statement pins (until statement multiplexing lands)', async () => {
-  await withClient(async (c) => {
-    await c.query({ name: 'by-name', text: 'SELECT $1::int AS v', values: [1] });
-    expect(proxy.server.stats().pinned).toBe(1);
-    expect((await c.query({ name: 'by-name', text: 'SELECT $1::int AS v', values: [2] })).rows[0].v).toBe(2);
-  });
-  await eventually(() => proxy.server.stats().pinned === 0, 'unpinned after the client left');
-  await withClient(async (c) => expect((await c.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows[0].n).toBe(0));
 });
 
 test('LOAD pins, and its backend is closed rather than reused', async () => {

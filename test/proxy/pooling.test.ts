@@ -73,7 +73,7 @@ test('a borrow timeout is SQLSTATE 53300 saying how long it waited and the pool 
     await holder.query('SELECT 1');
     const err = await late.query('SELECT 1').catch((e: { code: string; message: string }) => e);
     expect(err).toMatchObject({ code: '53300' });
-    expect((err as Error).message).toMatch(/timed out after 0\.[3-9] s waiting for a database connection \(pool size 1/);
+    expect((err as { message: string }).message).toMatch(/timed out after 0\.[3-9] s waiting for a database connection \(pool size 1/);
     expect(proxy.server.stats().borrowTimeouts).toBe(1);
     // Extended protocol too: the error comes once and the client stays usable.
     const err2 = await late.query('SELECT $1::int AS v', [5]).catch((e: { code: string }) => e);

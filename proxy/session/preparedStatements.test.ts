@@ -1,0 +1,48 @@
+import { readBindNames, readParse, readTarget } from '../protocol/clientMessages.js';
+import { serialize } from 'pg-protocol';
+import { BackendStatementCache, buildClose, buildParse, KnownStatements, rewriteBindStatement, rewriteDescribeStatement, serverStatementName } from './preparedStatements.js';
+
+test('server names depend on search_path, text and parameter types, and fit NAMEDATALEN', () => {
+  const a = serverStatementName('public', 'SELECT $1', [23]);
+  expect(a).toBe(serverStatementName('public', 'SELECT $1', [23]));
+  expect(a).not.toBe(serverStatementName('other', 'SELECT $1', [23]));
+  expect(a).not.toBe(serverStatementName('public', 'SELECT $1', [25]));
+  expect(a).not.toBe(serverStatementName('public', 'SELECT $1 ', [23]));
+  expect(a.length).toBeLessThanOrEqual(63);
+});
+
+test('the backend cache is an LRU that hands back what to Close, stale names included', () => {
+  const c = new BackendStatementCache(2);
+  expect(c.add('a')).toEqual([]);
+  expect(c.add('b')).toEqual([]);
+  expect(c.has('a')).toBe(true); // a is now most recent
+  expect(c.add('c')).toEqual(['b']);
+  c.confirm('c');
+  c.invalidate('a');
+  expect(c.has('a')).toBe(false);
+  expect(c.add('a')).toEqual(['a']);
+  c.forget('a');
+  expect(c.size).toBe(1);
+  c.clear();
+  expect(c.size).toBe(0);
+});
+
+test('rewritten messages keep everything but the statement name', () => {
+  const bind = serialize.bind({ portal: 'p1', statement: 'mine', values: ['x', null], binary: false });
+  const rewritten = rewriteBindStatement(bind, 'dbproxy_abc');
+  expect(readBindNames(rewritten)).toEqual({ portal: 'p1', statement: 'dbproxy_abc' });
+  expect(rewritten.subarray(5 + 3 + 'dbproxy_abc'.length + 1)).toEqual(bind.subarray(5 + 3 + 5));
+  expect(readTarget(rewriteDescribeStatement('dbproxy_abc'))).toEqual({ kind: 'S', name: 'dbproxy_abc' });
+  expect(readTarget(buildClose('S', 'dbproxy_abc'))).toEqual({ kind: 'S', name: 'dbproxy_abc' });
+  expect(readParse(buildParse('n', 'SELECT $1', [23]))).toEqual({ name: 'n', query: 'SELECT $1', paramTypes: [23] });
+  expect(buildParse('n', 'SELECT 1', [])).toEqual(serialize.parse({ name: 'n', text: 'SELECT 1', types: [] }));
+});
+
+test('known statements are bounded', () => {
+  const k = new KnownStatements(2);
+  k.add('a');
+  k.add('b');
+  k.add('c');
+  expect(k.has('a')).toBe(false);
+  expect(k.has('c')).toBe(true);
+});

@@ -1,0 +1,138 @@
+// Protocol-level prepared statements, multiplexed: a client's statement names map to proxy-owned
+// server names derived from (search_path, query text, parameter types), so every client that
+// prepares the same statement shares one server-side statement per backend, prepared lazily.
+import { createHash } from 'node:crypto';
+
+/**
+ * The server-side name for a statement. search_path is part of the key: the same text resolves
+ * to different tables under different search paths, so it must not share a plan.
+ */
+export function serverStatementName(searchPath: string, query: string, paramTypes: readonly number[]): string {
+  const h = createHash('sha1');
+  h.update(searchPath);
+  h.update('\0');
+  h.update(query);
+  h.update('\0');
+  h.update(paramTypes.join(','));
+  return `dbproxy_${h.digest('hex')}`;
+}
+
+export interface ClientStatement {
+  serverName: string;
+  /** The Parse message that creates it on a backend, under its server name. */
+  parse: Buffer;
+  /** Its result type changed under it (DDL): it fails until the client prepares it again. */
+  stale?: boolean;
+}
+
+/** LRU of the statements prepared on one backend connection, by server name. */
+export class BackendStatementCache {
+  private readonly names = new Map<string, 'ready' | 'preparing'>();
+  /** Still on the server but unusable (its plan's result type changed): Close before re-preparing. */
+  private readonly stale = new Set<string>();
+
+  constructor(public capacity: number) {}
+
+  get size(): number {
+    return this.names.size;
+  }
+
+  /** Prepared or being prepared: either way, a Parse for it must not be sent again. */
+  has(name: string): boolean {
+    const state = this.names.get(name);
+    if (state === undefined) return false;
+    // Re-insert to mark it most recently used.
+    this.names.delete(name);
+    this.names.set(name, state);
+    return true;
+  }
+
+  /** Records a Parse about to be sent; returns the names to Close first (evicted or stale). */
+  add(name: string): string[] {
+    const toClose: string[] = [];
+    if (this.stale.delete(name)) toClose.push(name);
+    while (this.names.size >= this.capacity) {
+      const oldest = this.names.keys().next().value as string;
+      this.names.delete(oldest);
+      toClose.push(oldest);
+    }
+    this.names.set(name, 'preparing');
+    return toClose;
+  }
+
+  /** The server statement exists but must be replaced before it is used again. */
+  invalidate(name: string): void {
+    if (this.names.delete(name)) this.stale.add(name);
+  }
+
+  confirm(name: string): void {
+    if (this.names.has(name)) this.names.set(name, 'ready');
+  }
+
+  /** The Parse failed or was skipped, or the server's statement must be replaced. */
+  forget(name: string): void {
+    this.names.delete(name);
+  }
+
+  clear(): void {
+    this.names.clear();
+    this.stale.clear();
+  }
+}
+
+function cstr(s: string): Buffer {
+  return Buffer.from(s + '\0', 'utf8');
+}
+
+function frame(type: string, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = type.charCodeAt(0);
+  out.writeUInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+export function buildParse(name: string, query: string, paramTypes: readonly number[]): Buffer {
+  const types = Buffer.allocUnsafe(2 + 4 * paramTypes.length);
+  types.writeInt16BE(paramTypes.length, 0);
+  paramTypes.forEach((t, i) => types.writeUInt32BE(t >>> 0, 2 + 4 * i));
+  return frame('P', Buffer.concat([cstr(name), cstr(query), types]));
+}
+
+export function buildClose(kind: 'S' | 'P', name: string): Buffer {
+  return frame('C', Buffer.concat([Buffer.from(kind), cstr(name)]));
+}
+
+/** Bind with its statement name replaced (portal name and the rest kept byte for byte). */
+export function rewriteBindStatement(msg: Buffer, statement: string): Buffer {
+  const portalEnd = msg.indexOf(0, 5);
+  const stmtEnd = msg.indexOf(0, portalEnd + 1);
+  return frame('B', Buffer.concat([msg.subarray(5, portalEnd + 1), cstr(statement), msg.subarray(stmtEnd + 1)]));
+}
+
+/** Describe('S') with its statement name replaced. */
+export function rewriteDescribeStatement(statement: string): Buffer {
+  return frame('D', Buffer.concat([Buffer.from('S'), cstr(statement)]));
+}
+
+/**
+ * Server statement names that some backend has prepared successfully: valid SQL for their
+ * search_path. A client preparing one of these while it holds no backend is answered without
+ * borrowing one, which keeps clients that prepare synchronously (libpq's PQprepare, pgbench
+ * -M prepared) from waiting on backends held by their own idle-in-transaction siblings.
+ */
+export class KnownStatements {
+  private readonly names = new Set<string>();
+
+  constructor(private readonly capacity = 10_000) {}
+
+  has(name: string): boolean {
+    return this.names.has(name);
+  }
+
+  add(name: string): void {
+    if (this.names.has(name)) return;
+    if (this.names.size >= this.capacity) this.names.delete(this.names.values().next().value as string);
+    this.names.add(name);
+  }
+}

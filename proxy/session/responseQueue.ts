@@ -1,0 +1,158 @@
+// Keeps the answers a client sees in the order it asked, when some answers come from the server
+// and some from the proxy itself (a ParseComplete for a statement the backend already has, a
+// CloseComplete answered locally, an error the proxy raises) and some server answers belong to
+// messages the proxy slipped in (a Parse on a new backend) and must not be seen. Each request
+// that gets an answer has a slot; server messages complete the slot at the head.
+
+/** What a slot answers: the client message type ('P','B','C','D','E','S','Q','F'). */
+export type RequestType = 'P' | 'B' | 'C' | 'D' | 'E' | 'S' | 'Q' | 'F';
+
+export interface Slot {
+  kind: 'client' | 'hidden' | 'local';
+  req: RequestType;
+  /** local: the bytes to send when the slot reaches the head. */
+  bytes?: Buffer;
+  /** hidden: send the server's error on to the client (its own request depended on this one). */
+  forwardErrors?: boolean;
+  /** hidden: DataRow messages of the result, for the proxy's own queries. */
+  rows?: Buffer[];
+  /** Called once: ok is false when the server answered with an error or skipped the request. */
+  done?: (ok: boolean) => void;
+}
+
+const code = (c: string): number => c.charCodeAt(0);
+const ERROR = code('E');
+const READY = code('Z');
+const DATA_ROW = code('D');
+const ASYNC = new Set([code('N'), code('S'), code('A')]);
+
+function completes(slot: Slot, type: number): boolean {
+  switch (slot.req) {
+    case 'P':
+      return type === 0x31; // '1' ParseComplete
+    case 'B':
+      return type === 0x32; // '2' BindComplete
+    case 'C':
+      return type === 0x33; // '3' CloseComplete
+    case 'D':
+      return type === code('T') || type === code('n'); // after an optional ParameterDescription
+    case 'E':
+      return type === code('C') || type === code('I') || type === code('s');
+    case 'S':
+    case 'Q':
+    case 'F':
+      return type === READY;
+  }
+}
+
+export class ResponseQueue {
+  private slots: Slot[] = [];
+  private head = 0;
+  /** The server skips everything up to the next Sync after an extended-protocol error. */
+  private skippingToSync = false;
+
+  constructor(private readonly emit: (bytes: Buffer) => void) {}
+
+  /** Slots still waiting on the server. */
+  get waiting(): number {
+    return this.slots.length - this.head;
+  }
+
+  get headIsHidden(): boolean {
+    return this.head < this.slots.length && this.slots[this.head]!.kind === 'hidden';
+  }
+
+  push(slot: Slot): void {
+    if (this.skippingToSync && slot.req !== 'S') {
+      // The server will not look at this request; neither would PostgreSQL answer it.
+      slot.done?.(false);
+      return;
+    }
+    if (slot.req === 'S') this.skippingToSync = false;
+    this.slots.push(slot);
+    this.flushLocal();
+  }
+
+  /** The proxy itself failed a request: like the server, ignore what follows until Sync. */
+  failLocally(errorBytes: Buffer): void {
+    this.push({ kind: 'local', req: 'P', bytes: errorBytes });
+    this.skippingToSync = true;
+  }
+
+  /** Whether the server is skipping the client's messages until its next Sync. */
+  get skipping(): boolean {
+    return this.skippingToSync;
+  }
+
+  /**
+   * Routes one whole server message: on to the client (through `emit`, in order with local
+   * answers) or swallowed. Returns the slot it completed, if any.
+   */
+  onServer(type: number, msg: Buffer): Slot | null {
+    const slot = this.slots[this.head];
+    if (!slot) {
+      this.emit(msg);
+      return null;
+    }
+    const visible = slot.kind === 'client';
+    if (ASYNC.has(type)) {
+      if (visible) this.emit(msg);
+      return null;
+    }
+    if (type === ERROR && slot.req !== 'Q' && slot.req !== 'F' && slot.req !== 'S') {
+      if (visible || slot.forwardErrors) this.emit(msg);
+      this.complete(false);
+      this.dropToSync();
+      return slot;
+    }
+    if (type === DATA_ROW && slot.rows) slot.rows.push(Buffer.from(msg));
+    if (type === ERROR) {
+      (slot as { failed?: boolean }).failed = true;
+      if (visible || slot.forwardErrors) this.emit(msg);
+      return null;
+    }
+    if (visible) this.emit(msg);
+    if (completes(slot, type)) {
+      this.complete((slot as { failed?: boolean }).failed !== true);
+      return slot;
+    }
+    return null;
+  }
+
+  /** The backend went away: every open request fails. */
+  abandon(): void {
+    const open = this.slots.slice(this.head);
+    this.slots = [];
+    this.head = 0;
+    this.skippingToSync = false;
+    for (const s of open) s.done?.(false);
+  }
+
+  private complete(ok: boolean): void {
+    const slot = this.slots[this.head++]!;
+    slot.done?.(ok);
+    this.flushLocal();
+  }
+
+  /** After an error the server answers nothing until the Sync: those slots end unanswered. */
+  private dropToSync(): void {
+    while (this.head < this.slots.length && this.slots[this.head]!.req !== 'S') {
+      const s = this.slots[this.head++]!;
+      s.done?.(false);
+    }
+    if (this.head >= this.slots.length) this.skippingToSync = true;
+    this.flushLocal();
+  }
+
+  private flushLocal(): void {
+    while (this.head < this.slots.length && this.slots[this.head]!.kind === 'local') {
+      const s = this.slots[this.head++]!;
+      this.emit(s.bytes!);
+      s.done?.(true);
+    }
+    if (this.head === this.slots.length && this.head > 0) {
+      this.slots = [];
+      this.head = 0;
+    }
+  }
+}
