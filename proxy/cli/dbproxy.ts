@@ -11,7 +11,13 @@ const USAGE = `usage:
   dbproxy help`;
 
 async function runProxy(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  let values: { config?: string };
+  try {
+    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true }));
+  } catch (e) {
+    process.stderr.write(`dbproxy proxy: ${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
   if (!values.config) {
     process.stderr.write(`dbproxy proxy: --config FILE is required\n${USAGE}\n`);
     return 2;

@@ -30,6 +30,9 @@ import {
 import { ResponseQueue, type RequestType, type Slot } from '../session/responseQueue.js';
 import type { ProxyContext } from '../proxyContext.js';
 
+/** Every message type a client may send after startup. */
+const FRONTEND_TYPES = new Set('QPBEDCHSFdcfX'.split('').map((c) => c.charCodeAt(0)));
+
 /** Client messages the session looks at: all but CopyData, which streams through untouched. */
 const CLIENT_INSPECT = inspectTable('', true).map((v, i) => (i === 'd'.charCodeAt(0) ? 0 : v));
 /** Server messages that answer a request or carry state; DataRow and CopyData pass through. */
@@ -117,8 +120,11 @@ export class ClientSession implements BackendOwner, FrameSink {
     return this.backend;
   }
 
+  /** Between transactions: holding no backend, or holding only a pinned one with nothing in flight. */
   get isIdle(): boolean {
-    return !this.backend && !this.borrowing;
+    if (this.borrowing || this.pending.length > 0) return false;
+    if (!this.backend) return true;
+    return this.pinReasons.size > 0 && this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I';
   }
 
   start(leftover: Buffer): void {
@@ -175,6 +181,7 @@ export class ClientSession implements BackendOwner, FrameSink {
   /** FrameSink: a whole client message. */
   message(type: number, msg: Buffer): void {
     if (this.closed) return;
+    if (!FRONTEND_TYPES.has(type)) throw new ProtocolViolation(`invalid frontend message type ${type}`);
     if (type === 0x58 /* X: Terminate */) {
       this.onClientClosed();
       this.socket.end();
@@ -550,11 +557,18 @@ export class ClientSession implements BackendOwner, FrameSink {
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
     if (this.pinReasons.size > 0) this.ctx.pool.markPinned(b);
     this.syncParams(b);
-    while (this.pending.length > 0 && this.backend === b && !this.closed) {
-      const m = this.pending.shift()!;
-      // A message may be CopyData bytes rather than a whole message; those have no type of their own.
-      if (this.framer.inspect[m[0]!] && m.length >= 5 && m.readUInt32BE(1) + 1 === m.length) this.process(String.fromCharCode(m[0]!), m);
-      else this.write(m);
+    try {
+      while (this.pending.length > 0 && this.backend === b && !this.closed) {
+        const m = this.pending.shift()!;
+        // A message may be CopyData bytes rather than a whole message; those have no type of their own.
+        if (this.framer.inspect[m[0]!] && m.length >= 5 && m.readUInt32BE(1) + 1 === m.length) this.process(String.fromCharCode(m[0]!), m);
+        else this.write(m);
+      }
+    } catch (e) {
+      if (!(e instanceof ProtocolViolation)) throw e;
+      this.ctx.metrics.protocolErrors.inc();
+      this.terminate({ code: SQLSTATE.protocolViolation, message: e.message });
+      return;
     }
     this.runUndo();
     this.flushOut();
@@ -710,7 +724,10 @@ export class ClientSession implements BackendOwner, FrameSink {
   private maybeRelease(): void {
     const b = this.backend;
     if (!b || this.queue.waiting > 0 || this.extendedPending || this.txStatus !== 'I' || this.pending.length > 0) return;
-    if (this.pinReasons.size > 0) return;
+    if (this.pinReasons.size > 0) {
+      if (this.closeAfterTransaction && this.isIdle) this.drain();
+      return;
+    }
     if (!b.framer || !b.framer.atBoundary) return;
     if (this.settingsToRead.size > 0) {
       this.readBackSettings(b);

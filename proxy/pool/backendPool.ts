@@ -502,7 +502,8 @@ export class BackendPool {
   }
 
   private closeBackend(b: BackendConnection): void {
-    b.owner = null;
+    // Whoever else owns it (a proxy query in flight, a session) must hear that it closed.
+    if (b.owner === this.idleOwner) b.owner = null;
     b.close();
     this.uncount(b);
   }

@@ -1,0 +1,401 @@
+// Issue 2, behaviours 7 and 9 against real PostgreSQL 15: the HTTP admin endpoints (/healthz,
+// /readyz, /metrics, /stats), the admin database "dbproxy" (SHOW ..., PAUSE, RESUME, RELOAD), and
+// logs that never carry a password.
+import type pg from 'pg';
+import type { PgCluster } from '../../hack/postgres.js';
+import type { ProxyStats } from '../../proxy/contract/stats.js';
+import { type RunningProxy, USERS, adminQuery, client, connected, eventually, proxyBackendCount, startCluster, startProxy } from '../support/harness.js';
+
+const MAX_CONNECTIONS = 40;
+
+let cluster: PgCluster;
+let proxy: RunningProxy;
+const open: pg.Client[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster({ maxConnections: MAX_CONNECTIONS });
+  proxy = await startProxy(cluster);
+});
+
+afterAll(async () => {
+  for (const c of open) await c.end().catch(() => undefined);
+  await proxy?.stop();
+  cluster?.destroy();
+});
+
+async function newClient(user = 'app', extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+  const c = await connected(proxy.port, user, extra);
+  // A FATAL from the proxy must not become an unhandled 'error' event in the test process.
+  c.on('error', () => undefined);
+  open.push(c);
+  return c;
+}
+
+async function closeClient(c: pg.Client): Promise<void> {
+  await c.end();
+  open.splice(open.indexOf(c), 1);
+}
+
+function http(path: string): Promise<Response> {
+  return fetch(`http://127.0.0.1:${proxy.adminPort}${path}`);
+}
+
+async function stats(): Promise<ProxyStats> {
+  const res = await http('/stats');
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+  return (await res.json()) as ProxyStats;
+}
+
+async function metricsText(): Promise<string> {
+  const res = await http('/metrics');
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+  return res.text();
+}
+
+/** The value of one sample line, e.g. metricValue(text, 'dbproxy_client_connections'). */
+function metricValue(text: string, sample: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    if (sp > 0 && line.slice(0, sp) === sample) return Number(line.slice(sp + 1));
+  }
+  return undefined;
+}
+
+function metricType(text: string, name: string): string | undefined {
+  return new RegExp(`^# TYPE ${name} (\\w+)$`, 'm').exec(text)?.[1];
+}
+
+function sqlstate(e: unknown): string | undefined {
+  return (e as { code?: string }).code;
+}
+
+/** Runs a query on a pg client and also reports whether it has settled yet. */
+function tracked<T>(p: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
+  let done = false;
+  const promise = p.finally(() => {
+    done = true;
+  });
+  promise.catch(() => undefined);
+  return { promise, settled: () => done };
+}
+
+describe('HTTP admin endpoints', () => {
+  test('GET /healthz answers 200', async () => {
+    const res = await http('/healthz');
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('ok\n');
+  });
+
+  test('GET /readyz answers 200 when a writer is known', async () => {
+    const res = await http('/readyz');
+    expect(res.status).toBe(200);
+  });
+
+  test('an unknown path is 404, and a POST is refused', async () => {
+    expect((await http('/nope')).status).toBe(404);
+    const post = await fetch(`http://127.0.0.1:${proxy.adminPort}/stats`, { method: 'POST' });
+    expect(post.status).toBe(405);
+  });
+
+  test('/stats has the ProxyStats shape, and the budget is floor(max_connections * pct / 100)', async () => {
+    const s = await stats();
+    const targetMax = Number(cluster.psql('SHOW max_connections'));
+    expect(targetMax).toBe(MAX_CONNECTIONS);
+    expect(s).toEqual({
+      version: 1,
+      replicaId: 0,
+      ready: true,
+      paused: false,
+      shuttingDown: false,
+      clientConnections: expect.any(Number),
+      databaseConnections: expect.any(Number),
+      borrowed: expect.any(Number),
+      pinned: expect.any(Number),
+      idle: expect.any(Number),
+      waiting: expect.any(Number),
+      borrowTimeouts: 0,
+      pinsByReason: expect.any(Object),
+      pool: {
+        budget: Math.floor((targetMax * 90) / 100),
+        maxDatabaseConnections: Math.floor((targetMax * 90) / 100) - 1,
+        targetMaxConnections: targetMax,
+        maxConnectionsPercent: 90,
+        maxIdleConnectionsPercent: 45,
+        replicas: 1,
+      },
+      writer: `127.0.0.1:${cluster.port}`,
+      targets: [{ endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', role: 'writer', maxConnections: targetMax }],
+    });
+    expect(s.pool.budget).toBe(36);
+  });
+
+  test('/stats counts agree with reality: clients, borrowed in a transaction, pinned by a temp table', async () => {
+    const inTx = await newClient();
+    const withTemp = await newClient();
+    const plain = await newClient('legacy');
+
+    await inTx.query('BEGIN');
+    await inTx.query('SELECT 1');
+    await withTemp.query('CREATE TEMP TABLE scratch (id int)');
+    await withTemp.query('INSERT INTO scratch VALUES (1)');
+    await plain.query('SELECT 1');
+
+    const s = await stats();
+    expect(s.clientConnections).toBe(3);
+    expect(s.borrowed).toBe(2); // the transaction and the pinned session; `plain` gave its backend back
+    expect(s.pinned).toBe(1);
+    expect(s.pinsByReason).toEqual({ temporary_object: 1 });
+    expect(s.waiting).toBe(0);
+    expect(s.databaseConnections).toBe(s.borrowed + s.idle);
+    // What the server sees: as many proxy backends as the proxy says it holds.
+    await eventually(() => proxyBackendCount(cluster) === s.databaseConnections, `server to show ${s.databaseConnections} proxy backends`);
+    // The backend lent to the transaction really is inside one on the server.
+    const inTxOnServer = Number(cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND state = 'idle in transaction'"));
+    expect(inTxOnServer).toBe(1);
+
+    await inTx.query('COMMIT');
+    const after = await stats();
+    expect(after.borrowed).toBe(1);
+    expect(after.pinned).toBe(1);
+
+    await closeClient(withTemp);
+    await eventually(async () => (await stats()).pinned === 0, 'the pinned backend to be returned after its client left');
+    const last = await stats();
+    expect(last.pinsByReason).toEqual({});
+    expect(last.borrowed).toBe(0);
+    await closeClient(inTx);
+    await closeClient(plain);
+    await eventually(async () => (await stats()).clientConnections === 0, 'client count to drop to 0');
+  });
+
+  test('/metrics has the RDS-Proxy-style names, with values that follow the clients', async () => {
+    const a = await newClient();
+    const b = await newClient();
+    await a.query('BEGIN');
+    await a.query('SELECT 1');
+    await b.query('CREATE TEMP TABLE t_metrics (x int)');
+
+    const text = await metricsText();
+    for (const [name, type] of [
+      ['dbproxy_client_connections', 'gauge'],
+      ['dbproxy_database_connections', 'gauge'],
+      ['dbproxy_database_connections_currently_borrowed', 'gauge'],
+      ['dbproxy_database_connections_currently_session_pinned', 'gauge'],
+      ['dbproxy_database_connections_borrow_latency_seconds', 'histogram'],
+      ['dbproxy_database_connections_borrow_timeouts_total', 'counter'],
+      ['dbproxy_session_pins_total', 'counter'],
+    ] as const) {
+      expect([name, metricType(text, name)]).toEqual([name, type]);
+    }
+    expect(metricValue(text, 'dbproxy_client_connections')).toBe(2);
+    expect(metricValue(text, 'dbproxy_database_connections_currently_borrowed')).toBe(2);
+    expect(metricValue(text, 'dbproxy_database_connections_currently_session_pinned')).toBe(1);
+    const s = await stats();
+    expect(metricValue(text, 'dbproxy_database_connections')).toBe(s.databaseConnections);
+    expect(metricValue(text, 'dbproxy_database_connections_borrow_timeouts_total')).toBe(0);
+    // Two temp-table sessions so far in this file (the /stats test and this one).
+    expect(metricValue(text, 'dbproxy_session_pins_total{reason="temporary_object"}')).toBe(2);
+    // Every borrow so far was observed by the histogram.
+    const count = metricValue(text, 'dbproxy_database_connections_borrow_latency_seconds_count');
+    expect(count).toBeGreaterThanOrEqual(5);
+    expect(metricValue(text, 'dbproxy_database_connections_borrow_latency_seconds_bucket{le="+Inf"}')).toBe(count);
+
+    await a.query('COMMIT');
+    await closeClient(a);
+    await closeClient(b);
+    await eventually(async () => metricValue(await metricsText(), 'dbproxy_client_connections') === 0, 'dbproxy_client_connections to drop to 0');
+    // The pinned backend is reset (DISCARD ALL) before it counts as unpinned.
+    await eventually(async () => metricValue(await metricsText(), 'dbproxy_database_connections_currently_session_pinned') === 0, 'the pinned gauge to drop to 0');
+    const later = await metricsText();
+    expect(metricValue(later, 'dbproxy_database_connections_currently_borrowed')).toBe(0);
+    // A counter: pins stay counted after the pinned client has gone.
+    expect(metricValue(later, 'dbproxy_session_pins_total{reason="temporary_object"}')).toBe(2);
+  });
+});
+
+describe('admin database "dbproxy"', () => {
+  const columns = (r: pg.QueryResult): string[] => r.fields.map((f) => f.name);
+
+  test('SHOW POOLS, CLIENTS, SERVERS, STATS and TARGETS return rows with the expected columns', async () => {
+    const busy = await newClient();
+    const pinned = await newClient();
+    await busy.query('BEGIN');
+    await busy.query('SELECT 1');
+    await pinned.query('CREATE TEMP TABLE t_show (x int)');
+
+    const pools = await adminQuery(proxy.port, 'SHOW POOLS');
+    expect(columns(pools)).toEqual(['user', 'database', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_opening', 'pool_size']);
+    const appPool = pools.rows.find((r) => r.user === 'app' && r.database === 'postgres');
+    expect(appPool).toBeDefined();
+    expect(Number(appPool.sv_active)).toBe(2);
+    expect(Number(appPool.cl_waiting)).toBe(0);
+    expect(Number(appPool.pool_size)).toBe(35);
+
+    const clients = await adminQuery(proxy.port, 'SHOW CLIENTS;');
+    expect(columns(clients)).toEqual(['id', 'user', 'database', 'state', 'addr', 'connect_seconds', 'idle_seconds', 'pinned_reasons', 'server']);
+    expect(clients.rows).toHaveLength(2);
+    const states = clients.rows.map((r) => [r.user, r.state, r.pinned_reasons]).sort();
+    expect(states).toEqual([
+      ['app', 'active', null],
+      ['app', 'pinned', 'temporary_object'],
+    ]);
+    for (const r of clients.rows) expect(r.server).not.toBeNull();
+
+    const servers = await adminQuery(proxy.port, 'show servers');
+    expect(columns(servers)).toEqual(['id', 'user', 'database', 'state', 'endpoint', 'pid', 'age_seconds', 'idle_seconds']);
+    expect(servers.rows.map((r) => r.state).filter((s) => s !== 'idle').sort()).toEqual(['borrowed', 'pinned']);
+    // Each server row is a real PostgreSQL backend.
+    const serverPids = new Set(cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'").split('\n'));
+    for (const r of servers.rows) {
+      expect(r.endpoint).toBe(`127.0.0.1:${cluster.port}`);
+      expect(serverPids.has(String(r.pid))).toBe(true);
+    }
+
+    const st = await adminQuery(proxy.port, 'SHOW STATS');
+    expect(columns(st)).toEqual(['name', 'value']);
+    const byName = new Map(st.rows.map((r) => [r.name as string, r.value as string | null]));
+    expect(byName.get('client_connections')).toBe('2');
+    expect(byName.get('borrowed')).toBe('2');
+    expect(byName.get('pinned')).toBe('1');
+    expect(byName.get('budget')).toBe('36');
+    expect(byName.get('target_max_connections')).toBe(String(MAX_CONNECTIONS));
+    expect(byName.get('pins_temporary_object')).toBe('1');
+    expect(byName.get('writer')).toBe(`127.0.0.1:${cluster.port}`);
+
+    const targets = await adminQuery(proxy.port, 'SHOW TARGETS');
+    expect(columns(targets)).toEqual(['endpoint', 'state', 'reason', 'role', 'max_connections']);
+    expect(targets.rows).toEqual([{ endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', reason: null, role: 'writer', max_connections: String(MAX_CONNECTIONS) }]);
+
+    await busy.query('COMMIT');
+    await closeClient(busy);
+    await closeClient(pinned);
+    await eventually(async () => (await stats()).clientConnections === 0, 'clients to be gone');
+  });
+
+  test('SHOW is open to a user that is not an admin user', async () => {
+    const r = await adminQuery(proxy.port, 'SHOW POOLS', 'app');
+    expect(r.fields.map((f) => f.name)).toContain('pool_size');
+  });
+
+  test('PAUSE (as boss) holds new transactions; RESUME lets them run', async () => {
+    const admin = await newClient('boss', { database: 'dbproxy' });
+    const worker = await newClient();
+    await worker.query('SELECT 1'); // logged in and served once before the pause
+
+    await admin.query('PAUSE');
+    expect((await stats()).paused).toBe(true);
+
+    const q = tracked(worker.query("SELECT 'ran' AS r"));
+    await eventually(async () => (await stats()).waiting === 1, 'the client to queue for a backend while paused');
+    const clients = await adminQuery(proxy.port, 'SHOW CLIENTS');
+    expect(clients.rows.map((r) => r.state)).toContain('waiting');
+    expect(q.settled()).toBe(false);
+
+    await admin.query('RESUME');
+    const r = await q.promise;
+    expect(r.rows).toEqual([{ r: 'ran' }]);
+    const s = await stats();
+    expect(s.paused).toBe(false);
+    expect(s.waiting).toBe(0);
+    await closeClient(worker);
+    await closeClient(admin);
+  });
+
+  test('PAUSE, RESUME and RELOAD as a user not in adminUsers are refused with 42501', async () => {
+    for (const cmd of ['PAUSE', 'RESUME', 'RELOAD']) {
+      const e = await adminQuery(proxy.port, cmd, 'app').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect([cmd, sqlstate(e)]).toEqual([cmd, '42501']);
+    }
+    expect((await stats()).paused).toBe(false);
+  });
+
+  test('an unknown admin command gives 42601 and the console stays usable', async () => {
+    const admin = await newClient('boss', { database: 'dbproxy' });
+    await expect(admin.query('SHOW ME EVERYTHING')).rejects.toMatchObject({ code: '42601' });
+    await expect(admin.query('DROP TABLE x')).rejects.toMatchObject({ code: '42601' });
+    const r = await admin.query('SHOW STATS');
+    expect(r.rows.length).toBeGreaterThan(0);
+    await closeClient(admin);
+  });
+
+  test('RELOAD without a config file succeeds with a notice', async () => {
+    const admin = await newClient('boss', { database: 'dbproxy' });
+    const notices: string[] = [];
+    admin.on('notice', (n) => notices.push(n.message ?? ''));
+    const r = await admin.query('RELOAD');
+    expect(r.command).toBe('RELOAD');
+    expect(notices).toEqual(['no config file to reload']);
+    await closeClient(admin);
+    // Still serving after the reload.
+    const c = await newClient();
+    expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await closeClient(c);
+  });
+});
+
+describe('logs', () => {
+  test('no log line ever contains a password, after failed logins and normal traffic', async () => {
+    const wrong = 'not-the-right-password-xyzzy';
+    for (const user of ['app', 'legacy', 'nobody']) {
+      const c = client(proxy.port, user, { password: wrong });
+      c.on('error', () => undefined);
+      const e = await c.connect().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect([user, sqlstate(e)]).toEqual([user, user === 'nobody' ? '28000' : '28P01']);
+      await c.end().catch(() => undefined);
+    }
+    const a = await newClient();
+    const l = await newClient('legacy');
+    await a.query('SELECT $1::text AS v', ['hello']);
+    await a.query('CREATE TEMP TABLE t_logs (secret text)');
+    await a.query("INSERT INTO t_logs VALUES ('app-secret')");
+    await l.query('BEGIN');
+    await l.query('SELECT 1');
+    await l.query('COMMIT');
+    await adminQuery(proxy.port, 'SHOW CLIENTS');
+    await closeClient(a);
+    await closeClient(l);
+
+    // The logs were captured: the failed logins and the pin are there.
+    expect(proxy.logs.filter((line) => line.includes('client authentication failed'))).toHaveLength(3);
+    expect(proxy.logs.some((line) => line.includes('"reason":"temporary_object"'))).toBe(true);
+    for (const line of proxy.logs) JSON.parse(line);
+    const secrets = [...USERS.map((u) => u.password), wrong];
+    const leaks = proxy.logs.filter((line) => secrets.some((s) => line.includes(s)));
+    expect(leaks).toEqual([]);
+  });
+});
+
+describe('readiness follows the target', () => {
+  test('/readyz is 503 after the target stops and 200 again once it is back', async () => {
+    for (const c of open.splice(0)) await c.end().catch(() => undefined);
+    cluster.stop('fast');
+    await eventually(async () => (await http('/readyz')).status === 503, '/readyz to turn 503 with the target stopped');
+    const s = await stats();
+    expect(s.ready).toBe(false);
+    expect(s.writer).toBeNull();
+    expect(s.targets).toEqual([expect.objectContaining({ endpoint: `127.0.0.1:${cluster.port}`, state: 'UNAVAILABLE', role: 'unknown' })]);
+    // The first failed check sees its connection dropped; the next ones find the port refusing.
+    await eventually(async () => (await stats()).targets[0]?.reason === 'UNREACHABLE', 'the target to be reported UNREACHABLE');
+    const targets = await adminQuery(proxy.port, 'SHOW TARGETS');
+    expect(targets.rows).toEqual([expect.objectContaining({ state: 'UNAVAILABLE', reason: 'UNREACHABLE', role: 'unknown' })]);
+    // New clients can still log in to the admin console (no backend needed) while the target is down.
+    expect((await adminQuery(proxy.port, 'SHOW STATS')).rows).toContainEqual({ name: 'writer', value: null });
+    // /healthz is about the process, not the target.
+    expect((await http('/healthz')).status).toBe(200);
+
+    cluster.start();
+    await eventually(async () => (await http('/readyz')).status === 200, '/readyz to turn 200 with the target back', 20_000);
+    const c = await newClient();
+    expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await closeClient(c);
+  });
+});
