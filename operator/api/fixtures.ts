@@ -1,0 +1,22 @@
+// Example DatabaseProxy objects for tests (here, so every folder's tests start from the same ones).
+import { API_VERSION, KIND, withDefaults, type DatabaseProxy, type DatabaseProxySpecInput } from './v1alpha1.js';
+
+export const minimalSpec: DatabaseProxySpecInput = {
+  target: { host: 'orders.cluster-abc.eu-west-1.rds.amazonaws.com' },
+  users: [{ name: 'app', passwordSecretRef: { name: 'orders-app' } }],
+};
+
+/** A DatabaseProxy named "orders" in "shop", defaulted like the API server would; `spec` replaces fields of minimalSpec. */
+export function exampleProxy(spec: Partial<DatabaseProxySpecInput> = {}, meta: { name?: string; namespace?: string; generation?: number } = {}): DatabaseProxy {
+  return withDefaults({
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: {
+      name: meta.name ?? 'orders',
+      namespace: meta.namespace ?? 'shop',
+      uid: '6f1c2a9e-0d4b-4c59-9b1e-2f3a4b5c6d7e',
+      generation: meta.generation ?? 1,
+    },
+    spec: { ...minimalSpec, ...spec },
+  });
+}

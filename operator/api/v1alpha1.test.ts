@@ -1,0 +1,60 @@
+import { applyDefaults, validate } from './schema.js';
+import { exampleProxy, minimalSpec } from './fixtures.js';
+import { specSchema, withDefaults, API_VERSION, KIND, type DatabaseProxySpecInput } from './v1alpha1.js';
+
+const spec = specSchema.json;
+const check = (input: unknown): string[] => validate(applyDefaults(input, spec), spec);
+
+describe('DatabaseProxy v1alpha1 schema', () => {
+  test('defaulting fills every documented default, nested ones included', () => {
+    const dbp = exampleProxy();
+    expect(dbp.spec.replicas).toBe(2);
+    expect(dbp.spec.target.port).toBe(5432);
+    expect(dbp.spec.target.database).toBe('postgres');
+    expect(dbp.spec.users[0]!.passwordSecretRef.key).toBe('password');
+    expect(dbp.spec.backendAuth).toEqual({ password: {} });
+    expect(dbp.spec.clientAuth).toEqual({ method: 'scram-sha-256', iamAuth: 'DISABLED' });
+    expect(dbp.spec.pool).toEqual({ maxConnectionsPercent: 90, borrowTimeout: '120s', idleClientTimeout: '1800s' });
+    expect(dbp.spec.service).toEqual({ type: 'ClusterIP', port: 5432 });
+    expect(dbp.spec.tls).toBeUndefined();
+  });
+
+  test('defaulting keeps what the user set and does not modify its input', () => {
+    const input: DatabaseProxySpecInput = { ...minimalSpec, pool: { maxConnectionsPercent: 50 }, tls: { backend: {} } };
+    const frozen = JSON.stringify(input);
+    const out = withDefaults({ apiVersion: API_VERSION, kind: KIND, metadata: { name: 'a', namespace: 'b', uid: 'u' }, spec: input });
+    expect(out.spec.pool.maxConnectionsPercent).toBe(50);
+    expect(out.spec.pool.borrowTimeout).toBe('120s');
+    expect(out.spec.tls).toEqual({ requireTLS: false, backend: { mode: 'verify-full' } });
+    expect(JSON.stringify(input)).toBe(frozen);
+  });
+
+  test.each<[string, unknown, string[]]>([
+    ['minimal spec', minimalSpec, []],
+    ['endpoints', { ...minimalSpec, target: { endpoints: ['db-1.internal:5432', '10.0.0.7:5433', '[fd00::1]:5432'] } }, []],
+    ['iam backend auth', { ...minimalSpec, backendAuth: { iam: { region: 'eu-west-1' } }, iam: { roleArn: 'arn:aws:iam::123456789012:role/orders-proxy' } }, []],
+    ['replicas 0', { ...minimalSpec, replicas: 0 }, ['replicas: must be >= 1']],
+    ['percent above 100', { ...minimalSpec, pool: { maxConnectionsPercent: 101 } }, ['pool.maxConnectionsPercent: must be <= 100']],
+    ['bad duration', { ...minimalSpec, pool: { borrowTimeout: '2 minutes' } }, ['pool.borrowTimeout: does not match ^[0-9]+(ms|s|m|h)$']],
+    ['bad endpoint', { ...minimalSpec, target: { endpoints: ['db-1'] } }, [expect.stringMatching(/^target\.endpoints\[0\]: does not match/) as unknown as string]],
+    ['no users', { ...minimalSpec, users: [] }, ['users: must have at least 1 items']],
+    ['duplicate users', { ...minimalSpec, users: [minimalSpec.users[0], minimalSpec.users[0]] }, [expect.stringMatching(/^users: duplicate entry/) as unknown as string]],
+    ['unknown field', { ...minimalSpec, pool: { maxConnections: 5 } }, ['pool.maxConnections: unknown field']],
+    ['bad service type', { ...minimalSpec, service: { type: 'ExternalName' } }, ['service.type: must be one of "ClusterIP", "LoadBalancer", "NodePort"']],
+    ['missing target', { users: minimalSpec.users }, ['target: required']],
+    ['quantities', { ...minimalSpec, resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: 1 } } }, []],
+    ['bad quantity', { ...minimalSpec, resources: { requests: { cpu: 'lots' } } }, [expect.stringMatching(/^resources\.requests\["cpu"\]: does not match/) as unknown as string]],
+    ['pod overrides kept as is', { ...minimalSpec, pod: { affinity: { podAntiAffinity: { anything: [1] } }, tolerations: [{ key: 'k', operator: 'Exists' }] } }, []],
+  ])('%s', (_name, input, problems) => {
+    expect(check(input)).toEqual(problems);
+  });
+
+  test('the CEL rules are present where the API needs them', () => {
+    const rules = (node: { 'x-kubernetes-validations'?: Array<{ rule: string }> } | undefined) => (node?.['x-kubernetes-validations'] ?? []).map((r) => r.rule);
+    expect(rules(spec)).toEqual(['!(has(self.iam) && has(self.iam.roleArn) && has(self.serviceAccountName))']);
+    expect(rules(spec.properties!.backendAuth)).toEqual(['(has(self.password) ? 1 : 0) + (has(self.iam) ? 1 : 0) == 1']);
+    expect(rules(spec.properties!.target)).toEqual(['has(self.endpoints) != has(self.host)']);
+    expect(rules(spec.properties!.pool)).toEqual(['!has(self.maxIdleConnectionsPercent) || self.maxIdleConnectionsPercent <= self.maxConnectionsPercent']);
+    expect(rules(spec.properties!.tls)).toEqual(['!self.requireTLS || has(self.secretName)']);
+  });
+});

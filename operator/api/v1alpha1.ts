@@ -1,0 +1,396 @@
+// dbproxy.io/v1alpha1 DatabaseProxy: the one source of truth for the API's TypeScript types and
+// its OpenAPI schema (descriptions, defaults, validation). operator/crd/generate.ts turns this
+// into the CustomResourceDefinition; the operator's builders read the types.
+import { applyDefaults, s, type InputOf, type JSONSchemaProps, type OutputOf } from './schema.js';
+
+export const GROUP = 'dbproxy.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'DatabaseProxy';
+export const LIST_KIND = 'DatabaseProxyList';
+export const PLURAL = 'databaseproxies';
+export const SINGULAR = 'databaseproxy';
+export const SHORT_NAMES = ['dbp'];
+export const CATEGORIES = ['dbproxy'];
+
+/** Replicas are capped so every pod that may exist at once (surge and terminating pods included) gets a distinct replicaId 0-255. */
+export const MAX_REPLICAS = 100;
+
+// --- shared patterns --------------------------------------------------------------------------
+
+/** A DNS-1123 subdomain: names of Secrets, ServiceAccounts, PriorityClasses. */
+const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+/** A key inside a Secret's data. */
+const SECRET_KEY = '^[-._a-zA-Z0-9]+$';
+/** A duration the proxy understands: digits and one unit, e.g. "500ms", "120s", "30m", "1h". */
+export const DURATION_PATTERN = '^[0-9]+(ms|s|m|h)$';
+/** host:port, host being a DNS name, an IPv4 address, or an IPv6 address in brackets. */
+const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):[0-9]{1,5}$';
+const HOST = '^([0-9a-fA-F:.]*:[0-9a-fA-F:.]*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)$';
+/** A resource.Quantity ("100m", "128Mi", "1.5", "2e3"). */
+const QUANTITY = '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$';
+
+const secretName = (description: string) => s.string({ description, maxLength: 253, pattern: DNS_SUBDOMAIN });
+const stringMap = (description: string) => s.map(s.string({ description: 'The value.', maxLength: 4096 }), { description, maxProperties: 64 });
+
+const secretKeyRef = (description: string, defaultKey: string) =>
+  s.object(
+    {
+      name: secretName('Name of the Secret, in the DatabaseProxy\'s namespace.').required(),
+      key: s
+        .string({ description: `Key inside the Secret. Default "${defaultKey}".`, maxLength: 253, pattern: SECRET_KEY })
+        .default(defaultKey),
+    },
+    { description },
+  );
+
+// --- spec -------------------------------------------------------------------------------------
+
+const target = s
+  .object(
+    {
+      endpoints: s.array(s.string({ description: 'host:port of one database instance.', maxLength: 260, pattern: HOST_PORT }), {
+        description:
+          'Database instances as host:port, e.g. the instances of an Aurora cluster or a primary and its standbys. The proxy health-checks each one and sends traffic to the writer. Set either endpoints or host.',
+        minItems: 1,
+        maxItems: 16,
+        listType: 'set',
+      }),
+      host: s.string({
+        description: 'A single database host name, e.g. an RDS cluster endpoint; it is re-resolved on failover. Set either endpoints or host.',
+        maxLength: 253,
+        pattern: HOST,
+      }),
+      port: s.integer({ description: 'Port of host. Ignored with endpoints. Default 5432.', minimum: 1, maximum: 65535 }).default(5432),
+      database: s
+        .string({ description: 'Database the proxy uses for health checks and for reading max_connections. Default "postgres".', minLength: 1, maxLength: 63 })
+        .default('postgres'),
+    },
+    { description: 'The PostgreSQL database the proxy connects to.' },
+  )
+  .rule('has(self.endpoints) != has(self.host)', 'set exactly one of target.endpoints or target.host');
+
+const user = s.object(
+  {
+    name: s
+      .string({
+        description: 'PostgreSQL user name, as clients send it and as the proxy logs in to the database.',
+        minLength: 1,
+        maxLength: 63,
+        pattern: '^[A-Za-z_][A-Za-z0-9_.@$-]*$',
+      })
+      .required(),
+    passwordSecretRef: secretKeyRef(
+      "Secret key holding this user's password. Clients authenticate with it, and (with backendAuth.password) so does the proxy to the database. Mounted as a file, so a rotated Secret is picked up without a restart.",
+      'password',
+    ).required(),
+  },
+  { description: 'A database user that clients may log in as.' },
+);
+
+const backendAuth = s
+  .object(
+    {
+      password: s.object(
+        {
+          secretName: secretName(
+            'Optional Secret holding database passwords keyed by user name, for when they differ from the client-facing passwords. When omitted, each user\'s passwordSecretRef is used on both sides (the usual case).',
+          ),
+        },
+        { description: 'Log in to the database with passwords.' },
+      ),
+      iam: s.object(
+        {
+          region: s
+            .string({ description: 'AWS region of the RDS or Aurora database, e.g. "eu-west-1".', minLength: 1, maxLength: 32, pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$' })
+            .required(),
+        },
+        { description: 'Log in to the database with RDS IAM authentication tokens, signed with the pod\'s AWS credentials (IRSA: set iam.roleArn).' },
+      ),
+    },
+    { description: 'How the proxy authenticates to the database: exactly one of password or iam. Default: password.' },
+  )
+  .rule('(has(self.password) ? 1 : 0) + (has(self.iam) ? 1 : 0) == 1', 'set exactly one of backendAuth.password or backendAuth.iam');
+
+const clientAuth = s.object(
+  {
+    method: s
+      .enum(['scram-sha-256', 'md5'] as const, { description: 'Password method offered to clients. Default "scram-sha-256".' })
+      .default('scram-sha-256'),
+    iamAuth: s
+      .enum(['DISABLED', 'OPTIONAL', 'REQUIRED'] as const, {
+        description:
+          'IAM authentication of clients (an AWS IAM token or a Kubernetes ServiceAccount token in place of the password): DISABLED, OPTIONAL (passwords or tokens) or REQUIRED (tokens only). Default DISABLED.',
+      })
+      .default('DISABLED'),
+  },
+  { description: 'How clients authenticate to the proxy.' },
+);
+
+const iam = s.object(
+  {
+    roleArn: s.string({
+      description:
+        'ARN of the IAM role the proxy pods assume through IRSA; the operator annotates the ServiceAccount it creates with eks.amazonaws.com/role-arn. Cannot be combined with serviceAccountName.',
+      maxLength: 2048,
+      pattern: '^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+$',
+    }),
+  },
+  { description: 'AWS IAM settings for the proxy pods.' },
+);
+
+const pool = s
+  .object(
+    {
+      maxConnectionsPercent: s
+        .integer({
+          description:
+            "Share of the database's max_connections that all replicas together may use, 1-100. Each pod's share is this budget divided by the number of pods that may exist at once, rolling updates included. Default 90.",
+          minimum: 1,
+          maximum: 100,
+        })
+        .default(90),
+      maxIdleConnectionsPercent: s.integer({
+        description: 'Share of max_connections kept open while idle, 0-100 and at most maxConnectionsPercent. Default: half of maxConnectionsPercent.',
+        minimum: 0,
+        maximum: 100,
+      }),
+      borrowTimeout: s
+        .string({ description: 'How long a client waits for a database connection before it gets an error (SQLSTATE 53300), e.g. "120s". Default "120s".', maxLength: 16, pattern: DURATION_PATTERN })
+        .default('120s'),
+      idleClientTimeout: s
+        .string({ description: 'A client connection idle this long outside a transaction is closed, e.g. "1800s". "0s" disables. Default "1800s".', maxLength: 16, pattern: DURATION_PATTERN })
+        .default('1800s'),
+      initQuery: s.string({ description: 'SQL run on every new database connection before it is lent to a client, e.g. "SET search_path TO app".', maxLength: 4096 }),
+    },
+    { description: 'Connection pool settings, named like RDS Proxy\'s.' },
+  )
+  .rule('!has(self.maxIdleConnectionsPercent) || self.maxIdleConnectionsPercent <= self.maxConnectionsPercent', 'pool.maxIdleConnectionsPercent must not exceed pool.maxConnectionsPercent', {
+    fieldPath: '.maxIdleConnectionsPercent',
+  });
+
+const tls = s
+  .object(
+    {
+      secretName: secretName('kubernetes.io/tls Secret (tls.crt, tls.key) with the certificate the proxy presents to clients; cert-manager friendly, reloaded on change.'),
+      requireTLS: s.boolean({ description: 'Refuse clients that do not use TLS. Needs secretName. Default false.' }).default(false),
+      backend: s.object(
+        {
+          mode: s
+            .enum(['disable', 'require', 'verify-full'] as const, {
+              description: 'TLS to the database: disable, require (encrypt, no certificate check) or verify-full (check the certificate and host name against caSecretRef). Default "verify-full".',
+            })
+            .default('verify-full'),
+          caSecretRef: secretKeyRef('Secret key holding the CA bundle that signs the database certificates (e.g. the RDS global bundle).', 'ca.crt'),
+        },
+        { description: 'TLS between the proxy and the database.' },
+      ),
+    },
+    { description: 'TLS settings. Without them, neither side uses TLS.' },
+  )
+  .rule('!self.requireTLS || has(self.secretName)', 'tls.requireTLS needs tls.secretName', { fieldPath: '.requireTLS' });
+
+const service = s.object(
+  {
+    type: s.enum(['ClusterIP', 'LoadBalancer', 'NodePort'] as const, { description: 'Service type. Default ClusterIP.' }).default('ClusterIP'),
+    port: s.integer({ description: 'Port applications connect to. Default 5432.', minimum: 1, maximum: 65535 }).default(5432),
+    annotations: stringMap('Annotations added to the Service, e.g. for a cloud load balancer.'),
+  },
+  { description: 'The Service applications connect to; it is named like the DatabaseProxy.' },
+);
+
+const resourceList = (description: string) =>
+  s.map(s.intOrString({ description: 'A quantity, e.g. "100m" or "128Mi".', pattern: QUANTITY }), { description, maxProperties: 16 });
+
+const resources = s.object(
+  {
+    limits: resourceList('Maximum compute resources per proxy container, e.g. {cpu: "1", memory: "512Mi"}.'),
+    requests: resourceList('Compute resources reserved per proxy container, e.g. {cpu: "250m", memory: "256Mi"}.'),
+  },
+  { description: 'Compute resources of the proxy container (core/v1 ResourceRequirements).' },
+);
+
+const pod = s.object(
+  {
+    affinity: s.preserved({ description: 'Pod affinity and anti-affinity (core/v1 Affinity).' }),
+    tolerations: s.array(s.preserved({ description: 'A toleration (core/v1 Toleration).' }), {
+      description: 'Tolerations of the proxy pods (core/v1 Toleration list).',
+      maxItems: 64,
+      listType: 'atomic',
+    }),
+    topologySpreadConstraints: s.array(s.preserved({ description: 'A topology spread constraint (core/v1 TopologySpreadConstraint).' }), {
+      description: 'How proxy pods spread over zones and nodes (core/v1 TopologySpreadConstraint list). The operator fills in labelSelector when it is omitted.',
+      maxItems: 16,
+      listType: 'atomic',
+    }),
+    priorityClassName: s.string({ description: 'PriorityClass of the proxy pods.', maxLength: 253, pattern: DNS_SUBDOMAIN }),
+    labels: stringMap('Labels added to the proxy pods (the operator\'s own labels win on conflict).'),
+    annotations: stringMap('Annotations added to the proxy pods.'),
+  },
+  { description: 'Overrides for the proxy pods.' },
+);
+
+export const specSchema = s
+  .object(
+    {
+      replicas: s
+        .integer({ description: `Number of proxy pods, 1-${MAX_REPLICAS}. Default 2. Also settable through the scale subresource (kubectl scale, HorizontalPodAutoscaler).`, minimum: 1, maximum: MAX_REPLICAS })
+        .default(2),
+      image: s.string({ description: "Proxy container image. Default: the operator's own image.", minLength: 1, maxLength: 1024 }),
+      target: target.required(),
+      users: s
+        .array(user, {
+          description: 'Database users clients may log in as, each with its password Secret.',
+          minItems: 1,
+          maxItems: 64,
+          listType: 'map',
+          listMapKeys: ['name'],
+        })
+        .required(),
+      backendAuth: backendAuth.default({ password: {} }),
+      clientAuth: clientAuth.default({}),
+      iam,
+      serviceAccountName: s.string({
+        description: 'Run the proxy pods as this existing ServiceAccount instead of one the operator creates. Cannot be combined with iam.roleArn.',
+        maxLength: 253,
+        pattern: DNS_SUBDOMAIN,
+      }),
+      pool: pool.default({}),
+      tls,
+      service: service.default({}),
+      resources,
+      pod,
+    },
+    { description: 'Desired state of the proxy.' },
+  )
+  .rule('!(has(self.iam) && has(self.iam.roleArn) && has(self.serviceAccountName))', 'set iam.roleArn or serviceAccountName, not both');
+
+// --- status -----------------------------------------------------------------------------------
+
+const CONDITION_TYPE = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$';
+
+/** The standard metav1.Condition shape. */
+export const conditionSchema = s.object(
+  {
+    type: s.string({ description: 'Type of condition in CamelCase: Ready, Available, Progressing, Degraded, TargetReachable.', maxLength: 316, pattern: CONDITION_TYPE }).required(),
+    status: s.enum(['True', 'False', 'Unknown'] as const, { description: 'Status of the condition: True, False or Unknown.' }).required(),
+    observedGeneration: s.integer({ description: 'The .metadata.generation the condition was computed from.', minimum: 0, format: 'int64' }),
+    lastTransitionTime: s.string({ description: 'When the condition last changed status.', format: 'date-time' }).required(),
+    reason: s
+      .string({ description: 'Machine-readable CamelCase reason for the condition\'s last transition.', minLength: 1, maxLength: 1024, pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$' })
+      .required(),
+    message: s.string({ description: 'Human-readable details.', maxLength: 32768 }).required(),
+  },
+  { description: 'A condition (metav1.Condition).' },
+);
+
+const count = (description: string) => s.integer({ description, minimum: 0, format: 'int64' });
+
+export const statusSchema = s.object(
+  {
+    observedGeneration: s.integer({ description: 'The .metadata.generation the operator last acted on.', minimum: 0, format: 'int64' }),
+    conditions: s.array(conditionSchema, {
+      description: 'Ready (summary), Available, Progressing, Degraded and TargetReachable.',
+      maxItems: 16,
+      listType: 'map',
+      listMapKeys: ['type'],
+    }),
+    counts: s.object(
+      {
+        clientConnections: count('Client connections, summed over ready pods.'),
+        databaseConnections: count('Database connections, summed over ready pods.'),
+        borrowed: count('Database connections lent to a client (in a transaction or pinned), summed over ready pods.'),
+        pinned: count('Database connections pinned to one client session, summed over ready pods.'),
+        waiting: count('Clients waiting for a database connection, summed over ready pods.'),
+        borrowTimeouts: count('Clients that gave up waiting for a database connection since their pod started, summed over ready pods.'),
+      },
+      { description: 'Connection counts from the pods\' /stats at the last status update; live numbers are in Prometheus.' },
+    ),
+    writer: s.string({ description: 'host:port of the database writer the proxies last reported.', maxLength: 260 }),
+    targetMaxConnections: s.integer({ description: "The database's max_connections, as the proxies read it.", minimum: 0, format: 'int64' }),
+    poolBudget: s.integer({ description: 'Database connections all proxy pods together may open: floor(max_connections x maxConnectionsPercent / 100).', minimum: 0, format: 'int64' }),
+    poolDivisor: s.integer({ description: 'The number each pod divides the pool budget by: the most pods that may exist at once, rolling updates included.', minimum: 0, format: 'int64' }),
+    endpoint: s.string({ description: 'Where applications connect inside the cluster: <name>.<namespace>.svc:<port>.', maxLength: 512 }),
+    replicas: s.integer({ description: 'Proxy pods that exist (the scale subresource reads it).', minimum: 0, format: 'int32' }),
+    readyReplicas: s.integer({ description: 'Proxy pods that are ready.', minimum: 0, format: 'int32' }),
+    selector: s.string({ description: 'Label selector of the proxy pods, for the scale subresource.', maxLength: 1024 }),
+    lastFailoverTime: s.string({ description: 'When the proxies last saw the writer move to another database instance.', format: 'date-time' }),
+    lastFailoverDuration: s.string({ description: 'How long the last failover left the proxies without a writer, e.g. "12.5s".', maxLength: 32 }),
+  },
+  { description: 'Observed state of the proxy, written by the operator.' },
+);
+
+/** The root schema: apiVersion, kind, metadata, spec, status. */
+export const rootSchema = s
+  .object(
+    {
+      apiVersion: s.string({ description: 'APIVersion defines the versioned schema of this representation of an object.' }),
+      kind: s.string({ description: 'Kind is a string value representing the REST resource this object represents.' }),
+      metadata: s.object(
+        {
+          name: s.string({
+            description: 'Name of the DatabaseProxy: a DNS-1035 label of at most 56 characters, since it names the Service (<name>) and the ConfigMap (<name>-config).',
+            maxLength: 56,
+            pattern: '^[a-z]([-a-z0-9]*[a-z0-9])?$',
+          }),
+        },
+        { description: 'Standard object metadata.' },
+      ),
+      spec: specSchema.required(),
+      status: statusSchema,
+    },
+    {
+      description:
+        'DatabaseProxy runs a PostgreSQL connection-multiplexing proxy (like RDS Proxy) in front of a database: applications connect to <name>.<namespace>.svc as they would to the database.',
+    },
+  );
+
+// --- TypeScript types, derived from the schema --------------------------------------------------
+
+/** The spec as a user writes it. */
+export type DatabaseProxySpecInput = InputOf<typeof specSchema>;
+/** The spec after schema defaulting: what the API server stores and the operator reads. */
+export type DatabaseProxySpec = OutputOf<typeof specSchema>;
+export type DatabaseProxyStatus = OutputOf<typeof statusSchema>;
+export type Condition = OutputOf<typeof conditionSchema>;
+export type ConditionStatus = Condition['status'];
+export type StatusCounts = NonNullable<DatabaseProxyStatus['counts']>;
+export type UserSpec = DatabaseProxySpec['users'][number];
+export type PoolSpec = DatabaseProxySpec['pool'];
+
+export interface ObjectMetaLite {
+  name: string;
+  namespace: string;
+  uid: string;
+  generation?: number;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  creationTimestamp?: string;
+  resourceVersion?: string;
+}
+
+/** A DatabaseProxy as read from the API server (spec defaulted there, or by `withDefaults`). */
+export interface DatabaseProxy {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: ObjectMetaLite;
+  spec: DatabaseProxySpec;
+  status?: DatabaseProxyStatus;
+}
+
+/** A DatabaseProxy as a user writes it (defaults not yet applied). */
+export interface DatabaseProxyInput {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: ObjectMetaLite;
+  spec: DatabaseProxySpecInput;
+  status?: DatabaseProxyStatus;
+}
+
+/** Fills in schema defaults exactly as the API server does, so builders never restate a default. */
+export function withDefaults(dbp: DatabaseProxyInput | DatabaseProxy): DatabaseProxy {
+  return { ...dbp, spec: applyDefaults(dbp.spec, specSchema.json) as DatabaseProxySpec } as DatabaseProxy;
+}
+
+/** The JSON schema of the whole object (the CRD's openAPIV3Schema). */
+export const openAPIV3Schema: JSONSchemaProps = rootSchema.json;

@@ -1,0 +1,200 @@
+import { parseConfigYaml } from '../../proxy/contract/config.js';
+import { exampleProxy } from '../api/fixtures.js';
+import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
+import type { Deployment, PodSpec } from '../k8s/types.js';
+import { buildConfigMap } from './configMap.js';
+import { buildDeployment } from './deployment.js';
+import { MIN_READY_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS } from './poolDivisor.js';
+
+const facts = { defaultImage: 'ghcr.io/example/dbproxy:0.1.0', configHash: 'abc123' };
+const build = (spec: Partial<DatabaseProxySpecInput> = {}, more: { replicas?: number } = {}): Deployment => buildDeployment(exampleProxy(spec), { ...facts, ...more });
+const proxyContainer = (d: Deployment) => d.spec.template.spec.containers[0]!;
+
+/** The checks of the "restricted" Pod Security Standard that apply to what the builder sets. */
+function restrictedViolations(pod: PodSpec): string[] {
+  const out: string[] = [];
+  const allowedVolumes = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+  for (const v of pod.volumes ?? []) for (const k of Object.keys(v)) if (k !== 'name' && !allowedVolumes.includes(k)) out.push(`volume ${v.name}: ${k}`);
+  const podRunAsNonRoot = pod.securityContext?.runAsNonRoot;
+  const podSeccomp = pod.securityContext?.seccompProfile?.type;
+  for (const c of pod.containers) {
+    const sc = c.securityContext ?? {};
+    if (sc.privileged) out.push(`${c.name}: privileged`);
+    if (sc.allowPrivilegeEscalation !== false) out.push(`${c.name}: allowPrivilegeEscalation`);
+    if ((sc.runAsNonRoot ?? podRunAsNonRoot) !== true) out.push(`${c.name}: runAsNonRoot`);
+    if ((sc.runAsUser ?? pod.securityContext?.runAsUser) === 0) out.push(`${c.name}: runAsUser 0`);
+    if (!['RuntimeDefault', 'Localhost'].includes(sc.seccompProfile?.type ?? podSeccomp ?? '')) out.push(`${c.name}: seccompProfile`);
+    if (!sc.capabilities?.drop?.includes('ALL')) out.push(`${c.name}: capabilities not dropped`);
+    for (const cap of sc.capabilities?.add ?? []) if (cap !== 'NET_BIND_SERVICE') out.push(`${c.name}: adds ${cap}`);
+  }
+  return out;
+}
+
+describe('buildDeployment', () => {
+  test.each<[string, Partial<DatabaseProxySpecInput>]>([
+    ['defaults', {}],
+    ['everything set', {
+      tls: { secretName: 'orders-tls', requireTLS: true, backend: { mode: 'verify-full', caSecretRef: { name: 'rds-ca' } } },
+      backendAuth: { password: { secretName: 'db-passwords' } },
+      resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } },
+      pod: { priorityClassName: 'high', tolerations: [{ key: 'dedicated', operator: 'Exists' }] },
+    }],
+  ])('restricted Pod Security, read-only root, non-root (%s)', (_name, spec) => {
+    const d = build(spec);
+    const pod = d.spec.template.spec;
+    expect(restrictedViolations(pod)).toEqual([]);
+    expect(proxyContainer(d).securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.automountServiceAccountToken).toBe(false);
+    for (const m of proxyContainer(d).volumeMounts ?? []) if (m.name !== 'tmp') expect({ m: m.name, readOnly: m.readOnly }).toEqual({ m: m.name, readOnly: true });
+  });
+
+  test('command, ports, probes, drain', () => {
+    const d = build();
+    const c = proxyContainer(d);
+    expect(c.image).toBe('ghcr.io/example/dbproxy:0.1.0');
+    expect(c.args).toEqual(['proxy', '--config', '/etc/dbproxy/config.yaml']);
+    expect(c.ports).toEqual([
+      { name: 'postgres', containerPort: 5432, protocol: 'TCP' },
+      { name: 'admin', containerPort: 9090, protocol: 'TCP' },
+    ]);
+    expect(c.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'admin' });
+    expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'admin' });
+    expect(c.startupProbe?.httpGet).toEqual({ path: '/healthz', port: 'admin' });
+    expect(c.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThan(0);
+    expect(d.spec.template.spec.terminationGracePeriodSeconds).toBe(TERMINATION_GRACE_PERIOD_SECONDS);
+    // the proxy's drain (shutdownGracePeriod) fits in the grace period after the preStop sleep
+    const cfg = parseConfigYaml(buildConfigMap(exampleProxy(), { poolDivisor: 3 }).configMap.data['config.yaml']!);
+    expect(c.lifecycle!.preStop!.sleep!.seconds + cfg.shutdownGracePeriod / 1000).toBeLessThan(TERMINATION_GRACE_PERIOD_SECONDS);
+  });
+
+  test('spec.image wins over the default image', () => {
+    expect(proxyContainer(build({ image: 'registry.local/dbproxy:dev' })).image).toBe('registry.local/dbproxy:dev');
+  });
+
+  test.each([
+    [{}, 2, { maxSurge: 0, maxUnavailable: 1 }],
+    [{ replicas: 1 }, 1, { maxSurge: 1, maxUnavailable: 0 }],
+    [{ replicas: 5 }, 5, { maxSurge: 0, maxUnavailable: 1 }],
+  ])('replicas and rollout strategy: %j', (spec, replicas, rollingUpdate) => {
+    const d = build(spec);
+    expect(d.spec.replicas).toBe(replicas);
+    expect(d.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate });
+    expect(d.spec.minReadySeconds).toBe(MIN_READY_SECONDS);
+  });
+
+  test('replicas held back by the scale-up gate', () => {
+    const d = build({ replicas: 6 }, { replicas: 3 });
+    expect(d.spec.replicas).toBe(3);
+  });
+
+  test('config hash on the pod template; pod labels and annotations merged, selector labels win', () => {
+    const d = build({ pod: { labels: { team: 'orders', 'app.kubernetes.io/name': 'evil' }, annotations: { 'prometheus.io/scrape': 'true' } } });
+    expect(d.spec.selector).toEqual({ matchLabels: { 'app.kubernetes.io/name': 'dbproxy', 'app.kubernetes.io/instance': 'orders' } });
+    expect(d.spec.template.metadata.labels).toEqual({
+      team: 'orders',
+      'app.kubernetes.io/name': 'dbproxy',
+      'app.kubernetes.io/instance': 'orders',
+      'app.kubernetes.io/component': 'proxy',
+      'app.kubernetes.io/managed-by': 'dbproxy-operator',
+    });
+    expect(d.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'dbproxy.io/config-hash': 'abc123' });
+    expect(d.metadata.ownerReferences?.[0]).toMatchObject({ apiVersion: 'dbproxy.io/v1alpha1', kind: 'DatabaseProxy', controller: true, blockOwnerDeletion: true });
+  });
+
+  test('every passwordFile in the rendered config is a file the Deployment mounts (projected from the Secret key)', () => {
+    const dbp = exampleProxy({
+      users: [
+        { name: 'app', passwordSecretRef: { name: 'orders-app' } },
+        { name: 'batch', passwordSecretRef: { name: 'orders-app', key: 'batch' } },
+        { name: 'report', passwordSecretRef: { name: 'orders-report', key: 'pw' } },
+      ],
+    });
+    const cfg = parseConfigYaml(buildConfigMap(dbp, { poolDivisor: 3 }).configMap.data['config.yaml']!);
+    const d = buildDeployment(dbp, facts);
+    const pod = d.spec.template.spec;
+    const mount = proxyContainer(d).volumeMounts!.find((m) => m.name === 'users')!;
+    const vol = pod.volumes!.find((v) => v.name === 'users')!;
+    const files = vol.projected!.sources.flatMap((s) => s.secret!.items!.map((i) => ({ file: `${mount.mountPath}/${i.path}`, secret: s.secret!.name, key: i.key })));
+    expect(files).toEqual([
+      { file: '/var/run/secrets/dbproxy/users/app/password', secret: 'orders-app', key: 'password' },
+      { file: '/var/run/secrets/dbproxy/users/batch/password', secret: 'orders-app', key: 'batch' },
+      { file: '/var/run/secrets/dbproxy/users/report/password', secret: 'orders-report', key: 'pw' },
+    ]);
+    expect(cfg.users.map((u) => u.passwordFile)).toEqual(files.map((f) => f.file));
+    // the config file itself: a ConfigMap directory mount (not subPath), so kubelet refreshes it in place
+    const cfgMount = proxyContainer(d).volumeMounts!.find((m) => m.name === 'config')!;
+    expect(`${cfgMount.mountPath}/config.yaml`).toBe('/etc/dbproxy/config.yaml');
+    expect(pod.volumes!.find((v) => v.name === 'config')!.configMap!.name).toBe('orders-config');
+    expect(vol.projected!.defaultMode).toBe(0o440);
+    expect(pod.securityContext?.fsGroup).toBe(pod.securityContext?.runAsGroup);
+  });
+
+  test.each<[string, Partial<DatabaseProxySpecInput>, string[]]>([
+    ['no TLS', {}, ['config', 'users', 'tmp']],
+    ['client TLS', { tls: { secretName: 'orders-tls' } }, ['config', 'users', 'tls', 'tmp']],
+    ['backend CA', { tls: { backend: { caSecretRef: { name: 'rds-ca' } } } }, ['config', 'users', 'backend-ca', 'tmp']],
+    ['separate database passwords', { backendAuth: { password: { secretName: 'db-pw' } } }, ['config', 'users', 'backend-passwords', 'tmp']],
+  ])('volumes: %s', (_name, spec, names) => {
+    const d = build(spec);
+    expect(d.spec.template.spec.volumes!.map((v) => v.name)).toEqual(names);
+    expect(proxyContainer(d).volumeMounts!.map((m) => m.name)).toEqual(names);
+  });
+
+  test('backend CA key is projected as ca.crt', () => {
+    const d = build({ tls: { backend: { caSecretRef: { name: 'rds-ca', key: 'global-bundle.pem' } } } });
+    expect(d.spec.template.spec.volumes!.find((v) => v.name === 'backend-ca')!.secret).toEqual({ secretName: 'rds-ca', defaultMode: 0o440, items: [{ key: 'global-bundle.pem', path: 'ca.crt' }] });
+  });
+
+  test('service account: the operator\'s, or the user\'s own', () => {
+    expect(build().spec.template.spec.serviceAccountName).toBe('orders');
+    expect(build({ serviceAccountName: 'shared' }).spec.template.spec.serviceAccountName).toBe('shared');
+  });
+
+  test('env: pod identity from the downward API; AWS_REGION for IAM backend auth', () => {
+    expect(proxyContainer(build()).env!.map((e) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE', 'POD_IP']);
+    const iamEnv = proxyContainer(build({ backendAuth: { iam: { region: 'eu-west-1' } } })).env!;
+    expect(iamEnv.find((e) => e.name === 'AWS_REGION')).toEqual({ name: 'AWS_REGION', value: 'eu-west-1' });
+  });
+
+  test('resources and pod overrides pass through', () => {
+    const affinity = { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['db'] }] }] } } };
+    const d = build({
+      resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } },
+      pod: {
+        affinity,
+        tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'db', effect: 'NoSchedule' }],
+        topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule' }],
+        priorityClassName: 'system-cluster-critical',
+      },
+    });
+    const pod = d.spec.template.spec;
+    expect(proxyContainer(d).resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } });
+    expect(pod.affinity).toEqual(affinity);
+    expect(pod.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'db', effect: 'NoSchedule' }]);
+    expect(pod.topologySpreadConstraints).toEqual([
+      {
+        maxSkew: 1,
+        topologyKey: 'topology.kubernetes.io/zone',
+        whenUnsatisfiable: 'DoNotSchedule',
+        labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'dbproxy', 'app.kubernetes.io/instance': 'orders' } },
+      },
+    ]);
+    expect(pod.priorityClassName).toBe('system-cluster-critical');
+  });
+
+  test('defaults: no resources, a soft spread over nodes', () => {
+    const d = build();
+    expect(proxyContainer(d).resources).toBeUndefined();
+    expect(d.spec.template.spec.topologySpreadConstraints).toEqual([
+      { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'dbproxy', 'app.kubernetes.io/instance': 'orders' } } },
+    ]);
+  });
+
+  test('the builder does not share or modify the spec it reads', () => {
+    const dbp = exampleProxy({ pod: { affinity: { a: { b: 1 } } } });
+    const before = JSON.stringify(dbp);
+    const d = buildDeployment(dbp, facts);
+    (d.spec.template.spec.affinity as { a: { b: number } }).a.b = 2;
+    expect(JSON.stringify(dbp)).toBe(before);
+  });
+});

@@ -1,0 +1,170 @@
+// The proxy Deployment: restricted Pod Security, probes on the admin port, a graceful drain, the
+// config hash on the pod template (a config change rolls the pods), Secrets mounted as files (a
+// rotated Secret is picked up in place, no restart), and the rolling-update strategy that the pool
+// budget rule (poolDivisor.ts) counts on. Pure.
+import type { DatabaseProxy } from '../api/v1alpha1.js';
+import type { Container, Deployment, EnvVar, KeyToPath, PodSpec, Volume, VolumeMount } from '../k8s/types.js';
+import {
+  ADMIN_PORT,
+  CONFIG_HASH_ANNOTATION,
+  CONTAINER_NAME,
+  POSTGRES_PORT,
+  childMeta,
+  childNames,
+  commonLabels,
+  paths,
+  podServiceAccountName,
+  selectorLabels,
+} from './common.js';
+import { MIN_READY_SECONDS, PRESTOP_SLEEP_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS, rolloutStrategy } from './poolDivisor.js';
+
+export interface DeploymentFacts {
+  /** Image when spec.image is not set: the operator's own. */
+  defaultImage: string;
+  /** From buildConfigMap: rolls the pods when the config changes. */
+  configHash: string;
+  /** Replicas to apply now (replicasToApply); defaults to spec.replicas. */
+  replicas?: number;
+}
+
+/** The unprivileged user and group of the proxy (the distroless "nonroot" ids). */
+export const RUN_AS_USER = 65532;
+/** Secret files: readable by the pod's group (fsGroup) only. */
+const SECRET_FILE_MODE = 0o440;
+
+function volumes(dbp: DatabaseProxy): { volumes: Volume[]; mounts: VolumeMount[] } {
+  const { spec } = dbp;
+  const vols: Volume[] = [
+    { name: 'config', configMap: { name: childNames(dbp).configMap, items: [{ key: paths.configKey, path: paths.configKey }] } },
+  ];
+  const mounts: VolumeMount[] = [{ name: 'config', mountPath: paths.configDir, readOnly: true }];
+
+  // One projected volume for every user's password: <user>/password, one source per Secret.
+  const bySecret = new Map<string, KeyToPath[]>();
+  for (const u of spec.users) {
+    const items = bySecret.get(u.passwordSecretRef.name) ?? [];
+    items.push({ key: u.passwordSecretRef.key, path: `${u.name}/password` });
+    bySecret.set(u.passwordSecretRef.name, items);
+  }
+  vols.push({
+    name: 'users',
+    projected: { defaultMode: SECRET_FILE_MODE, sources: [...bySecret].map(([name, items]) => ({ secret: { name, items } })) },
+  });
+  mounts.push({ name: 'users', mountPath: paths.usersDir, readOnly: true });
+
+  if (spec.tls?.secretName) {
+    vols.push({
+      name: 'tls',
+      secret: { secretName: spec.tls.secretName, defaultMode: SECRET_FILE_MODE, items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] },
+    });
+    mounts.push({ name: 'tls', mountPath: paths.tlsDir, readOnly: true });
+  }
+  const ca = spec.tls?.backend?.caSecretRef;
+  if (ca) {
+    vols.push({ name: 'backend-ca', secret: { secretName: ca.name, defaultMode: SECRET_FILE_MODE, items: [{ key: ca.key, path: 'ca.crt' }] } });
+    mounts.push({ name: 'backend-ca', mountPath: paths.backendCaDir, readOnly: true });
+  }
+  const backendPasswords = spec.backendAuth.password?.secretName;
+  if (backendPasswords) {
+    vols.push({ name: 'backend-passwords', secret: { secretName: backendPasswords, defaultMode: SECRET_FILE_MODE } });
+    mounts.push({ name: 'backend-passwords', mountPath: paths.backendPasswordsDir, readOnly: true });
+  }
+  // The root filesystem is read-only; give the runtime a small scratch directory.
+  vols.push({ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } });
+  mounts.push({ name: 'tmp', mountPath: paths.tmpDir });
+  return { volumes: vols, mounts };
+}
+
+function env(dbp: DatabaseProxy): EnvVar[] {
+  const fromField = (name: string, fieldPath: string): EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+  const out: EnvVar[] = [fromField('POD_NAME', 'metadata.name'), fromField('POD_NAMESPACE', 'metadata.namespace'), fromField('POD_IP', 'status.podIP')];
+  const region = dbp.spec.backendAuth.iam?.region;
+  if (region) out.push({ name: 'AWS_REGION', value: region });
+  return out;
+}
+
+function container(dbp: DatabaseProxy, facts: DeploymentFacts, mounts: VolumeMount[]): Container {
+  const c: Container = {
+    name: CONTAINER_NAME,
+    image: dbp.spec.image ?? facts.defaultImage,
+    args: ['proxy', '--config', paths.configFile],
+    env: env(dbp),
+    ports: [
+      { name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' },
+      { name: 'admin', containerPort: ADMIN_PORT, protocol: 'TCP' },
+    ],
+    volumeMounts: mounts,
+    startupProbe: { httpGet: { path: '/healthz', port: 'admin' }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 30 },
+    livenessProbe: { httpGet: { path: '/healthz', port: 'admin' }, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 3 },
+    readinessProbe: { httpGet: { path: '/readyz', port: 'admin' }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 2 },
+    // Give endpoint controllers time to take the pod out of the Service before SIGTERM; the proxy
+    // then stops accepting, lets transactions finish and closes clients between transactions.
+    lifecycle: { preStop: { sleep: { seconds: PRESTOP_SLEEP_SECONDS } } },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUN_AS_USER,
+      runAsGroup: RUN_AS_USER,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  const res = dbp.spec.resources;
+  if (res && (res.limits || res.requests)) c.resources = { ...(res.limits ? { limits: { ...res.limits } } : {}), ...(res.requests ? { requests: { ...res.requests } } : {}) };
+  return c;
+}
+
+function podSpec(dbp: DatabaseProxy, facts: DeploymentFacts): PodSpec {
+  const { volumes: vols, mounts } = volumes(dbp);
+  const pod = dbp.spec.pod;
+  const spec: PodSpec = {
+    serviceAccountName: podServiceAccountName(dbp),
+    // The proxy does not call the Kubernetes API. (IRSA's webhook projects its own AWS token.)
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    securityContext: { runAsNonRoot: true, runAsUser: RUN_AS_USER, runAsGroup: RUN_AS_USER, fsGroup: RUN_AS_USER, seccompProfile: { type: 'RuntimeDefault' } },
+    containers: [container(dbp, facts, mounts)],
+    volumes: vols,
+    terminationGracePeriodSeconds: TERMINATION_GRACE_PERIOD_SECONDS,
+  };
+  if (pod?.affinity) spec.affinity = structuredClone(pod.affinity);
+  if (pod?.tolerations) spec.tolerations = structuredClone(pod.tolerations);
+  const selector = { matchLabels: selectorLabels(dbp) };
+  spec.topologySpreadConstraints = pod?.topologySpreadConstraints
+    ? pod.topologySpreadConstraints.map((c) => ({ ...structuredClone(c), labelSelector: c.labelSelector ?? selector }))
+    : [
+        // Spread over nodes when possible; never block scheduling for it.
+        { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector },
+      ];
+  if (pod?.priorityClassName) spec.priorityClassName = pod.priorityClassName;
+  return spec;
+}
+
+export function buildDeployment(dbp: DatabaseProxy, facts: DeploymentFacts): Deployment {
+  const replicas = facts.replicas ?? dbp.spec.replicas;
+  const pod = dbp.spec.pod;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: childMeta(dbp, childNames(dbp).deployment),
+    spec: {
+      replicas,
+      selector: { matchLabels: selectorLabels(dbp) },
+      // At least the grace period: the pool budget rule needs it (see poolDivisor.ts).
+      minReadySeconds: MIN_READY_SECONDS,
+      revisionHistoryLimit: 5,
+      strategy: { type: 'RollingUpdate', rollingUpdate: rolloutStrategy(replicas) },
+      template: {
+        metadata: {
+          // The operator's labels win: they select the pods.
+          labels: { ...(pod?.labels ?? {}), ...commonLabels(dbp) },
+          annotations: { ...(pod?.annotations ?? {}), [CONFIG_HASH_ANNOTATION]: facts.configHash },
+        },
+        spec: podSpec(dbp, facts),
+      },
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// Desired children of a DatabaseProxy: pure functions of (spec, observed facts). The reconciler
+// applies them with server-side apply (one field manager), ConfigMap before Deployment.
+import type { DatabaseProxy } from '../api/v1alpha1.js';
+import type { ConfigMap, Deployment, PodDisruptionBudget, Service, ServiceAccount } from '../k8s/types.js';
+import { buildConfigMap } from './configMap.js';
+import { buildDeployment } from './deployment.js';
+import { buildPodDisruptionBudget } from './podDisruptionBudget.js';
+import { buildService } from './service.js';
+import { buildServiceAccount } from './serviceAccount.js';
+
+export * from './common.js';
+export { buildConfigMap, renderProxyConfig, hostPort, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
+export { buildDeployment, RUN_AS_USER, type DeploymentFacts } from './deployment.js';
+export { buildPodDisruptionBudget } from './podDisruptionBudget.js';
+export { buildService, serviceEndpoint } from './service.js';
+export { buildServiceAccount } from './serviceAccount.js';
+export * from './poolDivisor.js';
+
+export interface ChildFacts {
+  /** The image when spec.image is unset (the operator's own). */
+  defaultImage: string;
+  /** poolDivisor(...).divisor */
+  poolDivisor: number;
+  /** replicasToApply(...).replicas; defaults to spec.replicas. */
+  replicas?: number;
+}
+
+export interface DesiredChildren {
+  /** Undefined when spec.serviceAccountName names the user's own (delete one the operator made earlier). */
+  serviceAccount?: ServiceAccount;
+  configMap: ConfigMap;
+  deployment: Deployment;
+  service: Service;
+  podDisruptionBudget: PodDisruptionBudget;
+  configHash: string;
+  /** Spec fields the proxy cannot honour yet; non-empty means: do not roll out, report UnsupportedSpec. */
+  unsupported: string[];
+}
+
+export function desiredChildren(dbp: DatabaseProxy, facts: ChildFacts): DesiredChildren {
+  const cm = buildConfigMap(dbp, { poolDivisor: facts.poolDivisor });
+  const children: DesiredChildren = {
+    configMap: cm.configMap,
+    deployment: buildDeployment(dbp, { defaultImage: facts.defaultImage, configHash: cm.hash, ...(facts.replicas !== undefined ? { replicas: facts.replicas } : {}) }),
+    service: buildService(dbp),
+    podDisruptionBudget: buildPodDisruptionBudget(dbp),
+    configHash: cm.hash,
+    unsupported: cm.unsupported,
+  };
+  const sa = buildServiceAccount(dbp);
+  if (sa) children.serviceAccount = sa;
+  return children;
+}

@@ -1,0 +1,28 @@
+import { exampleProxy } from '../api/fixtures.js';
+import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
+import { buildService, serviceEndpoint } from './service.js';
+
+describe('buildService', () => {
+  test.each<[string, Partial<DatabaseProxySpecInput>, { type: string; port: number; annotations?: Record<string, string>; endpoint: string }]>([
+    ['defaults: ClusterIP on 5432', {}, { type: 'ClusterIP', port: 5432, endpoint: 'orders.shop.svc:5432' }],
+    [
+      'LoadBalancer with annotations',
+      { service: { type: 'LoadBalancer', annotations: { 'service.beta.kubernetes.io/aws-load-balancer-internal': 'true' } } },
+      { type: 'LoadBalancer', port: 5432, annotations: { 'service.beta.kubernetes.io/aws-load-balancer-internal': 'true' }, endpoint: 'orders.shop.svc:5432' },
+    ],
+    ['another port', { service: { port: 6432 } }, { type: 'ClusterIP', port: 6432, endpoint: 'orders.shop.svc:6432' }],
+    ['NodePort', { service: { type: 'NodePort' } }, { type: 'NodePort', port: 5432, endpoint: 'orders.shop.svc:5432' }],
+  ])('%s', (_name, spec, expected) => {
+    const dbp = exampleProxy(spec);
+    const svc = buildService(dbp);
+    expect(svc.metadata.name).toBe('orders');
+    expect(svc.metadata.annotations).toEqual(expected.annotations);
+    expect(svc.spec).toEqual({
+      type: expected.type,
+      selector: { 'app.kubernetes.io/name': 'dbproxy', 'app.kubernetes.io/instance': 'orders' },
+      ports: [{ name: 'postgres', port: expected.port, targetPort: 5432, protocol: 'TCP' }],
+    });
+    expect(svc.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'DatabaseProxy', name: 'orders', controller: true, blockOwnerDeletion: true });
+    expect(serviceEndpoint(dbp)).toBe(expected.endpoint);
+  });
+});

@@ -1,0 +1,331 @@
+import type { ProxyStats } from '../../proxy/contract/stats.js';
+import { exampleProxy } from '../api/fixtures.js';
+import { statusSchema, type Condition, type DatabaseProxyStatus } from '../api/v1alpha1.js';
+import { validate } from '../api/schema.js';
+import type { DeploymentStatus } from '../k8s/types.js';
+import {
+  camelCase,
+  computeStatus,
+  formatTime,
+  isUrgentChange,
+  shouldWrite,
+  statusChanged,
+  writeDelayMs,
+  type ObservedDeployment,
+  type PodStats,
+  type StatusInput,
+} from './status.js';
+
+const T0 = new Date('2025-01-01T10:00:00.000Z');
+const T1 = new Date('2025-01-01T10:00:30.000Z');
+
+function stats(over: Partial<ProxyStats> = {}): ProxyStats {
+  return {
+    version: 1,
+    replicaId: 0,
+    ready: true,
+    paused: false,
+    shuttingDown: false,
+    clientConnections: 0,
+    databaseConnections: 0,
+    borrowed: 0,
+    pinned: 0,
+    idle: 0,
+    waiting: 0,
+    borrowTimeouts: 0,
+    pinsByReason: {},
+    pool: { budget: 30, maxDatabaseConnections: 29, targetMaxConnections: 100, maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas: 3 },
+    writer: 'db-1:5432',
+    targets: [{ endpoint: 'db-1:5432', state: 'AVAILABLE', role: 'writer', maxConnections: 100 }],
+    ...over,
+  };
+}
+
+const pod = (name: string, over: Partial<ProxyStats> = {}, ready = true): PodStats => ({ pod: name, ready, stats: stats(over) });
+
+function deployment(status: Partial<DeploymentStatus>, specReplicas = 2, generation = 1): ObservedDeployment {
+  return { generation, specReplicas, status: { observedGeneration: generation, ...status } };
+}
+const healthy = (r = 2) =>
+  deployment({ replicas: r, updatedReplicas: r, readyReplicas: r, availableReplicas: r, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, r);
+const unreachable = (reason = 'AUTH_FAILURE'): Partial<ProxyStats> => ({
+  writer: null,
+  targets: [{ endpoint: 'db-1:5432', state: 'UNAVAILABLE', reason, role: 'unknown', maxConnections: null }],
+});
+
+const proxy = exampleProxy({}, { generation: 4 });
+const input = (over: Partial<StatusInput>): StatusInput => ({ proxy, stats: [], now: T0, poolDivisor: 3, ...over });
+const cond = (s: DatabaseProxyStatus, type: string): Condition => s.conditions!.find((c) => c.type === type)!;
+type Expect = Record<string, [Condition['status'], string]>;
+const summary = (s: DatabaseProxyStatus): Expect => Object.fromEntries(s.conditions!.map((c) => [c.type, [c.status, c.reason]]));
+
+describe('computeStatus conditions', () => {
+  test.each<[string, Partial<StatusInput>, Expect]>([
+    [
+      'no Deployment yet',
+      {},
+      {
+        Ready: ['False', 'DeploymentNotFound'],
+        Available: ['False', 'DeploymentNotFound'],
+        Progressing: ['True', 'Creating'],
+        Degraded: ['False', 'AsExpected'],
+        TargetReachable: ['Unknown', 'NoStats'],
+      },
+    ],
+    [
+      'pods starting',
+      { deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 0, availableReplicas: 0 }) },
+      {
+        Ready: ['False', 'NoReplicasReady'],
+        Available: ['False', 'NoReplicasReady'],
+        Progressing: ['True', 'WaitingForPods'],
+        Degraded: ['False', 'AsExpected'],
+        TargetReachable: ['Unknown', 'NoStats'],
+      },
+    ],
+    [
+      'healthy',
+      { deployment: healthy(), stats: [pod('a'), pod('b')] },
+      {
+        Ready: ['True', 'ProxyReady'],
+        Available: ['True', 'ReplicasReady'],
+        Progressing: ['False', 'RolloutComplete'],
+        Degraded: ['False', 'AsExpected'],
+        TargetReachable: ['True', 'WriterAvailable'],
+      },
+    ],
+    [
+      'rolling update',
+      { deployment: deployment({ replicas: 2, updatedReplicas: 1, readyReplicas: 2, availableReplicas: 1, terminatingReplicas: 1 }, 2, 2), stats: [pod('a'), pod('b')] },
+      {
+        Ready: ['False', 'RollingOut'],
+        Available: ['True', 'ReplicasReady'],
+        Progressing: ['True', 'RollingOut'],
+        Degraded: ['False', 'AsExpected'],
+        TargetReachable: ['True', 'WriterAvailable'],
+      },
+    ],
+    [
+      'Deployment controller has not seen the new template yet',
+      { deployment: { generation: 3, specReplicas: 2, status: { observedGeneration: 2, replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2 } }, stats: [pod('a'), pod('b')] },
+      { Ready: ['False', 'RollingOut'], Available: ['True', 'ReplicasReady'], Progressing: ['True', 'RollingOut'], Degraded: ['False', 'AsExpected'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+    [
+      'scale-up held back until pods shrink their pools',
+      { deployment: healthy(), stats: [pod('a'), pod('b')], scaleWaiting: '2 pod(s) still use a smaller divisor than 5', proxy: exampleProxy({ replicas: 4 }, { generation: 5 }) },
+      {
+        Ready: ['False', 'WaitingForPoolShrink'],
+        Available: ['True', 'ReplicasReady'],
+        Progressing: ['True', 'WaitingForPoolShrink'],
+        Degraded: ['False', 'AsExpected'],
+        TargetReachable: ['True', 'WriterAvailable'],
+      },
+    ],
+    [
+      'scaling down',
+      { deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2, terminatingReplicas: 2 }), stats: [pod('a'), pod('b')] },
+      { Ready: ['False', 'ScalingDown'], Available: ['True', 'ReplicasReady'], Progressing: ['True', 'ScalingDown'], Degraded: ['False', 'AsExpected'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+    [
+      'database unreachable: pods not ready, their /stats still read',
+      { deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 0, availableReplicas: 0 }), stats: [pod('a', unreachable(), false), pod('b', unreachable(), false)] },
+      {
+        Ready: ['False', 'TargetUnreachable'],
+        Available: ['False', 'NoReplicasReady'],
+        Progressing: ['True', 'WaitingForPods'],
+        Degraded: ['True', 'TargetUnreachable'],
+        TargetReachable: ['False', 'AuthFailure'],
+      },
+    ],
+    [
+      'writer reachable from some pods only',
+      { deployment: healthy(), stats: [pod('a'), pod('b', unreachable('UNREACHABLE'))] },
+      {
+        Ready: ['False', 'TargetUnreachableFromSomePods'],
+        Available: ['True', 'ReplicasReady'],
+        Progressing: ['False', 'RolloutComplete'],
+        Degraded: ['True', 'TargetUnreachableFromSomePods'],
+        TargetReachable: ['True', 'WriterReachableFromSomePods'],
+      },
+    ],
+    [
+      'a pod failed after the rollout',
+      {
+        deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 1, availableReplicas: 1, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }),
+        stats: [pod('a')],
+      },
+      { Ready: ['False', 'ReplicasUnavailable'], Available: ['True', 'ReplicasReady'], Progressing: ['False', 'RolloutComplete'], Degraded: ['True', 'ReplicasUnavailable'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+    [
+      'progress deadline exceeded',
+      {
+        deployment: deployment({
+          replicas: 3,
+          updatedReplicas: 1,
+          readyReplicas: 2,
+          availableReplicas: 2,
+          conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet "orders-7d9" has timed out progressing.' }],
+        }),
+        stats: [pod('a'), pod('b')],
+      },
+      {
+        Ready: ['False', 'ProgressDeadlineExceeded'],
+        Available: ['True', 'ReplicasReady'],
+        Progressing: ['False', 'ProgressDeadlineExceeded'],
+        Degraded: ['True', 'ProgressDeadlineExceeded'],
+        TargetReachable: ['True', 'WriterAvailable'],
+      },
+    ],
+    [
+      'spec the proxy cannot honour',
+      { deployment: healthy(), stats: [pod('a'), pod('b')], problems: ['spec.tls.secretName/requireTLS: the proxy cannot terminate client TLS yet'] },
+      { Ready: ['False', 'UnsupportedSpec'], Available: ['True', 'ReplicasReady'], Progressing: ['False', 'RolloutComplete'], Degraded: ['True', 'UnsupportedSpec'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+    [
+      '/stats unreadable',
+      { deployment: healthy(), stats: [], statsErrors: 2 },
+      { Ready: ['False', 'StatsUnavailable'], Available: ['True', 'ReplicasReady'], Progressing: ['False', 'RolloutComplete'], Degraded: ['False', 'AsExpected'], TargetReachable: ['Unknown', 'StatsUnavailable'] },
+    ],
+    [
+      '/stats unreadable from one pod',
+      { deployment: healthy(), stats: [pod('a')], statsErrors: 1 },
+      { Ready: ['False', 'StatsUnavailable'], Available: ['True', 'ReplicasReady'], Progressing: ['False', 'RolloutComplete'], Degraded: ['True', 'StatsUnavailable'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+  ])('%s', (_name, over, expected) => {
+    const s = computeStatus(input(over));
+    expect(summary(s)).toEqual(expected);
+    expect(validate(s, statusSchema.json)).toEqual([]);
+    for (const c of s.conditions!) expect(c.observedGeneration).toBe(over.proxy?.metadata.generation ?? 4);
+  });
+
+  test('pool budget smaller than the divisor is Degraded', () => {
+    const s = computeStatus(input({ deployment: healthy(), stats: [pod('a', { pool: { ...stats().pool, targetMaxConnections: 3 } })], poolDivisor: 3 }));
+    expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'PoolBudgetTooSmall' });
+    expect(cond(s, 'Degraded').message).toBe('pool budget 2 (max_connections 3 x 90%) is smaller than the 3 pods it is divided over');
+    expect(s.poolBudget).toBe(2);
+  });
+});
+
+describe('computeStatus fields', () => {
+  test('counts summed over ready pods; messages state the borrowed and pinned counts', () => {
+    const s = computeStatus(
+      input({
+        deployment: healthy(),
+        stats: [
+          pod('a', { clientConnections: 20, databaseConnections: 5, borrowed: 3, pinned: 1, waiting: 0, borrowTimeouts: 2 }),
+          pod('b', { clientConnections: 17, databaseConnections: 4, borrowed: 1, pinned: 0, waiting: 1, borrowTimeouts: 0 }),
+          pod('c', { clientConnections: 99, borrowed: 9 }, false), // not ready: not counted
+        ],
+      }),
+    );
+    expect(s.counts).toEqual({ clientConnections: 37, databaseConnections: 9, borrowed: 4, pinned: 1, waiting: 1, borrowTimeouts: 2 });
+    expect(cond(s, 'Ready').message).toBe('2/2 replicas ready; writer db-1:5432; 37 clients, 4 borrowed, 1 pinned, 1 waiting');
+    expect(cond(s, 'Available').message).toBe('2/2 replicas ready; 37 clients, 4 borrowed, 1 pinned, 1 waiting');
+  });
+
+  test('writer, pool numbers, endpoint, replicas, selector, observedGeneration', () => {
+    const s = computeStatus(input({ deployment: healthy(), stats: [pod('a'), pod('b')], poolDivisor: 3 }));
+    expect(s).toMatchObject({
+      observedGeneration: 4,
+      writer: 'db-1:5432',
+      targetMaxConnections: 100,
+      poolBudget: 90,
+      poolDivisor: 3,
+      endpoint: 'orders.shop.svc:5432',
+      replicas: 2,
+      readyReplicas: 2,
+      selector: 'app.kubernetes.io/name=dbproxy,app.kubernetes.io/instance=orders',
+    });
+    expect(s.lastFailoverTime).toBeUndefined();
+  });
+
+  test('the writer most pods report wins; the last known writer stays while none is reported', () => {
+    const s = computeStatus(input({ deployment: healthy(3), stats: [pod('a', { writer: 'db-2:5432' }), pod('b', { writer: 'db-2:5432' }), pod('c')] }));
+    expect(s.writer).toBe('db-2:5432');
+    const down = computeStatus(input({ deployment: healthy(), stats: [pod('a', unreachable())], previous: s }));
+    expect(down.writer).toBe('db-2:5432');
+    expect(cond(down, 'TargetReachable').message).toBe('no pod has a writer: db-1:5432 UNAVAILABLE (AUTH_FAILURE)');
+  });
+
+  test('lastTransitionTime moves only when a condition changes status', () => {
+    const first = computeStatus(input({ deployment: healthy(), stats: [pod('a'), pod('b')], now: T0 }));
+    const again = computeStatus(input({ deployment: healthy(), stats: [pod('a', { clientConnections: 5 }), pod('b')], previous: first, now: T1 }));
+    expect(cond(again, 'Ready').lastTransitionTime).toBe('2025-01-01T10:00:00Z');
+    expect(cond(again, 'Ready').message).not.toBe(cond(first, 'Ready').message);
+    const broken = computeStatus(input({ deployment: healthy(), stats: [pod('a', unreachable()), pod('b', unreachable())], previous: again, now: T1 }));
+    expect(cond(broken, 'Ready').lastTransitionTime).toBe('2025-01-01T10:00:30Z');
+    expect(cond(broken, 'Available').lastTransitionTime).toBe('2025-01-01T10:00:00Z');
+    // a reason change without a status change keeps the time
+    const otherReason = computeStatus(input({ deployment: healthy(), stats: [pod('a', unreachable('UNREACHABLE')), pod('b', unreachable('UNREACHABLE'))], previous: broken, now: new Date('2025-01-01T10:01:00Z') }));
+    expect(cond(otherReason, 'TargetReachable')).toMatchObject({ reason: 'Unreachable', lastTransitionTime: '2025-01-01T10:00:30Z' });
+  });
+
+  test('failover inferred from a writer change: time, and duration since the writer was lost', () => {
+    const before = computeStatus(input({ deployment: healthy(), stats: [pod('a'), pod('b')], now: T0 }));
+    const lost = computeStatus(input({ deployment: healthy(), stats: [pod('a', unreachable('UNREACHABLE')), pod('b', unreachable('UNREACHABLE'))], previous: before, now: new Date('2025-01-01T10:00:10Z') }));
+    expect(lost.lastFailoverTime).toBeUndefined();
+    const after = computeStatus(input({ deployment: healthy(), stats: [pod('a', { writer: 'db-2:5432' }), pod('b', { writer: 'db-2:5432' })], previous: lost, now: new Date('2025-01-01T10:00:22.500Z') }));
+    expect(after.writer).toBe('db-2:5432');
+    expect(after.lastFailoverTime).toBe('2025-01-01T10:00:22Z');
+    expect(after.lastFailoverDuration).toBe('12.5s');
+    // kept afterwards
+    const later = computeStatus(input({ deployment: healthy(), stats: [pod('a', { writer: 'db-2:5432' })], previous: after, now: new Date('2025-01-01T11:00:00Z') }));
+    expect(later.lastFailoverTime).toBe('2025-01-01T10:00:22Z');
+  });
+
+  test('failover reported by the proxies wins', () => {
+    const p: PodStats = { pod: 'a', stats: { ...stats(), lastFailover: { at: '2025-01-01T09:59:01.250Z', durationMs: 4321 } } };
+    const s = computeStatus(input({ deployment: healthy(), stats: [p] }));
+    expect(s.lastFailoverTime).toBe('2025-01-01T09:59:01Z');
+    expect(s.lastFailoverDuration).toBe('4.3s');
+  });
+});
+
+describe('writing the status', () => {
+  const base = computeStatus(input({ deployment: healthy(), stats: [pod('a'), pod('b')], now: T0 }));
+
+  test.each<[string, DatabaseProxyStatus | undefined, DatabaseProxyStatus, boolean, boolean]>([
+    ['first status', undefined, base, true, true],
+    ['same', base, structuredClone(base), false, false],
+    ['only timestamps differ', base, { ...base, conditions: base.conditions!.map((c) => ({ ...c, lastTransitionTime: '2030-01-01T00:00:00Z' })) }, false, false],
+    ['conditions reordered', base, { ...base, conditions: [...base.conditions!].reverse() }, false, false],
+    ['counts changed', base, { ...base, counts: { ...base.counts, clientConnections: 1 } }, true, false],
+    ['condition message changed', base, { ...base, conditions: base.conditions!.map((c) => (c.type === 'Ready' ? { ...c, message: 'x' } : c)) }, true, false],
+    ['condition status changed', base, { ...base, conditions: base.conditions!.map((c) => (c.type === 'Ready' ? { ...c, status: 'False' as const, reason: 'X' } : c)) }, true, true],
+    ['new observedGeneration', base, { ...base, observedGeneration: 5 }, true, true],
+    ['new writer', base, { ...base, writer: 'db-2:5432' }, true, true],
+  ])('%s', (_name, prev, next, changed, urgent) => {
+    expect(statusChanged(prev, next)).toBe(changed);
+    expect(isUrgentChange(prev, next)).toBe(urgent);
+  });
+
+  test.each<[number | undefined, number, number, boolean, boolean, number]>([
+    [undefined, 0, 10_000, true, true, 0],
+    [undefined, 0, 10_000, false, false, 0],
+    [0, 5_000, 10_000, true, false, 5_000],
+    [0, 10_000, 10_000, true, true, 0],
+    [0, 10_000, 10_000, false, false, 0],
+    [0, 1, 0, true, true, 0],
+  ])('shouldWrite(last=%p, now=%p, interval=%p, changed=%p) = %p', (last, now, interval, changed, write, delay) => {
+    expect(shouldWrite(last, now, interval, changed)).toBe(write);
+    expect(writeDelayMs(last, now, interval)).toBe(delay);
+  });
+
+  test('shouldWrite takes Dates and defaults to 10 s', () => {
+    expect(shouldWrite(T0, new Date(T0.getTime() + 9_999), undefined, true)).toBe(false);
+    expect(shouldWrite(T0, T1, undefined, true)).toBe(true);
+  });
+});
+
+describe('helpers', () => {
+  test.each([
+    ['AUTH_FAILURE', 'AuthFailure'],
+    ['CONNECTION_FAILED', 'ConnectionFailed'],
+    ['connection refused', 'ConnectionRefused'],
+    ['503', 'Reason503'],
+  ])('camelCase(%s) = %s', (a, b) => expect(camelCase(a)).toBe(b));
+
+  test('formatTime drops milliseconds', () => {
+    expect(formatTime(new Date('2025-01-01T10:00:00.999Z'))).toBe('2025-01-01T10:00:00Z');
+  });
+});

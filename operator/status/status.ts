@@ -1,0 +1,333 @@
+// The DatabaseProxy status, pure: from what the operator observed (the Deployment, each pod's
+// /stats) and the previous status, the next one. Conditions follow metav1.Condition conventions:
+// CamelCase reasons, human messages, lastTransitionTime that moves only when the status does.
+import type { ProxyStats, TargetStats } from '../../proxy/contract/stats.js';
+import type { Condition, ConditionStatus, DatabaseProxy, DatabaseProxyStatus, StatusCounts } from '../api/v1alpha1.js';
+import { selectorString } from '../desired/common.js';
+import { budgetFits, poolBudget } from '../desired/poolDivisor.js';
+import { serviceEndpoint } from '../desired/service.js';
+import type { DeploymentStatus } from '../k8s/types.js';
+
+export const CONDITION_TYPES = ['Ready', 'Available', 'Progressing', 'Degraded', 'TargetReachable'] as const;
+export type ConditionType = (typeof CONDITION_TYPES)[number];
+
+/**
+ * A failover as a proxy may report it in /stats (not part of ProxyStats yet: when the proxy adds
+ * `lastFailover`, the operator uses it; until then it infers failovers from writer changes).
+ */
+export interface FailoverReport {
+  lastFailover?: { at: string; durationMs: number } | null;
+}
+
+export interface PodStats {
+  pod: string;
+  /** Whether the pod is Ready in Kubernetes. Counts are summed over ready pods only; target health is read from every pod that answered. */
+  ready?: boolean;
+  stats: ProxyStats & FailoverReport;
+}
+
+export interface ObservedDeployment {
+  /** metadata.generation */
+  generation?: number;
+  /** spec.replicas as applied */
+  specReplicas?: number;
+  status?: DeploymentStatus;
+}
+
+export interface StatusInput {
+  proxy: DatabaseProxy;
+  /** The Deployment; undefined when it does not exist (yet). */
+  deployment?: ObservedDeployment;
+  /** /stats of the pods that answered. */
+  stats: PodStats[];
+  /** Running pods whose /stats could not be read. */
+  statsErrors?: number;
+  previous?: DatabaseProxyStatus;
+  now: Date;
+  /** The divisor in the ConfigMap (poolDivisor). */
+  poolDivisor?: number;
+  /** Spec fields the proxy cannot honour (buildConfigMap's `unsupported`), or reconcile errors to surface. */
+  problems?: string[];
+  /** Why a scale-up is held back (replicasToApply's reason when waiting). */
+  scaleWaiting?: string;
+}
+
+/** metav1.Time: RFC 3339, seconds precision. */
+export function formatTime(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** "AUTH_FAILURE" -> "AuthFailure", "connection failed" -> "ConnectionFailed". */
+export function camelCase(s: string): string {
+  const words = s.split(/[^A-Za-z0-9]+/).filter(Boolean);
+  const out = words.map((w) => w[0]!.toUpperCase() + w.slice(1).toLowerCase()).join('');
+  return /^[A-Za-z]/.test(out) ? out : `Reason${out}`;
+}
+
+function formatDuration(ms: number): string {
+  return `${(Math.round(ms / 100) / 10).toFixed(1)}s`;
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+export function sumCounts(stats: PodStats[]): Required<StatusCounts> {
+  const c = { clientConnections: 0, databaseConnections: 0, borrowed: 0, pinned: 0, waiting: 0, borrowTimeouts: 0 };
+  for (const { stats: s, ready } of stats) {
+    if (ready === false) continue;
+    c.clientConnections += s.clientConnections;
+    c.databaseConnections += s.databaseConnections;
+    c.borrowed += s.borrowed;
+    c.pinned += s.pinned;
+    c.waiting += s.waiting;
+    c.borrowTimeouts += s.borrowTimeouts;
+  }
+  return c;
+}
+
+/** The writer most pods report (ties: the lexically first), or undefined. */
+function majorityWriter(stats: PodStats[]): string | undefined {
+  const votes = new Map<string, number>();
+  for (const { stats: s } of stats) if (s.writer) votes.set(s.writer, (votes.get(s.writer) ?? 0) + 1);
+  return [...votes].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]?.[0];
+}
+
+interface Verdict {
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+}
+
+function targetVerdict(stats: PodStats[], statsErrors: number): Verdict & { partial: boolean } {
+  if (stats.length === 0) {
+    return statsErrors > 0
+      ? { status: 'Unknown', reason: 'StatsUnavailable', message: `could not read /stats from ${plural(statsErrors, 'pod')}`, partial: false }
+      : { status: 'Unknown', reason: 'NoStats', message: 'no proxy pod has reported /stats yet', partial: false };
+  }
+  const withWriter = stats.filter((p) => p.stats.writer);
+  const writer = majorityWriter(stats);
+  if (withWriter.length === stats.length) {
+    return { status: 'True', reason: 'WriterAvailable', message: `writer ${writer} reachable from ${withWriter.length}/${stats.length} pods`, partial: false };
+  }
+  // Why the others have no writer: the most frequent target failure reason they report.
+  const failing: TargetStats[] = stats.filter((p) => !p.stats.writer).flatMap((p) => p.stats.targets.filter((t) => t.state !== 'AVAILABLE'));
+  const reasons = new Map<string, number>();
+  for (const t of failing) if (t.reason) reasons.set(t.reason, (reasons.get(t.reason) ?? 0) + 1);
+  const top = [...reasons].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]?.[0];
+  const seen = new Map<string, string>();
+  for (const t of failing) seen.set(t.endpoint, `${t.endpoint} ${t.state}${t.reason ? ` (${t.reason})` : ''}`);
+  const detail = seen.size > 0 ? `: ${[...seen.values()].join(', ')}` : '';
+  if (withWriter.length === 0) {
+    return { status: 'False', reason: top ? camelCase(top) : 'NoWriter', message: `no pod has a writer${detail}`, partial: false };
+  }
+  return {
+    status: 'True',
+    reason: 'WriterReachableFromSomePods',
+    message: `writer ${writer} reachable from ${withWriter.length}/${stats.length} pods${detail}`,
+    partial: true,
+  };
+}
+
+function condition(type: ConditionType, v: Verdict, generation: number | undefined, previous: Condition[] | undefined, now: Date): Condition {
+  const prev = previous?.find((c) => c.type === type);
+  const c: Condition = {
+    type,
+    status: v.status,
+    lastTransitionTime: prev && prev.status === v.status ? prev.lastTransitionTime : formatTime(now),
+    reason: v.reason,
+    message: v.message,
+  };
+  if (generation !== undefined) c.observedGeneration = generation;
+  return c;
+}
+
+/** Computes the next status. */
+export function computeStatus(input: StatusInput): DatabaseProxyStatus {
+  const { proxy, deployment: d, previous, now } = input;
+  const generation = proxy.metadata.generation;
+  const desired = proxy.spec.replicas;
+  const st = d?.status ?? {};
+  const ready = st.readyReplicas ?? 0;
+  const available = st.availableReplicas ?? 0;
+  const updated = st.updatedReplicas ?? 0;
+  const total = st.replicas ?? 0;
+  const counts = sumCounts(input.stats);
+  const countsText = `${plural(counts.clientConnections, 'client')}, ${counts.borrowed} borrowed, ${counts.pinned} pinned, ${counts.waiting} waiting`;
+  const replicasText = `${ready}/${desired} replicas ready`;
+
+  // --- facts from /stats
+  const writer = majorityWriter(input.stats) ?? previous?.writer;
+  const maxConns = input.stats.map((p) => p.stats.pool.targetMaxConnections).filter((v): v is number => v !== null);
+  const targetMaxConnections = maxConns.length > 0 ? Math.max(...maxConns) : previous?.targetMaxConnections;
+  const budget = targetMaxConnections !== undefined ? poolBudget(targetMaxConnections, proxy.spec.pool.maxConnectionsPercent) : undefined;
+
+  // --- Available
+  const availableV: Verdict = !d
+    ? { status: 'False', reason: 'DeploymentNotFound', message: 'the proxy Deployment does not exist yet' }
+    : ready >= 1
+      ? { status: 'True', reason: 'ReplicasReady', message: `${replicasText}; ${countsText}` }
+      : { status: 'False', reason: 'NoReplicasReady', message: `${replicasText}` };
+
+  // --- Progressing
+  const deadline = st.conditions?.find((c) => c.type === 'Progressing' && c.status === 'False' && c.reason === 'ProgressDeadlineExceeded');
+  const observedLatest = d !== undefined && (st.observedGeneration ?? 0) >= (d.generation ?? 0);
+  // The Deployment controller keeps Progressing=NewReplicaSetAvailable after a rollout finished,
+  // also when a pod later fails: then the rollout is done but the proxy is short of replicas.
+  const finishedBefore = st.conditions?.some((c) => c.type === 'Progressing' && c.status === 'True' && c.reason === 'NewReplicaSetAvailable') ?? false;
+  const rolloutDone =
+    d !== undefined &&
+    observedLatest &&
+    d.specReplicas === desired &&
+    total === desired &&
+    updated === total &&
+    (st.terminatingReplicas ?? 0) === 0 &&
+    (available >= desired || finishedBefore);
+  let progressingV: Verdict;
+  if (deadline) {
+    progressingV = { status: 'False', reason: 'ProgressDeadlineExceeded', message: deadline.message ?? 'the rollout made no progress within its deadline' };
+  } else if (!d) {
+    progressingV = { status: 'True', reason: 'Creating', message: 'creating the proxy Deployment' };
+  } else if (input.scaleWaiting) {
+    progressingV = { status: 'True', reason: 'WaitingForPoolShrink', message: `scaling to ${desired} once running pods use the smaller per-pod pool: ${input.scaleWaiting}` };
+  } else if (!rolloutDone) {
+    const specReplicas = d.specReplicas ?? desired;
+    const reason =
+      specReplicas !== desired
+        ? specReplicas < desired
+          ? 'ScalingUp'
+          : 'ScalingDown'
+        : !observedLatest || updated < total
+          ? 'RollingOut'
+          : total < desired
+            ? 'ScalingUp'
+            : total > desired || (st.terminatingReplicas ?? 0) > 0
+              ? 'ScalingDown'
+              : 'WaitingForPods';
+    progressingV = { status: 'True', reason, message: `${updated}/${desired} pods updated, ${available} available, ${total} running` };
+  } else {
+    progressingV = { status: 'False', reason: 'RolloutComplete', message: `all ${plural(desired, 'replica')} updated; ${available} available` };
+  }
+
+  // --- TargetReachable
+  const target = targetVerdict(input.stats, input.statsErrors ?? 0);
+
+  // --- Degraded: every problem, the first one names the reason
+  const problems: Array<[string, string]> = [];
+  for (const p of input.problems ?? []) problems.push(['UnsupportedSpec', p]);
+  if (deadline) problems.push(['ProgressDeadlineExceeded', progressingV.message]);
+  if (target.status === 'False') problems.push(['TargetUnreachable', target.message]);
+  if (target.partial) problems.push(['TargetUnreachableFromSomePods', target.message]);
+  if (rolloutDone && available < desired) problems.push(['ReplicasUnavailable', `${available}/${desired} replicas available`]);
+  if (budget !== undefined && input.poolDivisor !== undefined && !budgetFits(budget, input.poolDivisor)) {
+    problems.push(['PoolBudgetTooSmall', `pool budget ${budget} (max_connections ${targetMaxConnections} x ${proxy.spec.pool.maxConnectionsPercent}%) is smaller than the ${input.poolDivisor} pods it is divided over`]);
+  }
+  if ((input.statsErrors ?? 0) > 0 && input.stats.length > 0) problems.push(['StatsUnavailable', `could not read /stats from ${plural(input.statsErrors!, 'pod')}`]);
+  const degradedV: Verdict =
+    problems.length > 0 ? { status: 'True', reason: problems[0]![0], message: problems.map((p) => p[1]).join('; ') } : { status: 'False', reason: 'AsExpected', message: 'no problems found' };
+
+  // --- Ready: the summary
+  let readyV: Verdict;
+  const summary = `${replicasText}; ${writer && target.status === 'True' ? `writer ${writer}; ` : ''}${countsText}`;
+  if (degradedV.status === 'True') readyV = { status: 'False', reason: degradedV.reason, message: `${degradedV.message}; ${summary}` };
+  else if (availableV.status !== 'True') readyV = { status: 'False', reason: availableV.reason, message: availableV.message };
+  else if (target.status !== 'True') readyV = { status: 'False', reason: target.reason, message: `${target.message}; ${summary}` };
+  else if (progressingV.status === 'True') readyV = { status: 'False', reason: progressingV.reason, message: `${progressingV.message}; ${summary}` };
+  else readyV = { status: 'True', reason: 'ProxyReady', message: summary };
+
+  const prevConds = previous?.conditions;
+  const conditions = [
+    condition('Ready', readyV, generation, prevConds, now),
+    condition('Available', availableV, generation, prevConds, now),
+    condition('Progressing', progressingV, generation, prevConds, now),
+    condition('Degraded', degradedV, generation, prevConds, now),
+    condition('TargetReachable', target, generation, prevConds, now),
+  ];
+
+  // --- failover: reported by the proxies, or inferred from a change of writer
+  let lastFailoverTime = previous?.lastFailoverTime;
+  let lastFailoverDuration = previous?.lastFailoverDuration;
+  const reported = input.stats
+    .map((p) => p.stats.lastFailover)
+    .filter((f): f is { at: string; durationMs: number } => !!f && !Number.isNaN(Date.parse(f.at)))
+    .sort((a, b) => Date.parse(b.at) - Date.parse(a.at))[0];
+  if (reported) {
+    lastFailoverTime = formatTime(new Date(reported.at));
+    lastFailoverDuration = formatDuration(reported.durationMs);
+  } else if (previous?.writer && writer && writer !== previous.writer) {
+    lastFailoverTime = formatTime(now);
+    const prevTarget = prevConds?.find((c) => c.type === 'TargetReachable');
+    // Without a writer since the TargetReachable condition went False: that is how long it took.
+    lastFailoverDuration = prevTarget && prevTarget.status === 'False' ? formatDuration(now.getTime() - Date.parse(prevTarget.lastTransitionTime)) : undefined;
+  }
+
+  const status: DatabaseProxyStatus = {
+    conditions,
+    counts,
+    endpoint: serviceEndpoint(proxy),
+    replicas: total,
+    readyReplicas: ready,
+    selector: selectorString(proxy),
+  };
+  if (generation !== undefined) status.observedGeneration = generation;
+  if (writer) status.writer = writer;
+  if (targetMaxConnections !== undefined) status.targetMaxConnections = targetMaxConnections;
+  if (budget !== undefined) status.poolBudget = budget;
+  if (input.poolDivisor !== undefined) status.poolDivisor = input.poolDivisor;
+  if (lastFailoverTime) status.lastFailoverTime = lastFailoverTime;
+  if (lastFailoverDuration) status.lastFailoverDuration = lastFailoverDuration;
+  return status;
+}
+
+// --- writing -------------------------------------------------------------------------------------
+
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>)
+        .filter(([, x]) => x !== undefined)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, x]) => [k, canonical(x)]),
+    );
+  }
+  return v;
+}
+
+function withoutTimestamps(s: DatabaseProxyStatus | undefined): unknown {
+  if (!s) return undefined;
+  const conditions = [...(s.conditions ?? [])].map(({ lastTransitionTime: _t, ...c }) => c).sort((a, b) => a.type.localeCompare(b.type));
+  return canonical({ ...s, conditions });
+}
+
+/** Whether the status differs in anything but condition timestamps (and order). */
+export function statusChanged(prev: DatabaseProxyStatus | undefined, next: DatabaseProxyStatus): boolean {
+  return JSON.stringify(withoutTimestamps(prev)) !== JSON.stringify(withoutTimestamps(next));
+}
+
+/**
+ * Whether a change is worth writing at once, whatever the rate limit: a new observedGeneration, a
+ * condition whose status or reason moved, or a new writer. Count-only changes can wait.
+ */
+export function isUrgentChange(prev: DatabaseProxyStatus | undefined, next: DatabaseProxyStatus): boolean {
+  if (!prev) return true;
+  if (prev.observedGeneration !== next.observedGeneration || prev.writer !== next.writer) return true;
+  const key = (s: DatabaseProxyStatus) =>
+    JSON.stringify(
+      (s.conditions ?? [])
+        .map((c) => [c.type, c.status, c.reason])
+        .sort((a, b) => a[0]!.localeCompare(b[0]!)),
+    );
+  return key(prev) !== key(next);
+}
+
+const ms = (t: Date | number): number => (typeof t === 'number' ? t : t.getTime());
+
+/** Rate limit: write a changed status at most once per minIntervalMs. */
+export function shouldWrite(lastWriteAt: Date | number | undefined, now: Date | number, minIntervalMs = 10_000, changed = true): boolean {
+  if (!changed) return false;
+  return lastWriteAt === undefined || ms(now) - ms(lastWriteAt) >= minIntervalMs;
+}
+
+/** How long until a held-back write may happen (0: now). The reconciler requeues after it, so the last change is never lost. */
+export function writeDelayMs(lastWriteAt: Date | number | undefined, now: Date | number, minIntervalMs = 10_000): number {
+  return lastWriteAt === undefined ? 0 : Math.max(0, minIntervalMs - (ms(now) - ms(lastWriteAt)));
+}
