@@ -148,6 +148,56 @@ export function startPostgres(opts: PgClusterOptions): PgCluster {
   return cluster;
 }
 
+export interface StandbyOptions {
+  port: number;
+  /** Extra postgresql.conf lines for the standby. */
+  settings?: Record<string, string | number>;
+}
+
+/**
+ * A streaming-replication standby of `primary` (pg_basebackup -R), started and following.
+ * The returned cluster's promote() turns it into a primary.
+ */
+export function startStandby(primary: PgCluster, opts: StandbyOptions): PgCluster & { promote(): void } {
+  const base = mkdtempSync(join(tmpdir(), 'dbproxy-pg-standby-'));
+  const dataDir = join(base, 'data');
+  chownTree(base);
+  run(join(primary.bindir, 'pg_basebackup'), ['-h', primary.socketDir, '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '--no-sync', '-c', 'fast']);
+  const settings: Record<string, string | number> = {
+    port: opts.port,
+    unix_socket_directories: quoteLiteral(base),
+    hot_standby: 'on',
+    ...opts.settings,
+  };
+  appendFileSync(join(dataDir, 'postgresql.conf'), Object.entries(settings).map(([k, v]) => `${k} = ${v}\n`).join(''));
+  chownTree(base);
+  const cluster = {
+    port: opts.port,
+    host: '127.0.0.1',
+    dataDir,
+    socketDir: base,
+    bindir: primary.bindir,
+    psql(sql: string, database = 'postgres'): string {
+      return run(join(primary.bindir, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', base, '-p', String(opts.port), '-U', 'postgres', '-d', database], { input: sql }).trim();
+    },
+    start(): void {
+      run(join(primary.bindir, 'pg_ctl'), ['-D', dataDir, '-l', join(base, 'server.log'), '-w', '-t', '60', 'start']);
+    },
+    stop(mode: 'fast' | 'immediate' = 'fast'): void {
+      run(join(primary.bindir, 'pg_ctl'), ['-D', dataDir, '-m', mode, '-w', 'stop'], { allowFail: true });
+    },
+    destroy(): void {
+      cluster.stop('immediate');
+      rmSync(base, { recursive: true, force: true });
+    },
+    promote(): void {
+      run(join(primary.bindir, 'pg_ctl'), ['-D', dataDir, '-w', 'promote']);
+    },
+  };
+  cluster.start();
+  return cluster;
+}
+
 export function serverLog(cluster: PgCluster): string {
   const p = join(cluster.socketDir, 'server.log');
   return existsSync(p) ? readFileSync(p, 'utf8') : '';

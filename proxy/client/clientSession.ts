@@ -158,6 +158,9 @@ export class ClientSession implements BackendOwner, FrameSink {
   private onClientData(chunk: Buffer): void {
     if (this.closed) return;
     this.lastActivity = this.ctx.clock.now();
+    // Everything this read produces for the server goes out in one write (writev), not one per message.
+    const corked = this.backend;
+    corked?.socket.cork();
     try {
       this.framer.push(chunk, this);
       this.flushOut();
@@ -169,6 +172,8 @@ export class ClientSession implements BackendOwner, FrameSink {
         return;
       }
       throw e;
+    } finally {
+      corked?.socket.uncork();
     }
   }
 
@@ -556,6 +561,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     b.statements.capacity = this.ctx.config.session.maxPreparedStatements;
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
     if (this.pinReasons.size > 0) this.ctx.pool.markPinned(b);
+    b.socket.cork();
     this.syncParams(b);
     try {
       while (this.pending.length > 0 && this.backend === b && !this.closed) {
@@ -569,6 +575,8 @@ export class ClientSession implements BackendOwner, FrameSink {
       this.ctx.metrics.protocolErrors.inc();
       this.terminate({ code: SQLSTATE.protocolViolation, message: e.message });
       return;
+    } finally {
+      b.socket.uncork();
     }
     this.runUndo();
     this.flushOut();
