@@ -1,7 +1,7 @@
 // Starts throwaway PostgreSQL 15 clusters on loopback for tests, benchmarks and local runs.
 // Real Debian binaries (initdb, pg_ctl); when run as root the server runs as the `postgres` user,
 // because PostgreSQL refuses to run as root.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync, chownSync, rmSync, appendFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +71,17 @@ function run(bin: string, args: string[], opts: { input?: string; allowFail?: bo
     throw new Error(`${bin} ${args.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
   }
   return r.stdout;
+}
+
+/** Like run(), without blocking the event loop: for timing-sensitive steps (stop, promote). */
+export function runAsync(bin: string, args: string[]): Promise<void> {
+  const ids = pgIds();
+  return new Promise((resolve, reject) => {
+    const p = spawn(bin, args, { uid: ids?.uid, gid: ids?.gid, cwd: '/', env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${bin} ${args.join(' ')} failed (${code}): ${stderr}`))));
+  });
 }
 
 function chownTree(path: string): void {

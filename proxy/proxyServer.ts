@@ -74,13 +74,16 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.credentials = new CredentialStore(this.config.users);
     this.cancels = new CancelRegistry(this.config.replicaId);
     this.metrics = new ProxyMetrics({
+      writer: () => this.monitor.currentWriter,
+      targets: () => this.monitor.stats(),
+      lastFailoverSeconds: () => (this.monitor.lastFailoverRecord ? this.monitor.lastFailoverRecord.durationMs / 1000 : null),
       clientConnections: () => this.sessions.size,
       pool: () => this.pool.stats(),
       budget: () => this.pool.currentLimits?.budget ?? null,
       targetMaxConnections: () => this.targetMaxConnections,
     });
     this.pool = new BackendPool(poolSettings(this.config), {
-      open: (key, endpoint) => this.openBackend(key, endpoint, this.config.pool.initQuery),
+      open: (key, endpoint) => this.openWriterBackend(key, endpoint),
       clock: this.clock,
       log: this.log,
       onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
@@ -95,6 +98,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
         log: this.log,
         intervalMs: this.config.healthCheck.interval,
         onChange: (writer, maxConnections) => this.onTargetChange(writer, maxConnections),
+        onSuspect: (suspect) => this.pool.setHeld(suspect),
+        onFailover: () => this.metrics.failovers.inc(),
       },
     );
   }
@@ -147,7 +152,19 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private onTargetChange(writer: BackendEndpoint | null, maxConnections: number | null): void {
     this.targetMaxConnections = maxConnections;
     this.applyLimits();
+    this.pool.noWriterReason = this.monitor.writerProblem;
     this.pool.setEndpoint(writer);
+  }
+
+  /** A pool connection: refused if the server turns out to be in recovery, whatever the last health check said. */
+  private async openWriterBackend(key: PoolKey, endpoint: BackendEndpoint): Promise<BackendConnection> {
+    const b = await this.openBackend(key, endpoint, this.config.pool.initQuery);
+    if (b.serverParams.get('in_hot_standby') === 'on') {
+      b.close();
+      void this.monitor.checkNow();
+      throw new Error(`${endpoint.host}:${endpoint.port} is in recovery (read-only); not lending it as the writer`);
+    }
+    return b;
   }
 
   private applyLimits(): void {
@@ -396,7 +413,10 @@ export class ProxyServer implements ProxyContext, AdminOperations {
         replicas: this.config.pool.replicas,
       },
       writer: writer ? `${writer.host}:${writer.port}` : null,
+      ...(this.monitor.writerProblem ? { writerProblem: this.monitor.writerProblem } : {}),
       targets: this.monitor.stats(),
+      failovers: this.monitor.failoverCount,
+      lastFailover: ((f) => (f ? { at: new Date(f.startedAt).toISOString(), durationMs: f.durationMs, from: f.from, to: f.to } : null))(this.monitor.lastFailoverRecord),
     };
   }
 

@@ -37,6 +37,8 @@ function stats(over: Partial<ProxyStats> = {}): ProxyStats {
     pool: { budget: 30, maxDatabaseConnections: 29, targetMaxConnections: 100, maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas: 3 },
     writer: 'db-1:5432',
     targets: [{ endpoint: 'db-1:5432', state: 'AVAILABLE', role: 'writer', maxConnections: 100 }],
+    failovers: 0,
+    lastFailover: null,
     ...over,
   };
 }

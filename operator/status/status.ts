@@ -11,10 +11,7 @@ import type { DeploymentStatus } from '../k8s/types.js';
 export const CONDITION_TYPES = ['Ready', 'Available', 'Progressing', 'Degraded', 'TargetReachable'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
-/**
- * A failover as a proxy may report it in /stats (not part of ProxyStats yet: when the proxy adds
- * `lastFailover`, the operator uses it; until then it infers failovers from writer changes).
- */
+/** A failover as a proxy reports it in /stats (older proxies may omit it: then it is inferred from writer changes). */
 export interface FailoverReport {
   lastFailover?: { at: string; durationMs: number } | null;
 }
@@ -23,7 +20,7 @@ export interface PodStats {
   pod: string;
   /** Whether the pod is Ready in Kubernetes. Counts are summed over ready pods only; target health is read from every pod that answered. */
   ready?: boolean;
-  stats: ProxyStats & FailoverReport;
+  stats: Omit<ProxyStats, 'lastFailover' | 'failovers'> & FailoverReport & { failovers?: number };
 }
 
 export interface ObservedDeployment {
@@ -246,7 +243,7 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   let lastFailoverTime = previous?.lastFailoverTime;
   let lastFailoverDuration = previous?.lastFailoverDuration;
   const reported = input.stats
-    .map((p) => p.stats.lastFailover)
+    .map((p): FailoverReport['lastFailover'] => p.stats.lastFailover)
     .filter((f): f is { at: string; durationMs: number } => !!f && !Number.isNaN(Date.parse(f.at)))
     .sort((a, b) => Date.parse(b.at) - Date.parse(a.at))[0];
   if (reported) {

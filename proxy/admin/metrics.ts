@@ -4,6 +4,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { PinReason } from '../classify/pinReasons.js';
 
 export interface GaugeSource {
+  writer(): string | null;
+  targets(): Array<{ endpoint: string; state: string; reason?: string }>;
+  lastFailoverSeconds(): number | null;
   clientConnections(): number;
   pool(): { databaseConnections: number; borrowed: number; pinned: number; idle: number; waiting: number };
   budget(): number | null;
@@ -19,6 +22,7 @@ export class ProxyMetrics {
   readonly clientConnectionsTotal: Counter;
   readonly queryLatency: Histogram;
   readonly protocolErrors: Counter;
+  readonly failovers: Counter;
 
   constructor(source: GaugeSource) {
     const r = this.registry;
@@ -62,6 +66,29 @@ export class ProxyMetrics {
       help: 'Time from a client request to the server being ready for the next one (per ReadyForQuery).',
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       registers: [r],
+    });
+    this.failovers = new Counter({ name: 'dbproxy_failovers_total', help: 'Changes to a new writer after the previous one failed.', registers: [r] });
+    gauge('dbproxy_last_failover_duration_seconds', 'From the old writer first failing a check to the new writer taking over.', () => source.lastFailoverSeconds());
+    new Gauge({
+      name: 'dbproxy_current_writer',
+      help: 'The endpoint used as the writer (value 1); absent when there is none.',
+      labelNames: ['endpoint'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const w = source.writer();
+        if (w) this.set({ endpoint: w }, 1);
+      },
+    });
+    new Gauge({
+      name: 'dbproxy_target_available',
+      help: 'Per target endpoint: 1 when AVAILABLE, 0 otherwise, with the reason (RDS Proxy TargetHealth).',
+      labelNames: ['endpoint', 'state', 'reason'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const t of source.targets()) this.set({ endpoint: t.endpoint, state: t.state, reason: t.reason ?? '' }, t.state === 'AVAILABLE' ? 1 : 0);
+      },
     });
     this.protocolErrors = new Counter({ name: 'dbproxy_client_protocol_errors_total', help: 'Malformed or unexpected client messages.', registers: [r] });
   }

@@ -21,7 +21,8 @@ export class CancelRegistry<T> {
 
   constructor(
     readonly replicaId: number,
-    private readonly randomSecret: () => number = () => randomInt(0, 2 ** 32),
+    // Below 2^31: some drivers (node-postgres) serialize the secret as a signed int32.
+    private readonly randomSecret: () => number = () => randomInt(0, 2 ** 31),
   ) {}
 
   register(target: T): CancelKey {

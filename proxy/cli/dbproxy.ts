@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `dbproxy proxy --config FILE`: the one CLI of the one image. The operator will add `dbproxy operator`.
+// `dbproxy proxy --config FILE` and `dbproxy operator`: the one CLI of the one image.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfigYaml } from '../contract/config.js';
@@ -8,6 +8,7 @@ import { createLogger } from '../runtime/logger.js';
 
 const USAGE = `usage:
   dbproxy proxy --config FILE     run the PostgreSQL proxy (config: YAML, see README "Proxy configuration")
+  dbproxy operator [flags]        run the Kubernetes operator (dbproxy operator --help)
   dbproxy help`;
 
 async function runProxy(args: string[]): Promise<number> {
@@ -66,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'proxy':
       return runProxy(rest);
+    case 'operator':
+      return (await import('../../operator/cli.js')).runOperatorCommand(rest);
     case 'help':
     case '--help':
     case '-h':

@@ -77,6 +77,8 @@ export class ClientSession implements BackendOwner, FrameSink {
   /** The client's latest unnamed Parse, for a Bind("") that lands on another backend. */
   private unnamedParse: Buffer | null = null;
   private unnamedGeneration = 0;
+  /** The backend died while the client sat inside a transaction: its next request gets this error. */
+  private transactionLost: string | null = null;
   /** No backend answered the client's batch (failed borrow, lost backend): skip to its Sync locally. */
   private skipToSync = false;
   private closed = false;
@@ -197,6 +199,13 @@ export class ClientSession implements BackendOwner, FrameSink {
         this.skipToSync = false;
         this.out.push(readyForQuery('I'));
       }
+      return;
+    }
+    if (this.transactionLost !== null) {
+      const message = this.transactionLost;
+      this.transactionLost = null;
+      this.pending.push(msg);
+      this.failPending(new Error(message), { code: SQLSTATE.connectionFailure, message });
       return;
     }
     if (!this.backend && !this.borrowing && this.txStatus === 'I' && this.answerWithoutBackend(type, msg)) return;
@@ -631,13 +640,13 @@ export class ClientSession implements BackendOwner, FrameSink {
   }
 
   /** Answers what the client sent, as the server would have, when no backend could be had. */
-  private failPending(err: Error): void {
-    const fields: Omit<ErrorFields, 'severity'> =
-      err instanceof BorrowTimeoutError
+  private failPending(err: Error, override?: Omit<ErrorFields, 'severity'>): void {
+    const fields: Omit<ErrorFields, 'severity'> = override ??
+      (err instanceof BorrowTimeoutError
         ? { code: SQLSTATE.tooManyConnections, message: err.message }
         : err instanceof ServerError
           ? { code: err.code, message: err.message, detail: err.detail }
-          : { code: SQLSTATE.connectionFailure, message: `could not get a database connection: ${err.message}` };
+          : { code: SQLSTATE.connectionFailure, message: `could not get a database connection: ${err.message}` });
     if (err instanceof ServerError && err.isLoginRefusal) {
       this.terminate(fields);
       return;
@@ -647,14 +656,14 @@ export class ClientSession implements BackendOwner, FrameSink {
     for (const m of msgs) {
       const t = String.fromCharCode(m[0]!);
       if (t === 'Q' || t === 'F') {
-        this.socket.write(errorResponse({ severity: 'ERROR', ...fields }));
-        this.socket.write(readyForQuery('I'));
+        this.out.push(errorResponse({ severity: 'ERROR', ...fields }));
+        this.out.push(readyForQuery('I'));
       } else if (t === 'S') {
-        if (!errored) this.socket.write(errorResponse({ severity: 'ERROR', ...fields }));
-        this.socket.write(readyForQuery('I'));
+        if (!errored) this.out.push(errorResponse({ severity: 'ERROR', ...fields }));
+        this.out.push(readyForQuery('I'));
         errored = false;
       } else if (t === 'P' || t === 'B' || t === 'D' || t === 'E' || t === 'C') {
-        if (!errored) this.socket.write(errorResponse({ severity: 'ERROR', ...fields }));
+        if (!errored) this.out.push(errorResponse({ severity: 'ERROR', ...fields }));
         errored = true;
       }
     }
@@ -662,6 +671,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.extendedPending = errored;
     this.skipToSync = errored;
     this.requestStartedAt = 0;
+    this.flushOut();
     if (this.closeAfterTransaction) this.drain();
     else this.socket.resume();
   }
@@ -769,17 +779,24 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.backend = null;
     b.owner = null;
     this.ctx.pool.discard(b);
-    const busy = this.queue.waiting > 0 || this.extendedPending || this.txStatus !== 'I';
+    const waiting = this.queue.waiting > 0;
+    const inTransaction = this.txStatus !== 'I' || this.extendedPending;
     this.queue.abandon();
     if (this.pinReasons.size > 0) {
       // Session state (temp tables, locks, ...) is gone with the server connection: say so and close.
       this.terminate({ code: SQLSTATE.connectionFailure, message: `${why}; this session held state on it (pinned: ${this.pinnedReasons.join(', ')})` });
       return;
     }
-    if (busy) {
-      this.socket.write(errorResponse({ severity: 'ERROR', code: SQLSTATE.connectionFailure, message: `${why} during the transaction; the transaction was lost, retry it` }));
+    const lost = `${why} during the transaction; the transaction was lost, retry it`;
+    if (waiting) {
+      // The client is waiting for an answer: it gets the error now, and a ReadyForQuery or a skip to its Sync.
+      this.out.push(errorResponse({ severity: 'ERROR', code: SQLSTATE.connectionFailure, message: lost }));
       if (this.extendedPending) this.skipToSync = true;
-      else this.socket.write(readyForQuery('I'));
+      else this.out.push(readyForQuery('I'));
+      this.flushOut();
+    } else if (inTransaction) {
+      // Idle inside a transaction: nothing to answer yet. Its next request fails, then it starts afresh.
+      this.transactionLost = lost;
     }
     this.extendedPending = false;
     this.txStatus = 'I';

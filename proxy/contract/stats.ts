@@ -41,5 +41,10 @@ export interface ProxyStats {
     replicas: number;
   };
   writer: string | null;
+  /** Why there is no writer (NO_WRITER, MULTIPLE_WRITERS: ...), when there is none. */
+  writerProblem?: string;
   targets: TargetStats[];
+  failovers: number;
+  /** The last change to a new writer: when the old one was first seen failing, and how long until the new one took over. */
+  lastFailover: { at: string; durationMs: number; from: string | null; to: string } | null;
 }

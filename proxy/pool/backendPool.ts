@@ -72,6 +72,7 @@ export class BackendPool {
   private limits: PoolBudget | null = null;
   private endpoint: BackendEndpoint | null = null;
   private paused = false;
+  private held = false;
   private closing = false;
   private seq = 0;
   private openCount = 0;
@@ -107,21 +108,35 @@ export class BackendPool {
     return this.limits;
   }
 
-  /** The writer to open new connections to; connections to any other endpoint are retired. */
+  /**
+   * The writer to open new connections to. Connections to any other endpoint are closed, lent
+   * ones included: their transactions get an error and their clients can retry on the new writer.
+   */
   setEndpoint(endpoint: BackendEndpoint | null): void {
-    const changed = !sameEndpoint(endpoint, this.endpoint);
+    const changed = !sameEndpoint(endpoint, this.endpoint) || endpoint === null;
     this.endpoint = endpoint;
     if (changed) {
       for (const kp of this.keys.values()) {
         for (const b of kp.idle.splice(0)) this.closeBackend(b);
       }
+      // The session that holds it hears the close and gives its client the error.
+      for (const b of this.lent) if (!sameEndpoint(b.endpoint, endpoint)) b.close();
     }
+    this.pump();
+  }
+
+  /** While the writer is suspect: queue borrowers rather than lend connections that may be dead. */
+  setHeld(held: boolean): void {
+    this.held = held;
     this.pump();
   }
 
   get writer(): BackendEndpoint | null {
     return this.endpoint;
   }
+
+  /** Why there is no writer, for the borrow-timeout message. */
+  noWriterReason: string | undefined;
 
   pause(): void {
     this.paused = true;
@@ -351,7 +366,7 @@ export class BackendPool {
   // ---- internals ----
 
   private canLend(): boolean {
-    return !this.paused && !this.closing && this.endpoint !== null && this.limits !== null;
+    return !this.paused && !this.held && !this.closing && this.endpoint !== null && this.limits !== null;
   }
 
   private keyPool(key: PoolKey): KeyPool {
@@ -549,7 +564,8 @@ export class BackendPool {
     const size = this.limits?.maxDatabaseConnections;
     let msg = `timed out after ${waited.toFixed(1)} s waiting for a database connection (pool size ${size ?? 'unknown'}, ${s.borrowed} in use, ${s.waiting} waiting)`;
     if (this.paused) msg += '; the pool is paused';
-    else if (!this.endpoint) msg += '; no writable target is available';
+    else if (!this.endpoint) msg += `; no writable target is available${this.noWriterReason ? ` (${this.noWriterReason})` : ''}`;
+    else if (this.held) msg += '; the writer is failing health checks';
     else if (this.lastConnectError && this.consecutiveFailures > 0) msg += `; last connection attempt failed: ${this.lastConnectError.message}`;
     return new BorrowTimeoutError(msg);
   }

@@ -1,30 +1,42 @@
 // Health-checks every target endpoint on one persistent connection each: reachable, in recovery
-// or not, and max_connections. Decides which endpoint is the writer (exactly one not in recovery;
-// two claiming it means neither, rather than split the writes) and reports changes.
+// or not, and max_connections. A target given as a DNS name (a cluster endpoint) is re-resolved
+// on every round and each address is checked. The writer is elected by writerElection.ts; this
+// file is the I/O around it: timers, connections, and reporting changes and failovers.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { TargetStats } from '../contract/stats.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { type BackendConnection, type BackendEndpoint, ServerError } from '../server/backendConnection.js';
+import { electWriter } from './writerElection.js';
+
+export interface FailoverRecord {
+  /** When the old writer was first seen failing (ms since epoch). */
+  startedAt: number;
+  durationMs: number;
+  from: string | null;
+  to: string;
+}
 
 export interface TargetMonitorDeps {
   open(endpoint: BackendEndpoint): Promise<BackendConnection>;
+  resolve?(host: string): Promise<string[]>;
   clock: Clock;
   log: Logger;
   intervalMs: number;
+  /** Interval while the writer is suspect or missing. */
+  fastIntervalMs?: number;
   onChange(writer: BackendEndpoint | null, maxConnections: number | null): void;
+  /** The current writer failed a check: stop lending new connections until it answers again. */
+  onSuspect?(suspect: boolean): void;
+  onFailover?(record: FailoverRecord): void;
 }
 
-interface TargetState {
+interface EndpointState {
   endpoint: BackendEndpoint;
   conn: BackendConnection | null;
   stats: TargetStats;
-}
-
-export function chooseWriter(targets: TargetStats[]): { writer: string | null; problem?: string } {
-  const writers = targets.filter((t) => t.state === 'AVAILABLE' && t.role === 'writer');
-  if (writers.length === 1) return { writer: writers[0]!.endpoint };
-  if (writers.length > 1) return { writer: null, problem: `MULTIPLE_WRITERS: ${writers.map((w) => w.endpoint).join(', ')} all claim to be the writer` };
-  return { writer: null, problem: 'NO_WRITER: no available target is out of recovery' };
+  failures: number;
 }
 
 export function unavailableReason(err: Error): string {
@@ -38,24 +50,31 @@ export function unavailableReason(err: Error): string {
   return 'CONNECTION_FAILED';
 }
 
+const key = (e: BackendEndpoint): string => `${e.host}:${e.port}`;
+
+async function defaultResolve(host: string): Promise<string[]> {
+  const all = await lookup(host, { all: true });
+  return all.map((a) => a.address);
+}
+
 export class TargetMonitor {
-  private readonly targets: TargetState[];
+  private readonly endpoints = new Map<string, EndpointState>();
   private timer: TimerHandle | null = null;
   private stopped = false;
   private writer: string | null = null;
   private maxConnections: number | null = null;
-  private checking = false;
+  private suspect = false;
+  private lostAt: number | null = null;
+  private lostWriter: string | null = null;
+  private checking: Promise<void> | null = null;
+  private failovers = 0;
+  private lastFailover: FailoverRecord | null = null;
+  private problem: string | undefined;
 
   constructor(
-    endpoints: BackendEndpoint[],
+    private readonly targets: BackendEndpoint[],
     private readonly deps: TargetMonitorDeps,
-  ) {
-    this.targets = endpoints.map((endpoint) => ({
-      endpoint,
-      conn: null,
-      stats: { endpoint: `${endpoint.host}:${endpoint.port}`, state: 'UNKNOWN', role: 'unknown', maxConnections: null },
-    }));
-  }
+  ) {}
 
   start(): Promise<void> {
     return this.tick();
@@ -64,34 +83,108 @@ export class TargetMonitor {
   stop(): void {
     this.stopped = true;
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
-    for (const t of this.targets) t.conn?.close();
+    for (const t of this.endpoints.values()) t.conn?.close();
   }
 
   stats(): TargetStats[] {
-    return this.targets.map((t) => ({ ...t.stats }));
+    return [...this.endpoints.values()].map((t) => ({ ...t.stats }));
   }
 
   get currentWriter(): string | null {
     return this.writer;
   }
 
-  /** Runs one round of checks now; resolves when every target has answered or failed. */
-  async checkNow(): Promise<void> {
-    if (this.checking) return;
-    this.checking = true;
-    try {
-      await Promise.all(this.targets.map((t) => this.check(t)));
-    } finally {
-      this.checking = false;
+  get failoverCount(): number {
+    return this.failovers;
+  }
+
+  get lastFailoverRecord(): FailoverRecord | null {
+    return this.lastFailover;
+  }
+
+  /** Why there is no writer, when there is none. */
+  get writerProblem(): string | undefined {
+    return this.writer ? undefined : this.problem;
+  }
+
+  /** Runs one round of checks now (joining one in progress). */
+  checkNow(): Promise<void> {
+    this.checking ??= this.round().finally(() => (this.checking = null));
+    return this.checking;
+  }
+
+  private async round(): Promise<void> {
+    await this.refreshEndpoints();
+    await Promise.all([...this.endpoints.values()].map((t) => this.check(t)));
+    const current = this.writer ? this.endpoints.get(this.writer) : undefined;
+    const result = electWriter({ targets: this.stats(), current: this.writer, currentFailures: current?.failures ?? 0 });
+    this.problem = result.problem;
+    if (result.suspect !== this.suspect) {
+      this.suspect = result.suspect;
+      if (result.suspect) {
+        this.lostAt ??= this.deps.clock.now();
+        this.deps.log.warn({ writer: this.writer }, 'writer failed a health check; holding new borrows');
+      }
+      this.deps.onSuspect?.(result.suspect);
     }
-    const { writer, problem } = chooseWriter(this.targets.map((t) => t.stats));
-    const writerState = this.targets.find((t) => t.stats.endpoint === writer);
-    const maxConnections = writerState?.stats.maxConnections ?? this.maxConnections;
-    if (writer !== this.writer || maxConnections !== this.maxConnections) {
-      if (writer !== this.writer) this.deps.log.info({ writer, previous: this.writer, problem }, writer ? 'writer found' : 'no writer');
-      this.writer = writer;
-      this.maxConnections = maxConnections;
-      this.deps.onChange(writerState?.endpoint ?? null, maxConnections);
+    const next = result.writer ? this.endpoints.get(result.writer) : undefined;
+    const maxConnections = next?.stats.maxConnections ?? this.maxConnections;
+    if (result.writer === this.writer && maxConnections === this.maxConnections) {
+      if (!result.suspect && result.writer) this.lostAt = null;
+      return;
+    }
+    const previous = this.writer;
+    if (result.writer !== previous) {
+      const now = this.deps.clock.now();
+      if (previous && !result.writer) {
+        this.lostAt ??= now;
+        this.lostWriter = previous;
+        this.deps.log.error({ previous, problem: result.problem }, 'writer lost');
+      } else if (result.writer && (previous || this.lostAt !== null)) {
+        const record: FailoverRecord = { startedAt: this.lostAt ?? now, durationMs: now - (this.lostAt ?? now), from: previous ?? this.lostWriter, to: result.writer };
+        this.failovers++;
+        this.lastFailover = record;
+        this.lostAt = null;
+        this.lostWriter = null;
+        this.deps.log.warn({ ...record }, 'failover: new writer');
+        this.deps.onFailover?.(record);
+      } else if (result.writer) {
+        this.deps.log.info({ writer: result.writer }, 'writer found');
+      }
+    }
+    this.writer = result.writer;
+    this.maxConnections = maxConnections;
+    this.deps.onChange(next?.endpoint ?? null, maxConnections);
+  }
+
+  private async refreshEndpoints(): Promise<void> {
+    const seen = new Set<string>();
+    for (const t of this.targets) {
+      let hosts = [t.host];
+      if (isIP(t.host) === 0) {
+        try {
+          hosts = await (this.deps.resolve ?? defaultResolve)(t.host);
+        } catch (e) {
+          this.deps.log.warn({ target: `${t.host}:${t.port}`, err: (e as Error).message }, 'target name did not resolve');
+          hosts = [];
+        }
+      }
+      for (const host of hosts) {
+        const endpoint = { host, port: t.port };
+        const k = key(endpoint);
+        seen.add(k);
+        if (!this.endpoints.has(k)) {
+          this.endpoints.set(k, { endpoint, conn: null, failures: 0, stats: { endpoint: k, state: 'UNKNOWN', role: 'unknown', maxConnections: null } });
+        }
+      }
+    }
+    // An address the name no longer resolves to is no longer a target.
+    for (const [k, t] of this.endpoints) {
+      if (!seen.has(k)) {
+        t.conn?.close();
+        this.endpoints.delete(k);
+        this.deps.log.info({ target: k }, 'target address gone from DNS');
+      }
     }
   }
 
@@ -99,25 +192,37 @@ export class TargetMonitor {
     if (this.stopped) return;
     await this.checkNow();
     if (this.stopped) return;
-    this.timer = this.deps.clock.setTimeout(() => void this.tick(), this.deps.intervalMs);
+    const fast = this.suspect || this.writer === null;
+    this.timer = this.deps.clock.setTimeout(() => void this.tick(), fast ? (this.deps.fastIntervalMs ?? 100) : this.deps.intervalMs);
     this.timer.unref?.();
   }
 
-  private async check(t: TargetState): Promise<void> {
+  private async check(t: EndpointState): Promise<void> {
     const before = `${t.stats.state}/${t.stats.reason ?? ''}/${t.stats.role}`;
     try {
       if (!t.conn || t.conn.closed) t.conn = await this.deps.open(t.endpoint);
-      const r = await t.conn.query("SELECT pg_is_in_recovery()::text, current_setting('max_connections')", Math.max(1000, this.deps.intervalMs * 5));
+      const r = await t.conn.query("SELECT pg_is_in_recovery()::text, current_setting('max_connections')", Math.max(1000, this.deps.intervalMs * 2));
       const row = r.rows[0] ?? [];
-      t.stats = { endpoint: t.stats.endpoint, state: 'AVAILABLE', role: row[0] === 'true' ? 'reader' : 'writer', maxConnections: Number(row[1]) || null };
+      const inRecovery = row[0] === 'true';
+      t.failures = 0;
+      t.stats = {
+        endpoint: t.stats.endpoint,
+        // A standby cannot take writes: it is not an available target for a writer proxy.
+        state: inRecovery ? 'UNAVAILABLE' : 'AVAILABLE',
+        ...(inRecovery ? { reason: 'READ_ONLY' } : {}),
+        role: inRecovery ? 'reader' : 'writer',
+        maxConnections: Number(row[1]) || null,
+      };
     } catch (e) {
       const err = e as Error;
       t.conn?.close();
       t.conn = null;
+      t.failures++;
       t.stats = { endpoint: t.stats.endpoint, state: 'UNAVAILABLE', reason: unavailableReason(err), role: 'unknown', maxConnections: t.stats.maxConnections };
       if (before !== `UNAVAILABLE/${t.stats.reason}/unknown`) this.deps.log.warn({ target: t.stats.endpoint, reason: t.stats.reason, err: err.message }, 'target unavailable');
       return;
     }
-    if (before !== `${t.stats.state}/${t.stats.reason ?? ''}/${t.stats.role}`) this.deps.log.info({ target: t.stats.endpoint, role: t.stats.role }, 'target available');
+    const after = `${t.stats.state}/${t.stats.reason ?? ''}/${t.stats.role}`;
+    if (before !== after) this.deps.log.info({ target: t.stats.endpoint, state: t.stats.state, role: t.stats.role }, 'target state changed');
   }
 }

@@ -128,6 +128,8 @@ describe('HTTP admin endpoints', () => {
       },
       writer: `127.0.0.1:${cluster.port}`,
       targets: [{ endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', role: 'writer', maxConnections: targetMax }],
+      failovers: 0,
+      lastFailover: null,
     });
     expect(s.pool.budget).toBe(36);
   });
