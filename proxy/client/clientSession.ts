@@ -76,6 +76,7 @@ export class ClientSession implements BackendOwner, FrameSink {
   private readonly undo: Array<() => void> = [];
   /** The client's latest unnamed Parse, for a Bind("") that lands on another backend. */
   private unnamedParse: Buffer | null = null;
+  private unnamedQuery = '';
   private unnamedGeneration = 0;
   /** The backend died while the client sat inside a transaction: its next request gets this error. */
   private transactionLost: string | null = null;
@@ -256,7 +257,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     if (!this.ctx.knownStatements.has(serverName)) return false;
     const c = this.ctx.classifier.classify(parse.query, false);
     if (c.pins.length > 0 || c.settings.length > 0) return false;
-    this.statements.set(parse.name, { serverName, parse: buildParse(serverName, parse.query, parse.paramTypes) });
+    this.statements.set(parse.name, { serverName, query: parse.query, parse: buildParse(serverName, parse.query, parse.paramTypes) });
     this.out.push(parseComplete());
     this.localBatch = true;
     return true;
@@ -344,10 +345,11 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   private onParse(msg: Buffer): void {
     const parse = readParse(msg);
-    this.classify(parse.query);
+    this.classify(parse.query, false);
     const b = this.backend!;
     if (parse.name === '') {
       this.unnamedParse = msg;
+      this.unnamedQuery = parse.query;
       const generation = ++this.unnamedGeneration;
       b.unnamedOwner = { session: this, generation };
       this.forward(msg, 'P');
@@ -358,7 +360,7 @@ export class ClientSession implements BackendOwner, FrameSink {
       return;
     }
     const serverName = serverStatementName(this.wanted.get('search_path') ?? '', parse.query, parse.paramTypes);
-    const entry: ClientStatement = { serverName, parse: buildParse(serverName, parse.query, parse.paramTypes) };
+    const entry: ClientStatement = { serverName, query: parse.query, parse: buildParse(serverName, parse.query, parse.paramTypes) };
     // Registered now so that a Bind pipelined behind this Parse finds it; undone if the Parse fails.
     this.statements.set(parse.name, entry);
     const unregister = (): void => void this.statements.delete(parse.name);
@@ -427,6 +429,7 @@ export class ClientSession implements BackendOwner, FrameSink {
   private onBind(msg: Buffer): void {
     const { statement } = readBindNames(msg);
     if (statement === '') {
+      if (this.unnamedParse) this.classify(this.unnamedQuery);
       this.ensureUnnamed();
       this.forward(msg, 'B');
       return;
@@ -441,6 +444,7 @@ export class ClientSession implements BackendOwner, FrameSink {
       this.failLocally('0A000', 'cached plan must not change result type');
       return;
     }
+    this.classify(entry.query);
     this.ensurePrepared(entry);
     this.forward(rewriteBindStatement(msg, entry.serverName), 'B', this.invalidateOnError(entry));
   }
@@ -477,8 +481,16 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.forward(msg, 'C');
   }
 
-  private classify(sql: string): void {
+  /**
+   * Pins for what the text does, and tracks its SETs. For the extended protocol the SETs take
+   * effect when the statement runs, so they are tracked at Bind (`execute`), not at Parse.
+   */
+  private classify(sql: string, execute = true): void {
     const c = this.ctx.classifier.classify(sql, this.txStatus !== 'I');
+    if (!execute) {
+      for (const reason of c.pins) if (reason !== 'set' || !this.ctx.config.session.trackSettings) this.pin(reason, c.digest);
+      return;
+    }
     const tracked = c.settings.length > 0 && this.trackSettings(c.settings);
     for (const reason of c.pins) {
       if (reason === 'set' && tracked) continue;

@@ -19,6 +19,8 @@ export function serverStatementName(searchPath: string, query: string, paramType
 
 export interface ClientStatement {
   serverName: string;
+  /** Its text: the SETs in it are tracked each time it runs. */
+  query: string;
   /** The Parse message that creates it on a backend, under its server name. */
   parse: Buffer;
   /** Its result type changed under it (DDL): it fails until the client prepares it again. */
