@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { TargetStats } from '../contract/stats.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { type BackendConnection, type BackendEndpoint, ServerError } from '../server/backendConnection.js';
-import { electWriter } from './writerElection.js';
+import { electWriter, endpointOfAuroraInstance } from './writerElection.js';
 
 export interface FailoverRecord {
   /** When the old writer was first seen failing (ms since epoch). */
@@ -34,6 +34,12 @@ export interface TargetMonitorDeps {
 
 interface EndpointState {
   endpoint: BackendEndpoint;
+  /** The name it was configured by (before DNS resolution). */
+  name: string;
+  /** Whether its server has Aurora's topology function; undefined until asked on this connection. */
+  aurora?: boolean;
+  /** The writer's server_id by Aurora's topology, from this endpoint's last check. */
+  auroraWriterId?: string | null;
   conn: BackendConnection | null;
   stats: TargetStats;
   failures: number;
@@ -117,7 +123,7 @@ export class TargetMonitor {
     await this.refreshEndpoints();
     await Promise.all([...this.endpoints.values()].map((t) => this.check(t)));
     const current = this.writer ? this.endpoints.get(this.writer) : undefined;
-    const result = electWriter({ targets: this.stats(), current: this.writer, currentFailures: current?.failures ?? 0 });
+    const result = electWriter({ targets: this.stats(), current: this.writer, currentFailures: current?.failures ?? 0, topologyWriter: this.topologyWriter() });
     this.problem = result.problem;
     if (result.suspect !== this.suspect) {
       this.suspect = result.suspect;
@@ -157,6 +163,17 @@ export class TargetMonitor {
     this.deps.onChange(next?.endpoint ?? null, maxConnections);
   }
 
+  /** The writer named by Aurora's topology, if an available endpoint reports one we can map. */
+  private topologyWriter(): string | null {
+    const all = [...this.endpoints.entries()].map(([key, t]) => ({ key, name: t.name }));
+    for (const t of this.endpoints.values()) {
+      if (t.stats.state !== 'AVAILABLE' || !t.auroraWriterId) continue;
+      const k = endpointOfAuroraInstance(t.auroraWriterId, all);
+      if (k) return k;
+    }
+    return null;
+  }
+
   private async refreshEndpoints(): Promise<void> {
     const seen = new Set<string>();
     for (const t of this.targets) {
@@ -174,7 +191,7 @@ export class TargetMonitor {
         const k = key(endpoint);
         seen.add(k);
         if (!this.endpoints.has(k)) {
-          this.endpoints.set(k, { endpoint, conn: null, failures: 0, stats: { endpoint: k, state: 'UNKNOWN', role: 'unknown', maxConnections: null } });
+          this.endpoints.set(k, { endpoint, name: t.host, conn: null, failures: 0, stats: { endpoint: k, state: 'UNKNOWN', role: 'unknown', maxConnections: null } });
         }
       }
     }
@@ -204,6 +221,14 @@ export class TargetMonitor {
       const r = await t.conn.query("SELECT pg_is_in_recovery()::text, current_setting('max_connections')", Math.max(1000, this.deps.intervalMs * 2));
       const row = r.rows[0] ?? [];
       const inRecovery = row[0] === 'true';
+      if (t.aurora === undefined) {
+        const probe = await t.conn.query("SELECT to_regproc('aurora_replica_status') IS NOT NULL");
+        t.aurora = probe.rows[0]?.[0] === 't';
+      }
+      if (t.aurora) {
+        const topo = await t.conn.query("SELECT server_id FROM aurora_replica_status() WHERE session_id = 'MASTER_SESSION_ID'");
+        t.auroraWriterId = topo.rows[0]?.[0] ?? null;
+      }
       t.failures = 0;
       t.stats = {
         endpoint: t.stats.endpoint,
@@ -217,6 +242,8 @@ export class TargetMonitor {
       const err = e as Error;
       t.conn?.close();
       t.conn = null;
+      t.aurora = undefined;
+      t.auroraWriterId = null;
       t.failures++;
       t.stats = { endpoint: t.stats.endpoint, state: 'UNAVAILABLE', reason: unavailableReason(err), role: 'unknown', maxConnections: t.stats.maxConnections };
       if (before !== `UNAVAILABLE/${t.stats.reason}/unknown`) this.deps.log.warn({ target: t.stats.endpoint, reason: t.stats.reason, err: err.message }, 'target unavailable');

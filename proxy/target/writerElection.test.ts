@@ -1,5 +1,5 @@
 import type { TargetStats } from '../contract/stats.js';
-import { electWriter } from './writerElection.js';
+import { electWriter, endpointOfAuroraInstance } from './writerElection.js';
 
 const up = (endpoint: string, role: 'writer' | 'reader' = 'writer'): TargetStats =>
   role === 'writer'
@@ -25,4 +25,23 @@ test.each<[string, TargetStats[], string | null, number, { writer: string | null
   expect(r.suspect).toBe(expected.suspect);
   if (expected.problem) expect(r.problem).toMatch(expected.problem);
   else expect(r.problem).toBeUndefined();
+});
+
+test("Aurora's topology settles two writers; without it, neither is used", () => {
+  expect(electWriter({ targets: [up('a'), up('b')], current: 'a', currentFailures: 0, topologyWriter: 'b' }).writer).toBe('b');
+  expect(electWriter({ targets: [up('a'), up('b')], current: 'a', currentFailures: 0, topologyWriter: 'c' }).writer).toBeNull();
+  expect(electWriter({ targets: [up('a'), up('b')], current: 'a', currentFailures: 0, topologyWriter: null }).writer).toBeNull();
+  // The topology never makes a reader the writer.
+  expect(electWriter({ targets: [up('a', 'reader')], current: null, currentFailures: 0, topologyWriter: 'a' }).writer).toBeNull();
+});
+
+test('Aurora server_id maps to its instance endpoint', () => {
+  const endpoints = [
+    { key: '10.0.0.1:5432', name: 'db-1.abc123.eu-west-1.rds.amazonaws.com' },
+    { key: '10.0.0.2:5432', name: 'db-12.abc123.eu-west-1.rds.amazonaws.com' },
+    { key: '10.0.0.3:5432', name: 'mycluster.cluster-abc123.eu-west-1.rds.amazonaws.com' },
+  ];
+  expect(endpointOfAuroraInstance('db-1', endpoints)).toBe('10.0.0.1:5432');
+  expect(endpointOfAuroraInstance('DB-12', endpoints)).toBe('10.0.0.2:5432');
+  expect(endpointOfAuroraInstance('db-3', endpoints)).toBeNull();
 });

@@ -12,6 +12,8 @@ export interface ElectionInput {
   current: string | null;
   /** Consecutive failed checks of `current`. */
   currentFailures: number;
+  /** The writer by Aurora's topology (aurora_replica_status()), where the targets report one. */
+  topologyWriter?: string | null;
 }
 
 export interface ElectionResult {
@@ -24,6 +26,9 @@ export interface ElectionResult {
 
 export function electWriter(input: ElectionInput): ElectionResult {
   const writers = input.targets.filter((t) => t.state === 'AVAILABLE' && t.role === 'writer');
+  // Aurora's own topology is authoritative there: it settles a moment when two instances answer as writers.
+  const byTopology = writers.find((w) => w.endpoint === input.topologyWriter);
+  if (writers.length > 1 && byTopology) return { writer: byTopology.endpoint, suspect: false };
   if (writers.length > 1) {
     // Split brain (an old primary back up still believing it is the writer): sending writes to
     // either could lose them, so use neither until exactly one remains.
@@ -38,4 +43,14 @@ export function electWriter(input: ElectionInput): ElectionResult {
   }
   if (only) return { writer: only.endpoint, suspect: false };
   return { writer: null, suspect: false, problem: 'NO_WRITER: no available target is out of recovery' };
+}
+
+/**
+ * The endpoint of an Aurora instance by its server_id: instance endpoints are named
+ * `<instance-id>.<cluster-hash>.<region>.rds.amazonaws.com`.
+ */
+export function endpointOfAuroraInstance(serverId: string, endpoints: ReadonlyArray<{ key: string; name: string }>): string | null {
+  const prefix = `${serverId.toLowerCase()}.`;
+  const matches = endpoints.filter((e) => e.name.toLowerCase().startsWith(prefix));
+  return matches.length === 1 ? matches[0]!.key : null;
 }

@@ -1,0 +1,86 @@
+import { pino } from 'pino';
+import type { BackendConnection, BackendEndpoint } from '../server/backendConnection.js';
+import type { Clock } from '../runtime/clock.js';
+import { TargetMonitor } from './targetMonitor.js';
+
+/** Servers by address: in recovery or not; absent means unreachable. */
+type Servers = Map<string, { inRecovery: boolean }>;
+
+function fakeOpen(servers: Servers) {
+  return async (e: BackendEndpoint): Promise<BackendConnection> => {
+    const key = `${e.host}:${e.port}`;
+    if (!servers.has(key)) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    const conn = {
+      closed: false,
+      close() {
+        conn.closed = true;
+      },
+      async query(sql: string) {
+        const s = servers.get(key);
+        if (!s) throw Object.assign(new Error('server closed the connection'), { code: 'ECONNRESET' });
+        if (sql.includes('aurora')) return { rows: [['f']], commandTags: [] };
+        return { rows: [[String(s.inRecovery), '100']], commandTags: [] };
+      },
+    };
+    return conn as unknown as BackendConnection;
+  };
+}
+
+const manualClock: Clock = { now: () => 0, setTimeout: () => ({}), clearTimeout: () => undefined };
+
+test('a DNS name is re-resolved every round and the writer follows it', async () => {
+  const servers: Servers = new Map([
+    ['10.0.0.1:5432', { inRecovery: false }],
+    ['10.0.0.2:5432', { inRecovery: true }],
+  ]);
+  let addresses = ['10.0.0.1'];
+  const changes: Array<string | null> = [];
+  const m = new TargetMonitor([{ host: 'cluster.example', port: 5432 }], {
+    open: fakeOpen(servers),
+    resolve: async () => addresses,
+    clock: manualClock,
+    log: pino({ level: 'silent' }),
+    intervalMs: 1000,
+    onChange: (w) => changes.push(w ? `${w.host}:${w.port}` : null),
+  });
+  await m.checkNow();
+  expect(m.currentWriter).toBe('10.0.0.1:5432');
+  // The cluster endpoint now points at the promoted instance.
+  servers.set('10.0.0.2:5432', { inRecovery: false });
+  servers.delete('10.0.0.1:5432');
+  addresses = ['10.0.0.2'];
+  await m.checkNow();
+  expect(m.currentWriter).toBe('10.0.0.2:5432');
+  expect(m.stats().map((t) => t.endpoint)).toEqual(['10.0.0.2:5432']);
+  expect(changes).toEqual(['10.0.0.1:5432', '10.0.0.2:5432']);
+  expect(m.failoverCount).toBe(1);
+});
+
+test('a writer failing one check is suspect; failing two is lost; a standby promoted takes over', async () => {
+  const servers: Servers = new Map([
+    ['10.0.0.1:5432', { inRecovery: false }],
+    ['10.0.0.2:5432', { inRecovery: true }],
+  ]);
+  const suspects: boolean[] = [];
+  const m = new TargetMonitor(
+    [
+      { host: '10.0.0.1', port: 5432 },
+      { host: '10.0.0.2', port: 5432 },
+    ],
+    { open: fakeOpen(servers), clock: manualClock, log: pino({ level: 'silent' }), intervalMs: 1000, onChange: () => undefined, onSuspect: (s) => suspects.push(s) },
+  );
+  await m.checkNow();
+  servers.delete('10.0.0.1:5432');
+  await m.checkNow();
+  expect(m.currentWriter).toBe('10.0.0.1:5432');
+  expect(suspects).toEqual([true]);
+  await m.checkNow();
+  expect(m.currentWriter).toBeNull();
+  expect(m.writerProblem).toMatch(/NO_WRITER/);
+  expect(m.stats().find((t) => t.endpoint === '10.0.0.2:5432')).toMatchObject({ state: 'UNAVAILABLE', reason: 'READ_ONLY' });
+  servers.set('10.0.0.2:5432', { inRecovery: false });
+  await m.checkNow();
+  expect(m.currentWriter).toBe('10.0.0.2:5432');
+  expect(m.lastFailoverRecord).toMatchObject({ from: '10.0.0.1:5432', to: '10.0.0.2:5432' });
+  expect(suspects).toEqual([true, false]);
+});
