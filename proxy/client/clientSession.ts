@@ -544,6 +544,8 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   private write(buf: Buffer): void {
     const b = this.backend!;
+    // Closing (a writer change): its close event is on the way and will fail the request.
+    if (b.closed) return;
     if (!b.write(buf) && !this.clientBlocked) {
       this.clientBlocked = true;
       this.socket.pause();
@@ -790,6 +792,11 @@ export class ClientSession implements BackendOwner, FrameSink {
     if (!b) return;
     this.backend = null;
     b.owner = null;
+    if (this.clientBlocked) {
+      // It was waiting for this backend to drain, which it never will.
+      this.clientBlocked = false;
+      this.socket.resume();
+    }
     this.ctx.pool.discard(b);
     const waiting = this.queue.waiting > 0;
     const inTransaction = this.txStatus !== 'I' || this.extendedPending;

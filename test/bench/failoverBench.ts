@@ -31,10 +31,13 @@ async function startProxyProcess(targets: string[]): Promise<{ port: number; sto
     users,
     pool: { maxConnectionsPercent: 30, borrowTimeout: '30s' },
     healthCheck: { interval: '1s' },
-    logLevel: 'warn',
+    logLevel: process.env.BENCH_PROXY_LOG_LEVEL ?? 'warn',
   };
   writeFileSync(join(dir, 'config.yaml'), stringify(config));
-  const child = spawn(process.execPath, [join(repoRoot, 'dist/proxy/cli/dbproxy.js'), 'proxy', '--config', join(dir, 'config.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const { openSync } = await import('node:fs');
+  const logFile = join(dir, 'dbproxy.log');
+  const child = spawn(process.execPath, [join(repoRoot, 'dist/proxy/cli/dbproxy.js'), 'proxy', '--config', join(dir, 'config.yaml')], { stdio: ['ignore', openSync(logFile, 'a'), 'inherit'] });
+  process.stderr.write(`dbproxy log: ${logFile}\n`);
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {

@@ -85,7 +85,8 @@ export async function runFailover(opts: FailoverOptions): Promise<FailoverOutcom
   const clients: pg.Client[] = [];
   let reconnects = 0;
   for (let i = 0; i < n; i++) {
-    const c = new pg.Client({ host: '127.0.0.1', port: opts.proxyPort, user: app.name, password: app.password, database: 'postgres' });
+    // A query that gets no answer in 20 s is a proxy bug, not a slow failover: fail loudly.
+    const c = new pg.Client({ host: '127.0.0.1', port: opts.proxyPort, user: app.name, password: app.password, database: 'postgres', query_timeout: 20_000 });
     c.on('error', () => reconnects++);
     c.on('end', () => reconnects++);
     await c.connect();
@@ -129,7 +130,7 @@ export async function runFailover(opts: FailoverOptions): Promise<FailoverOutcom
         }
       } catch (e) {
         errors++;
-        const code = (e as { code?: string }).code ?? 'none';
+        const code = (e as { code?: string }).code ?? ((e as Error).message.includes('timeout') ? 'client-timeout' : 'none');
         errorCodes[code] = (errorCodes[code] ?? 0) + 1;
         // The client's own clean-up, on the same connection: no reconnect.
         await c.query('ROLLBACK').catch(() => undefined);
