@@ -8,6 +8,7 @@
 // replayed on each backend it borrows (only the difference), and its prepared statements map to
 // proxy-owned server statements that are prepared lazily on whichever backend it lands on.
 import type net from 'node:net';
+import { serialize } from 'pg-protocol';
 import type { PinReason } from '../classify/pinReasons.js';
 import { describePinReason } from '../classify/pinReasons.js';
 import type { SessionSetting } from '../classify/classifier.js';
@@ -613,7 +614,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     const wanted = new Map(this.wanted);
     b.appliedParams.clear();
     for (const [k, v] of wanted) b.appliedParams.set(k, v);
-    this.hidden(queryMessage(sql), {
+    this.hidden(serialize.query(sql), {
       req: 'Q',
       done: (ok) => {
         if (!ok) {
@@ -631,7 +632,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     const askedAt = this.settingsVersion;
     const rows: Buffer[] = [];
     const list = names.map((n) => `current_setting('${n.replaceAll("'", "''")}', true)`).join(', ');
-    this.hidden(queryMessage(`SELECT ${list}`), {
+    this.hidden(serialize.query(`SELECT ${list}`), {
       req: 'Q',
       rows,
       done: (ok) => {
@@ -850,14 +851,6 @@ export class ClientSession implements BackendOwner, FrameSink {
   }
 }
 
-function queryMessage(sql: string): Buffer {
-  const body = Buffer.from(sql + '\0', 'utf8');
-  const m = Buffer.allocUnsafe(5 + body.length);
-  m[0] = 'Q'.charCodeAt(0);
-  m.writeUInt32BE(4 + body.length, 1);
-  body.copy(m, 5);
-  return m;
-}
 
 /** Text values of a DataRow (the proxy's own read-back queries only). */
 function readDataRow(msg: Buffer): Array<string | null> {

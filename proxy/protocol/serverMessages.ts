@@ -12,7 +12,8 @@ export interface ErrorFields {
   hint?: string;
 }
 
-function message(type: string, body: Buffer): Buffer {
+/** A message: type byte, 4-byte length, body. */
+export function frame(type: string, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
   out[0] = type.charCodeAt(0);
   out.writeUInt32BE(4 + body.length, 1);
@@ -35,30 +36,30 @@ function fieldsBody(f: ErrorFields): Buffer {
   return Buffer.concat(parts);
 }
 
-export const errorResponse = (f: ErrorFields): Buffer => message('E', fieldsBody(f));
-export const noticeResponse = (f: ErrorFields): Buffer => message('N', fieldsBody(f));
-export const readyForQuery = (status: 'I' | 'T' | 'E'): Buffer => message('Z', Buffer.from(status, 'latin1'));
-export const parameterStatus = (name: string, value: string): Buffer => message('S', Buffer.concat([cstr(name), cstr(value)]));
+export const errorResponse = (f: ErrorFields): Buffer => frame('E', fieldsBody(f));
+export const noticeResponse = (f: ErrorFields): Buffer => frame('N', fieldsBody(f));
+export const readyForQuery = (status: 'I' | 'T' | 'E'): Buffer => frame('Z', Buffer.from(status, 'latin1'));
+export const parameterStatus = (name: string, value: string): Buffer => frame('S', Buffer.concat([cstr(name), cstr(value)]));
 export function backendKeyData(pid: number, secret: number): Buffer {
   const body = Buffer.allocUnsafe(8);
   body.writeUInt32BE(pid >>> 0, 0);
   body.writeUInt32BE(secret >>> 0, 4);
-  return message('K', body);
+  return frame('K', body);
 }
-export const authenticationOk = (): Buffer => message('R', int32(0));
-export const authenticationCleartext = (): Buffer => message('R', int32(3));
-export const authenticationMd5 = (salt: Buffer): Buffer => message('R', Buffer.concat([int32(5), salt]));
+export const authenticationOk = (): Buffer => frame('R', int32(0));
+export const authenticationCleartext = (): Buffer => frame('R', int32(3));
+export const authenticationMd5 = (salt: Buffer): Buffer => frame('R', Buffer.concat([int32(5), salt]));
 export const authenticationSasl = (mechanisms: string[]): Buffer =>
-  message('R', Buffer.concat([int32(10), ...mechanisms.map(cstr), Buffer.from([0])]));
-export const authenticationSaslContinue = (data: string): Buffer => message('R', Buffer.concat([int32(11), Buffer.from(data, 'utf8')]));
-export const authenticationSaslFinal = (data: string): Buffer => message('R', Buffer.concat([int32(12), Buffer.from(data, 'utf8')]));
-export const commandComplete = (tag: string): Buffer => message('C', cstr(tag));
-export const emptyQueryResponse = (): Buffer => message('I', Buffer.alloc(0));
-export const closeComplete = (): Buffer => message('3', Buffer.alloc(0));
-export const parseComplete = (): Buffer => message('1', Buffer.alloc(0));
+  frame('R', Buffer.concat([int32(10), ...mechanisms.map(cstr), Buffer.from([0])]));
+export const authenticationSaslContinue = (data: string): Buffer => frame('R', Buffer.concat([int32(11), Buffer.from(data, 'utf8')]));
+export const authenticationSaslFinal = (data: string): Buffer => frame('R', Buffer.concat([int32(12), Buffer.from(data, 'utf8')]));
+export const commandComplete = (tag: string): Buffer => frame('C', cstr(tag));
+export const emptyQueryResponse = (): Buffer => frame('I', Buffer.alloc(0));
+export const closeComplete = (): Buffer => frame('3', Buffer.alloc(0));
+export const parseComplete = (): Buffer => frame('1', Buffer.alloc(0));
 
 export function negotiateProtocolVersion(minor: number, unrecognized: string[]): Buffer {
-  return message('v', Buffer.concat([int32(minor), int32(unrecognized.length), ...unrecognized.map(cstr)]));
+  return frame('v', Buffer.concat([int32(minor), int32(unrecognized.length), ...unrecognized.map(cstr)]));
 }
 
 /** RowDescription with text columns (type oid 25), for the admin console's result sets. */
@@ -75,7 +76,7 @@ export function rowDescription(columns: string[]): Buffer {
     meta.writeInt16BE(0, 16);
     parts.push(cstr(c), meta);
   }
-  return message('T', Buffer.concat(parts));
+  return frame('T', Buffer.concat(parts));
 }
 
 export function dataRow(values: Array<string | null>): Buffer {
@@ -88,5 +89,5 @@ export function dataRow(values: Array<string | null>): Buffer {
       parts.push(int32(b.length), b);
     }
   }
-  return message('D', Buffer.concat(parts));
+  return frame('D', Buffer.concat(parts));
 }

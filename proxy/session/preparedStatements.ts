@@ -2,6 +2,7 @@
 // server names derived from (search_path, query text, parameter types), so every client that
 // prepares the same statement shares one server-side statement per backend, prepared lazily.
 import { createHash } from 'node:crypto';
+import { frame } from '../protocol/serverMessages.js';
 
 /**
  * The server-side name for a statement. search_path is part of the key: the same text resolves
@@ -84,14 +85,6 @@ export class BackendStatementCache {
 
 function cstr(s: string): Buffer {
   return Buffer.from(s + '\0', 'utf8');
-}
-
-function frame(type: string, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = type.charCodeAt(0);
-  out.writeUInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
 }
 
 export function buildParse(name: string, query: string, paramTypes: readonly number[]): Buffer {

@@ -2,22 +2,14 @@
 // pod, and reads its /stats and its resident memory.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProxyConfigInput } from '../../proxy/contract/config.js';
 import type { ProxyStats } from '../../proxy/contract/stats.js';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/harness.js';
+
+export { freePort };
 
 export interface DbproxyOptions {
   /** dist/proxy/cli/dbproxy.js */
