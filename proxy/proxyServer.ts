@@ -5,7 +5,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { BackendAuthFailures } from './auth/backendAuthFailures.js';
 import { CredentialStore } from './auth/credentialStore.js';
+import { RdsTokenProvider } from './auth/rdsToken.js';
+import { buildTokenAuth } from './auth/clientTokens.js';
+import type { ClientTokenAuth } from './auth/tokenAuth.js';
 import { StatementClassifier } from './classify/classifier.js';
 import { type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
 import type { ProxyStats } from './contract/stats.js';
@@ -23,17 +27,24 @@ import type { ProxyContext } from './proxyContext.js';
 import { type Clock, systemClock } from './runtime/clock.js';
 import { createLogger } from './runtime/logger.js';
 import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './server/backendConnection.js';
+import { type BackendTlsSettings, backendTlsSettings } from './tls/backendTls.js';
+import { ServerTls } from './tls/serverTls.js';
 import { KnownStatements } from './session/preparedStatements.js';
 import { startupSessionParams } from './session/sessionParams.js';
 import { TargetMonitor } from './target/targetMonitor.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
+  /** Signs backend IAM tokens; default: one with the SDK's default credential chain. */
+  rdsTokens?: RdsTokenProvider;
   /** Re-read on RELOAD. */
   configPath?: string;
   log?: Logger;
   clock?: Clock;
 }
+
+/** Users with a password file: client password logins and password backend logins. */
+const credentialStore = (c: ProxyConfig): CredentialStore => new CredentialStore(c.users.filter((u) => u.passwordFile !== undefined || u.secretFile !== undefined));
 
 const poolSettings = (c: ProxyConfig): PoolSettings => ({
   borrowTimeoutMs: c.pool.borrowTimeout,
@@ -51,6 +62,12 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   readonly authSecret = randomBytes(32);
   readonly knownStatements = new KnownStatements();
   shuttingDown = false;
+  readonly backendAuthFailures: BackendAuthFailures;
+  /** Client-facing TLS, when tls.certFile is set. */
+  readonly serverTls: ServerTls | undefined;
+  private readonly backendTls: BackendTlsSettings | undefined;
+  private readonly rdsTokens: RdsTokenProvider;
+  private readonly tokenAuth: ClientTokenAuth | undefined;
   private readonly cancels: CancelRegistry<ClientSession>;
   private readonly sessions = new Set<ClientSession>();
   private readonly adminSockets = new Set<net.Socket>();
@@ -71,7 +88,23 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.config = opts.config;
     this.clock = opts.clock ?? systemClock;
     this.log = opts.log ?? createLogger(this.config.logLevel);
-    this.credentials = new CredentialStore(this.config.users);
+    this.credentials = credentialStore(this.config);
+    this.backendAuthFailures = new BackendAuthFailures(this.log);
+    const tlsConf = this.config.tls;
+    if (tlsConf.certFile && tlsConf.keyFile) {
+      this.serverTls = new ServerTls({
+        certFile: tlsConf.certFile,
+        keyFile: tlsConf.keyFile,
+        minVersion: tlsConf.minVersion,
+        recheckMs: tlsConf.reloadInterval,
+        onError: (e) => this.log.error({ err: e.message }, 'client TLS certificate reload failed'),
+        onReload: () => this.log.info({ certFile: tlsConf.certFile }, 'client TLS certificate reloaded'),
+      });
+      this.serverTls.load();
+    }
+    this.backendTls = backendTlsSettings(this.config.backendTls, { onError: (e) => this.log.error({ err: e.message }, 'backend CA bundle reload failed') });
+    this.rdsTokens = opts.rdsTokens ?? new RdsTokenProvider();
+    this.tokenAuth = this.config.iamAuth === 'DISABLED' ? undefined : buildTokenAuth(this.config, this.log);
     this.cancels = new CancelRegistry(this.config.replicaId);
     this.metrics = new ProxyMetrics({
       writer: () => this.monitor.currentWriter,
@@ -114,7 +147,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     const adminListen = splitHostPort(this.config.adminListen, true)!;
     this.listener = net.createServer({ noDelay: true }, (socket) => {
       this.metrics.clientConnectionsTotal.inc();
-      void handleClientConnection(socket, this);
+      void handleClientConnection(socket, this, { tls: this.serverTls, tokens: this.tokenAuth });
     });
     this.listener.maxConnections = this.config.pool.maxClientConnections + 100;
     await new Promise<void>((resolve, reject) => {
@@ -177,18 +210,33 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     );
   }
 
-  private openBackend(key: PoolKey, endpoint: BackendEndpoint, initQuery: string, applicationName = 'dbproxy'): Promise<BackendConnection> {
-    return openBackend({
-      endpoint,
-      user: key.user,
-      database: key.database,
-      password: () => this.credentials.password(key.user),
-      connectTimeoutMs: this.config.pool.connectTimeout,
-      applicationName,
-      initQuery,
-      id: ++this.nextBackendId,
-      now: () => this.clock.now(),
-    });
+  private async openBackend(key: PoolKey, endpoint: BackendEndpoint, initQuery: string, applicationName = 'dbproxy'): Promise<BackendConnection> {
+    const auth = this.config.users.find((u) => u.name === key.user)?.backendAuth;
+    const iam = auth?.method === 'iam' ? auth : undefined;
+    const password = iam
+      ? () => this.rdsTokens.token({ hostname: iam.signingHost ?? endpoint.host, port: endpoint.port, username: key.user, region: iam.region! })
+      : () => this.credentials.password(key.user);
+    try {
+      const b = await openBackend({
+        endpoint,
+        user: key.user,
+        database: key.database,
+        password,
+        tls: this.backendTls,
+        connectTimeoutMs: this.config.pool.connectTimeout,
+        applicationName,
+        initQuery,
+        id: ++this.nextBackendId,
+        now: () => this.clock.now(),
+      });
+      this.backendAuthFailures.succeeded(key.user);
+      return b;
+    } catch (e) {
+      if (e instanceof ServerError && e.code.startsWith('28')) {
+        this.backendAuthFailures.record(key.user, key.database, e.code, e.message, iam ? 'iam' : 'password');
+      }
+      throw e;
+    }
   }
 
   // ---- ProxyContext ----
@@ -304,8 +352,22 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
     }
     if (JSON.stringify(next.targets) !== JSON.stringify(this.config.targets)) notes.push('targets changes need a restart');
-    this.config = { ...next, listen: this.config.listen, adminListen: this.config.adminListen, replicaId: this.config.replicaId, targets: this.config.targets };
-    this.credentials = new CredentialStore(this.config.users);
+    for (const field of ['tls', 'backendTls', 'iamAuth', 'iam', 'serviceAccountAuth'] as const) {
+      if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
+    }
+    this.config = {
+      ...next,
+      listen: this.config.listen,
+      adminListen: this.config.adminListen,
+      replicaId: this.config.replicaId,
+      targets: this.config.targets,
+      tls: this.config.tls,
+      backendTls: this.config.backendTls,
+      iamAuth: this.config.iamAuth,
+      iam: this.config.iam,
+      serviceAccountAuth: this.config.serviceAccountAuth,
+    };
+    this.credentials = credentialStore(this.config);
     this.log.level = this.config.logLevel;
     this.pool.updateSettings(poolSettings(this.config));
     this.applyLimits();
@@ -417,6 +479,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       targets: this.monitor.stats(),
       failovers: this.monitor.failoverCount,
       lastFailover: ((f) => (f ? { at: new Date(f.startedAt).toISOString(), durationMs: f.durationMs, from: f.from, to: f.to } : null))(this.monitor.lastFailoverRecord),
+      ...((f) => (f ? { backendAuthFailures: f } : {}))(this.backendAuthFailures.stats()),
     };
   }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `dbproxy proxy --config FILE` and `dbproxy operator`: the one CLI of the one image.
+// `dbproxy proxy --config FILE`, `dbproxy operator` and `dbproxy token`: the one CLI of the one image.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfigYaml } from '../contract/config.js';
@@ -9,6 +9,9 @@ import { createLogger } from '../runtime/logger.js';
 const USAGE = `usage:
   dbproxy proxy --config FILE     run the PostgreSQL proxy (config: YAML, see README "Proxy configuration")
   dbproxy operator [flags]        run the Kubernetes operator (dbproxy operator --help)
+  dbproxy token --proxy-id ID [--region REGION] [--endpoint URL]
+                                  print an STS login token for the proxy whose iam.proxyId is ID
+                                  (AWS credentials from the SDK's default chain; use it as the password)
   dbproxy help`;
 
 async function runProxy(args: string[]): Promise<number> {
@@ -62,6 +65,29 @@ async function runProxy(args: string[]): Promise<number> {
   });
 }
 
+async function runToken(args: string[]): Promise<number> {
+  let values: { 'proxy-id'?: string; region?: string; endpoint?: string };
+  try {
+    ({ values } = parseArgs({ args, options: { 'proxy-id': { type: 'string' }, region: { type: 'string' }, endpoint: { type: 'string' } }, strict: true }));
+  } catch (e) {
+    process.stderr.write(`dbproxy token: ${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const proxyId = values['proxy-id'] ?? process.env.DBPROXY_PROXY_ID;
+  if (!proxyId) {
+    process.stderr.write(`dbproxy token: --proxy-id ID is required (the proxy's iam.proxyId, e.g. namespace/name)\n${USAGE}\n`);
+    return 2;
+  }
+  const { stsToken } = await import('../auth/iamToken.js');
+  try {
+    process.stdout.write(`${await stsToken({ proxyId, region: values.region, endpoint: values.endpoint })}\n`);
+  } catch (e) {
+    process.stderr.write(`dbproxy token: ${(e as Error).message}\n`);
+    return 1;
+  }
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -69,6 +95,8 @@ async function main(argv: string[]): Promise<number> {
       return runProxy(rest);
     case 'operator':
       return (await import('../../operator/cli.js')).runOperatorCommand(rest);
+    case 'token':
+      return runToken(rest);
     case 'help':
     case '--help':
     case '-h':

@@ -1,8 +1,12 @@
 // A client connection's first act: the startup packet (SSL/GSS requests, cancel requests,
-// protocol version), then password authentication (SCRAM-SHA-256 or md5) against the user's
-// configured password, then the hand-over to a pooled session or to the admin console.
-import { randomBytes } from 'node:crypto';
+// protocol version), the TLS upgrade when configured, then authentication — SCRAM-SHA-256 or md5
+// against the user's configured password, or a token (STS or ServiceAccount) sent as a cleartext
+// password over TLS — then the hand-over to a pooled session or to the admin console.
+import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type net from 'node:net';
+import type tls from 'node:tls';
+import { TokenRefused, type ClientTokenAuth } from '../auth/tokenAuth.js';
+import type { ServerTls } from '../tls/serverTls.js';
 import { fakeScramVerifier, ScramServerExchange, type ScramVerifier } from '../auth/scramServer.js';
 import { verifyMd5Response } from '../auth/md5.js';
 import {
@@ -12,6 +16,7 @@ import {
   readSaslInitialResponse,
 } from '../protocol/clientMessages.js';
 import {
+  authenticationCleartext,
   authenticationMd5,
   authenticationOk,
   authenticationSasl,
@@ -38,13 +43,21 @@ class AuthFailure extends Error {
   }
 }
 
-export async function handleClientConnection(socket: net.Socket, ctx: ProxyContext): Promise<void> {
+/** What the process offers beyond passwords: TLS and token logins. Both optional. */
+export interface ClientSecurity {
+  tls?: ServerTls;
+  tokens?: ClientTokenAuth;
+}
+
+export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyContext, security: ClientSecurity = {}): Promise<void> {
+  let socket: net.Socket = rawSocket;
+  let encrypted = false;
   socket.setNoDelay(true);
   socket.setKeepAlive(true, 60_000);
   socket.on('error', () => {
     /* reported through 'close'; a reset client is not an error of ours */
   });
-  const reader = new SocketReader(socket);
+  let reader = new SocketReader(socket);
   const timer = ctx.clock.setTimeout(() => {
     ctx.metrics.clientRejections.inc({ reason: 'startup_timeout' });
     socket.destroy();
@@ -59,9 +72,37 @@ export async function handleClientConnection(socket: net.Socket, ctx: ProxyConte
     while (!params) {
       const packet = parseStartupPacket(await reader.readStartupPacket());
       switch (packet.kind) {
-        case 'ssl':
+        case 'ssl': {
+          if (encrypted) throw new ProtocolViolation('SSLRequest received on an encrypted connection');
+          if (!security.tls) {
+            // No TLS configured: the client may go on in plaintext (or give up, if it insists).
+            socket.write('N');
+            break;
+          }
+          // Bytes sent before the handshake would be trusted as if encrypted (CVE-2021-23214).
+          const early = reader.detach();
+          if (early.length > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
+          let secure: tls.TLSSocket;
+          try {
+            secure = security.tls.accept(rawSocket);
+          } catch (e) {
+            ctx.log.error({ err: (e as Error).message }, 'TLS certificate unusable; answering SSLRequest with N');
+            reader = new SocketReader(rawSocket);
+            socket.write('N');
+            break;
+          }
+          secure.on('error', (err) => {
+            ctx.metrics.clientRejections.inc({ reason: 'tls_handshake' });
+            ctx.log.info({ remote: rawSocket.remoteAddress, err: err.message }, 'client TLS handshake failed');
+          });
+          socket = secure;
+          encrypted = true;
+          reader = new SocketReader(secure);
+          break;
+        }
         case 'gssenc':
-          // No TLS or GSS encryption configured: the client may go on in plaintext.
+          if (encrypted) throw new ProtocolViolation('GSSENCRequest received on an encrypted connection');
+          // No GSS encryption: the client may go on (and ask for TLS next).
           socket.write('N');
           break;
         case 'cancel':
@@ -92,6 +133,11 @@ export async function handleClientConnection(socket: net.Socket, ctx: ProxyConte
       return;
     }
     const database = params.get('database') || user;
+    if (ctx.config.tls.requireTLS && !encrypted) {
+      ctx.log.info({ user, database, remote: socket.remoteAddress }, 'plaintext client refused (tls.requireTLS)');
+      fatal(SQLSTATE.invalidAuthorizationSpecification, `dbproxy requires TLS: connection for user "${user}", database "${database}" refused because SSL is off (use sslmode=require)`, 'tls_required');
+      return;
+    }
     if (ctx.shuttingDown) {
       fatal(SQLSTATE.cannotConnectNow, 'the proxy is shutting down', 'shutting_down');
       return;
@@ -102,7 +148,7 @@ export async function handleClientConnection(socket: net.Socket, ctx: ProxyConte
     }
 
     try {
-      await authenticate(socket, reader, ctx, user);
+      await authenticate(socket, reader, ctx, user, { encrypted, tokens: security.tokens });
     } catch (e) {
       if (!(e instanceof AuthFailure)) throw e;
       // The same delay whatever went wrong, so timing does not tell which users exist.
@@ -140,7 +186,22 @@ async function expectPassword(reader: SocketReader): Promise<Buffer> {
   return msg;
 }
 
-async function authenticate(socket: net.Socket, reader: SocketReader, ctx: ProxyContext, user: string): Promise<void> {
+async function authenticate(
+  socket: net.Socket,
+  reader: SocketReader,
+  ctx: ProxyContext,
+  user: string,
+  opts: { encrypted: boolean; tokens: ClientTokenAuth | undefined },
+): Promise<void> {
+  const iamAuth = ctx.config.iamAuth;
+  const tokens = iamAuth === 'DISABLED' ? undefined : opts.tokens;
+  if (tokens && (iamAuth === 'REQUIRED' || tokens.mapsUser(user))) {
+    if (opts.encrypted) return authenticateWithToken(socket, reader, ctx, user, tokens);
+    if (iamAuth === 'REQUIRED') {
+      throw new AuthFailure(SQLSTATE.invalidAuthorizationSpecification, `IAM authentication for user "${user}" requires TLS (use sslmode=require)`, 'token_without_tls');
+    }
+    // OPTIONAL over plaintext: tokens are not accepted here, the password is, by the usual method.
+  }
   const known = ctx.credentials.has(user);
   let password: string | undefined;
   if (known) {
@@ -178,4 +239,55 @@ async function authenticate(socket: net.Socket, reader: SocketReader, ctx: Proxy
   const final = exchange.handleClientFinal(readPasswordBody(await expectPassword(reader)).toString('utf8'));
   if (!final.ok || password === undefined) refuse();
   if (final.ok) socket.write(authenticationSaslFinal(final.serverFinal));
+}
+
+function readCleartext(msg: Buffer): string {
+  const body = readPasswordBody(msg);
+  const end = body.indexOf(0);
+  return body.toString('utf8', 0, end < 0 ? body.length : end);
+}
+
+/**
+ * Token logins: the client's password is an STS token or a ServiceAccount token, asked for in
+ * cleartext (over TLS only). With iamAuth OPTIONAL the user's ordinary password works too.
+ */
+async function authenticateWithToken(socket: net.Socket, reader: SocketReader, ctx: ProxyContext, user: string, tokens: ClientTokenAuth): Promise<void> {
+  socket.write(authenticationCleartext());
+  const secret = readCleartext(await expectPassword(reader));
+  if (tokens.looksLikeToken(secret)) {
+    let identity;
+    try {
+      identity = await tokens.verify(secret);
+    } catch (e) {
+      if (e instanceof TokenRefused) {
+        throw new AuthFailure(SQLSTATE.invalidPassword, `IAM authentication failed for user "${user}": ${e.message}`, `token_${e.check}`);
+      }
+      throw e;
+    }
+    if (!identity.users.includes(user)) {
+      throw new AuthFailure(
+        SQLSTATE.invalidPassword,
+        `IAM authentication failed for user "${user}": identity ${identity.identity} is not mapped to user "${user}"`,
+        'token_unmapped',
+      );
+    }
+    ctx.log.info({ user, identity: identity.identity, kind: identity.kind }, 'client authenticated with a token');
+    return;
+  }
+  if (ctx.config.iamAuth === 'REQUIRED') {
+    throw new AuthFailure(SQLSTATE.invalidPassword, `IAM authentication failed for user "${user}": password logins are disabled (iamAuth REQUIRED); send an STS or ServiceAccount token`, 'token_required');
+  }
+  let expected: string | undefined;
+  if (ctx.credentials.has(user)) {
+    try {
+      expected = ctx.credentials.password(user);
+    } catch (e) {
+      ctx.log.error({ user, err: (e as Error).message }, 'password for user is not readable');
+    }
+  }
+  // Compare digests, so neither the length nor the content leaks through timing.
+  const digest = (v: string): Buffer => createHash('sha256').update(v, 'utf8').digest();
+  if (expected === undefined || !timingSafeEqual(digest(expected), digest(secret))) {
+    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, 'wrong_password');
+  }
 }

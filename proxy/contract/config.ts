@@ -43,15 +43,116 @@ const userSchema = z
   .object({
     /** Database user name, as clients send it in the startup packet. */
     name: z.string().min(1).max(63),
-    /** File holding the password alone (a mounted Kubernetes Secret key works as is). */
+    /** File holding the password alone (a mounted Kubernetes Secret key works as is). Re-read when it changes. */
     passwordFile: z.string().min(1).optional(),
-    /** File holding an RDS-style JSON secret: {"username": ..., "password": ...}. */
+    /** File holding an RDS-style JSON secret: {"username": ..., "password": ...}. Re-read when it changes. */
     secretFile: z.string().min(1).optional(),
+    /**
+     * How the proxy authenticates to the database as this user. Default {method: password}: the
+     * password from passwordFile/secretFile. {method: iam, region}: an RDS IAM token from
+     * @aws-sdk/rds-signer for every new backend connection (credentials from the AWS SDK's
+     * default chain, e.g. IRSA), which needs backendTls.mode other than disable; a password file
+     * is then optional and serves client logins only.
+     */
+    backendAuth: z
+      .object({
+        /** password (default) or iam. */
+        method: z.enum(['password', 'iam']).default('password'),
+        /** AWS region of the database, e.g. us-east-1. Required for iam; no default. */
+        region: z.string().min(1).optional(),
+        /** Host name the token is signed for, when the target is an address or alias of the RDS endpoint. Default: the target's host. */
+        signingHost: z.string().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
-  .refine((u) => (u.passwordFile === undefined) !== (u.secretFile === undefined), {
-    message: 'exactly one of passwordFile or secretFile must be set',
+  .refine((u) => !(u.passwordFile !== undefined && u.secretFile !== undefined), {
+    message: 'exactly one of passwordFile or secretFile may be set, not both',
+  })
+  .refine((u) => u.backendAuth.method === 'iam' || u.passwordFile !== undefined || u.secretFile !== undefined, {
+    message: 'exactly one of passwordFile or secretFile must be set (unless backendAuth.method is iam)',
+  })
+  .refine((u) => u.backendAuth.method !== 'iam' || u.backendAuth.region !== undefined, {
+    message: 'backendAuth.region is required when backendAuth.method is iam',
+    path: ['backendAuth', 'region'],
   });
+
+/** STS hosts accepted in client IAM tokens by default: the global endpoint and every regional one. */
+export const DEFAULT_STS_HOSTS = ['sts.amazonaws.com', 'sts.*.amazonaws.com', 'sts.*.amazonaws.com.cn'];
+
+const tlsSchema = z
+  .object({
+    /**
+     * PEM certificate (chain) shown to clients, e.g. tls.crt of a cert-manager Secret. Default:
+     * unset, no client-facing TLS (SSLRequest is answered 'N'). Re-read when the file changes.
+     */
+    certFile: z.string().min(1).optional(),
+    /** PEM private key for certFile, e.g. tls.key. Required with certFile; default unset. */
+    keyFile: z.string().min(1).optional(),
+    /** Refuse clients that do not negotiate TLS (FATAL 28000). Default false. Needs certFile and keyFile. */
+    requireTLS: z.boolean().default(false),
+    /** The cert and key files are checked for changes (stat) on a handshake at most this often. Default 5s. */
+    reloadInterval: duration('5s'),
+    /** Lowest TLS version clients may use. Default TLSv1.2. */
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  })
+  .strict()
+  .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'certFile and keyFile go together' })
+  .refine((t) => !t.requireTLS || t.certFile !== undefined, { message: 'requireTLS needs certFile and keyFile', path: ['requireTLS'] });
+
+const backendTlsSchema = z
+  .object({
+    /**
+     * TLS to the database. disable (default): plaintext. require: TLS, certificate not checked.
+     * verify-ca: TLS, certificate chain checked against caFile. verify-full: verify-ca plus the
+     * host name (or IP address) of the target checked against the certificate.
+     */
+    mode: z.enum(['disable', 'require', 'verify-ca', 'verify-full']).default('disable'),
+    /** PEM CA bundle for verify-ca/verify-full, e.g. RDS's global-bundle.pem. Default: Node's built-in public CAs. Re-read when it changes. */
+    caFile: z.string().min(1).optional(),
+    /** Name checked against the certificate (and sent as SNI) instead of the target's host. Default: the target's host. */
+    serverName: z.string().min(1).optional(),
+  })
+  .strict();
+
+const iamSchema = z
+  .object({
+    /**
+     * This proxy's identity, e.g. "<namespace>/<name>". Client tokens must carry it in the signed
+     * x-dbproxy-id header, so a token made for one proxy is useless at another. Required.
+     */
+    proxyId: z.string().min(1).max(256),
+    /**
+     * STS hosts a client token may name: exact names, "*" standing for one DNS label, ":port" for a
+     * port other than 443. Default: sts.amazonaws.com, sts.*.amazonaws.com, sts.*.amazonaws.com.cn.
+     */
+    stsHosts: z.array(z.string().min(1)).min(1).default(DEFAULT_STS_HOSTS),
+    /** IAM role or user ARNs (assumed-role ARNs are canonicalized to role ARNs) and the database user each may log in as. Default: none. */
+    roleMappings: z.array(z.object({ arn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/.+$/, 'must be an IAM role or user ARN'), user: z.string().min(1) }).strict()).default([]),
+    /** Extra PEM CA bundle trusted when calling STS (private endpoints, tests). Default: Node's built-in public CAs. */
+    stsCaFile: z.string().min(1).optional(),
+    /** Timeout of the call to STS. Default 5s. */
+    timeout: duration('5s'),
+    /** How long a verified token is remembered (by its hash). Default 60s; never beyond the token's own expiry. */
+    cacheTtl: duration('60s'),
+  })
+  .strict();
+
+const serviceAccountAuthSchema = z
+  .object({
+    /** Audience the ServiceAccount token must be issued for. Default "dbproxy". */
+    audience: z.string().min(1).default('dbproxy'),
+    /** Which ServiceAccount may log in as which database user. Default: none. */
+    mappings: z.array(z.object({ namespace: z.string().min(1), serviceAccount: z.string().min(1), user: z.string().min(1) }).strict()).default([]),
+    /** Kubeconfig for the TokenReview calls. Default: the pod's own service account (in-cluster config). */
+    kubeconfig: z.string().min(1).optional(),
+    /** Timeout of a TokenReview call. Default 5s. */
+    timeout: duration('5s'),
+    /** How long a verified token is remembered (by its hash). Default 60s; never beyond the token's own expiry. */
+    cacheTtl: duration('60s'),
+  })
+  .strict();
 
 const poolSchema = z
   .object({
@@ -138,6 +239,21 @@ const configSchema = z
     maxMessageBytes: z.number().int().min(1024).max(1 << 30).default(64 * 1024 * 1024),
     /** pino log level. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Client-facing TLS. Default: none (certFile unset, requireTLS false). */
+    tls: tlsSchema.prefault({}),
+    /** TLS to the database. Default: mode disable. */
+    backendTls: backendTlsSchema.prefault({}),
+    /**
+     * Token logins, like RDS Proxy's IAMAuth. DISABLED (default): passwords only. OPTIONAL: a user
+     * that an iam.roleMappings or serviceAccountAuth.mappings entry names may log in with a token
+     * or its password. REQUIRED: tokens only. Tokens are accepted as cleartext passwords over
+     * TLS only, so anything but DISABLED needs tls.certFile.
+     */
+    iamAuth: z.enum(['DISABLED', 'OPTIONAL', 'REQUIRED']).default('DISABLED'),
+    /** Client logins with presigned STS GetCallerIdentity tokens (`dbproxy token`). Default: unset, not accepted. */
+    iam: iamSchema.optional(),
+    /** Client logins with Kubernetes ServiceAccount tokens, verified with TokenReview. Default: unset, not accepted. */
+    serviceAccountAuth: serviceAccountAuthSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -149,12 +265,31 @@ const configSchema = z
     if (c.healthCheck.user !== undefined && !names.has(c.healthCheck.user)) {
       ctx.addIssue({ code: 'custom', path: ['healthCheck', 'user'], message: `unknown user ${c.healthCheck.user} (not in users)` });
     }
+    c.users.forEach((u, i) => {
+      if (u.backendAuth.method === 'iam' && c.backendTls.mode === 'disable') {
+        ctx.addIssue({ code: 'custom', path: ['users', i, 'backendAuth'], message: 'backendAuth iam needs TLS to the database: set backendTls.mode (require, verify-ca or verify-full)' });
+      }
+    });
+    if (c.iamAuth !== 'DISABLED') {
+      if (c.tls.certFile === undefined) ctx.addIssue({ code: 'custom', path: ['iamAuth'], message: 'token logins are accepted over TLS only: set tls.certFile and tls.keyFile' });
+      if (c.iam === undefined && c.serviceAccountAuth === undefined) ctx.addIssue({ code: 'custom', path: ['iamAuth'], message: 'iamAuth needs an iam or serviceAccountAuth section' });
+    }
+    c.iam?.roleMappings.forEach((m, i) => {
+      if (!names.has(m.user)) ctx.addIssue({ code: 'custom', path: ['iam', 'roleMappings', i, 'user'], message: `unknown user ${m.user} (not in users)` });
+    });
+    c.serviceAccountAuth?.mappings.forEach((m, i) => {
+      if (!names.has(m.user)) ctx.addIssue({ code: 'custom', path: ['serviceAccountAuth', 'mappings', i, 'user'], message: `unknown user ${m.user} (not in users)` });
+    });
   });
 
 export type ProxyConfigInput = z.input<typeof configSchema>;
 export type ProxyConfig = z.output<typeof configSchema>;
 export type UserConfig = ProxyConfig['users'][number];
 export type PoolConfig = ProxyConfig['pool'];
+export type TlsConfig = ProxyConfig['tls'];
+export type BackendTlsConfig = ProxyConfig['backendTls'];
+export type IamConfig = NonNullable<ProxyConfig['iam']>;
+export type ServiceAccountAuthConfig = NonNullable<ProxyConfig['serviceAccountAuth']>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

@@ -47,4 +47,9 @@ export interface ProxyStats {
   failovers: number;
   /** The last change to a new writer: when the old one was first seen failing, and how long until the new one took over. */
   lastFailover: { at: string; durationMs: number; from: string | null; to: string } | null;
+  /**
+   * Backend logins the database refused (a rotated password not yet matching, a bad IAM token):
+   * how many since start, and the last one. Absent while there have been none.
+   */
+  backendAuthFailures?: { total: number; last: { at: string; user: string; database: string; code: string; message: string } };
 }

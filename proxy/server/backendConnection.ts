@@ -8,6 +8,7 @@ import type { BackendMessage } from 'pg-protocol/dist/messages.js';
 import { ScramClientExchange } from '../auth/scramClient.js';
 import { md5PasswordHash } from '../auth/md5.js';
 import type { Framer } from '../protocol/framer.js';
+import { type BackendTlsSettings, negotiateBackendTls } from '../tls/backendTls.js';
 import { BackendStatementCache } from '../session/preparedStatements.js';
 
 /** Receives a lent backend's bytes. Exactly one owner at a time: a client session or the pool. */
@@ -42,8 +43,11 @@ export interface OpenBackendOptions {
   endpoint: BackendEndpoint;
   user: string;
   database: string;
-  password: () => string;
+  /** The password, or an IAM token; called when the server asks for it. */
+  password: () => string | Promise<string>;
   connectTimeoutMs: number;
+  /** TLS to the server (SSLRequest, then a handshake on the same socket). Default: plaintext. */
+  tls?: BackendTlsSettings;
   applicationName?: string;
   initQuery?: string;
   /** Labels the connection in logs and SHOW SERVERS. */
@@ -90,6 +94,8 @@ export class BackendConnection {
   readonly createdAt: number;
   lastUsedAt: number;
   closed = false;
+  /** Whether the connection runs over TLS. */
+  encrypted = false;
   private closeError: Error | undefined;
 
   constructor(
@@ -198,8 +204,9 @@ function exchange(backend: BackendConnection, request: Buffer, timeoutMs: number
 /** Opens and authenticates a backend connection; resolves once the server is ReadyForQuery. */
 export function openBackend(opts: OpenBackendOptions): Promise<BackendConnection> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: opts.endpoint.host, port: opts.endpoint.port });
-    const backend = new BackendConnection(opts.id, socket, opts.endpoint, opts.user, opts.database, opts.now());
+    const target = `${opts.endpoint.host}:${opts.endpoint.port}`;
+    const raw = net.connect({ host: opts.endpoint.host, port: opts.endpoint.port });
+    let backend: BackendConnection | undefined;
     const parser = new Parser();
     let scram: ScramClientExchange | undefined;
     let settled = false;
@@ -207,54 +214,65 @@ export function openBackend(opts: OpenBackendOptions): Promise<BackendConnection
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      backend.owner = null;
-      backend.close();
-      socket.destroy();
+      if (backend) {
+        backend.owner = null;
+        backend.close();
+        backend.socket.destroy();
+      }
+      raw.destroy();
       reject(err);
     };
-    const timer = setTimeout(
-      () => fail(new Error(`timed out after ${opts.connectTimeoutMs} ms connecting to ${opts.endpoint.host}:${opts.endpoint.port}`)),
-      opts.connectTimeoutMs,
-    );
+    const timer = setTimeout(() => fail(new Error(`timed out after ${opts.connectTimeoutMs} ms connecting to ${target}`)), opts.connectTimeoutMs);
     const ready = async (): Promise<void> => {
-      if (opts.initQuery) await backend.query(opts.initQuery, opts.connectTimeoutMs);
+      if (opts.initQuery) await backend!.query(opts.initQuery, opts.connectTimeoutMs);
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      backend.owner = null;
-      resolve(backend);
+      backend!.owner = null;
+      resolve(backend!);
+    };
+    /** The password (or IAM token), which may take a round trip to produce. */
+    const withPassword = (send: (password: string) => Buffer): void => {
+      Promise.resolve()
+        .then(() => opts.password())
+        .then((pw) => {
+          if (!settled) backend!.socket.write(send(pw));
+        })
+        .catch((e: Error) => fail(e));
     };
     const onMessage = (m: BackendMessage): void => {
       const msg = m as AnyMessage;
       switch (msg.name) {
         case 'authenticationCleartextPassword':
-          socket.write(serialize.password(opts.password()));
+          withPassword((pw) => serialize.password(pw));
           break;
         case 'authenticationMD5Password':
-          socket.write(serialize.password(md5PasswordHash(opts.user, opts.password(), msg.salt!)));
+          withPassword((pw) => serialize.password(md5PasswordHash(opts.user, pw, msg.salt!)));
           break;
         case 'authenticationSASL':
           if (!msg.mechanisms?.includes('SCRAM-SHA-256')) {
             fail(new Error(`server offers no supported SASL mechanism (${(msg.mechanisms ?? []).join(', ')})`));
             return;
           }
-          scram = new ScramClientExchange(opts.password());
-          socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.clientFirst()));
+          withPassword((pw) => {
+            scram = new ScramClientExchange(pw);
+            return serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.clientFirst());
+          });
           break;
         case 'authenticationSASLContinue':
           if (!scram) return fail(new Error('unexpected SASLContinue'));
-          socket.write(serialize.sendSCRAMClientFinalMessage(scram.handleServerFirst(msg.data ?? '')));
+          backend!.socket.write(serialize.sendSCRAMClientFinalMessage(scram.handleServerFirst(msg.data ?? '')));
           break;
         case 'authenticationSASLFinal':
           if (!scram) return fail(new Error('unexpected SASLFinal'));
           scram.verifyServerFinal(msg.data ?? '');
           break;
         case 'parameterStatus':
-          backend.serverParams.set(msg.parameterName!, msg.parameterValue!);
+          backend!.serverParams.set(msg.parameterName!, msg.parameterValue!);
           break;
         case 'backendKeyData':
-          backend.pid = msg.processID!;
-          backend.secretKey = msg.secretKey!;
+          backend!.pid = msg.processID!;
+          backend!.secretKey = msg.secretKey!;
           break;
         case 'error':
           fail(new ServerError(msg.code ?? 'XX000', msg.message ?? 'unknown error', msg.severity ?? 'FATAL', msg.detail));
@@ -266,22 +284,42 @@ export function openBackend(opts: OpenBackendOptions): Promise<BackendConnection
           break;
       }
     };
-    backend.owner = {
-      onBackendData(_b, chunk) {
-        try {
-          parser.parse(chunk, onMessage);
-        } catch (e) {
-          fail(e as Error);
-        }
-      },
-      onBackendClose(_b, err) {
-        fail(err ?? new Error(`server ${opts.endpoint.host}:${opts.endpoint.port} closed the connection during startup`));
-      },
-    };
-    socket.once('connect', () => {
+    const startup = (socket: net.Socket): void => {
+      if (settled) {
+        socket.destroy();
+        return;
+      }
+      backend = new BackendConnection(opts.id, socket, opts.endpoint, opts.user, opts.database, opts.now());
+      backend.encrypted = socket !== raw;
+      backend.owner = {
+        onBackendData(_b, chunk) {
+          try {
+            parser.parse(chunk, onMessage);
+          } catch (e) {
+            fail(e as Error);
+          }
+        },
+        onBackendClose(_b, err) {
+          fail(err ?? new Error(`server ${target} closed the connection during startup`));
+        },
+      };
       const params: Record<string, string> = { user: opts.user, database: opts.database, client_encoding: 'UTF8' };
       if (opts.applicationName) params.application_name = opts.applicationName;
       socket.write(serialize.startup(params));
+    };
+    const onConnectError = (e: Error): void => fail(e);
+    raw.once('error', onConnectError);
+    raw.once('connect', () => {
+      raw.off('error', onConnectError);
+      if (!opts.tls) {
+        startup(raw);
+        return;
+      }
+      negotiateBackendTls(raw, opts.endpoint.host, opts.tls).then((secure) => {
+        // Errors now surface on the TLS socket, which the connection watches.
+        raw.on('error', () => {});
+        startup(secure);
+      }, fail);
     });
   });
 }
