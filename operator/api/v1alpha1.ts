@@ -392,5 +392,14 @@ export function withDefaults(dbp: DatabaseProxyInput | DatabaseProxy): DatabaseP
   return { ...dbp, spec: applyDefaults(dbp.spec, specSchema.json) as DatabaseProxySpec } as DatabaseProxy;
 }
 
-/** The JSON schema of the whole object (the CRD's openAPIV3Schema). */
-export const openAPIV3Schema: JSONSchemaProps = rootSchema.json;
+/**
+ * The JSON schema of the whole object (the CRD's openAPIV3Schema). The API server accepts nothing
+ * on `metadata` but restrictions of name and generateName ("must not specify anything other than
+ * name and generateName"), so its description is dropped here; kubectl explain describes metadata
+ * from ObjectMeta anyway.
+ */
+export const openAPIV3Schema: JSONSchemaProps = (() => {
+  const json = structuredClone(rootSchema.json);
+  if (json.properties?.metadata) delete json.properties.metadata.description;
+  return json;
+})();

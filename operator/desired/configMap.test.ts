@@ -17,7 +17,7 @@ describe('renderProxyConfig', () => {
         expect(c.listen).toBe('0.0.0.0:5432');
         expect(c.adminListen).toBe('0.0.0.0:9090');
         expect(c.targets).toEqual(['orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432']);
-        expect(c.users).toEqual([{ name: 'app', passwordFile: '/var/run/secrets/dbproxy/users/app/password' }]);
+        expect(c.users).toEqual([expect.objectContaining({ name: 'app', passwordFile: '/var/run/secrets/dbproxy/users/app/password' })]);
         expect(c.clientAuth.method).toBe('scram-sha-256');
         expect(c.pool).toMatchObject({ maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas: 3, borrowTimeout: 120_000, idleClientTimeout: 1_800_000, initQuery: '' });
         expect(c.healthCheck.database).toBe('postgres');

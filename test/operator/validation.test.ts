@@ -1,0 +1,113 @@
+// The CRD as the real API server enforces it: invalid specs are refused with messages a person can
+// act on (OpenAPI validation and CEL rules), defaults are filled in, `kubectl explain` teaches
+// the API, and `kubectl get dbp` shows the printer columns. No operator needed.
+import { createNamespace, deleteNamespace, getJson, kubectlOk, sharedCluster, type TestCluster } from './support/cluster.js';
+
+let cluster: TestCluster;
+let ns: string;
+
+beforeAll(async () => {
+  cluster = sharedCluster();
+  ns = await createNamespace(cluster, 'op-validation');
+});
+
+afterAll(async () => {
+  if (cluster && ns) await deleteNamespace(cluster, ns);
+});
+
+const baseSpec = {
+  target: { host: 'db.example.internal' },
+  users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }],
+};
+
+function proxy(name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: 'dbproxy.io/v1alpha1', kind: 'DatabaseProxy', metadata: { name, namespace: ns }, spec });
+}
+
+async function applyExpectingRefusal(name: string, spec: Record<string, unknown>): Promise<string> {
+  const r = await cluster.kubectl(['apply', '-f', '-'], { input: proxy(name, spec) });
+  expect(r.code).not.toBe(0);
+  return r.stderr;
+}
+
+describe('invalid specs are refused by the API server with readable messages', () => {
+  test.each<[string, Record<string, unknown>, string[]]>([
+    [
+      'both backend auths',
+      { ...baseSpec, backendAuth: { password: {}, iam: { region: 'eu-west-1' } } },
+      ['spec.backendAuth', 'set exactly one of backendAuth.password or backendAuth.iam'],
+    ],
+    [
+      'maxIdleConnectionsPercent above maxConnectionsPercent',
+      { ...baseSpec, pool: { maxConnectionsPercent: 20, maxIdleConnectionsPercent: 50 } },
+      ['spec.pool.maxIdleConnectionsPercent', 'pool.maxIdleConnectionsPercent must not exceed pool.maxConnectionsPercent'],
+    ],
+    [
+      'an unknown client auth method',
+      { ...baseSpec, clientAuth: { method: 'plain' } },
+      ['spec.clientAuth.method', 'Unsupported value: "plain"', '"scram-sha-256"', '"md5"'],
+    ],
+    ['both target.endpoints and target.host', { ...baseSpec, target: { host: 'db', endpoints: ['db-1:5432'] } }, ['set exactly one of target.endpoints or target.host']],
+    [
+      'iam.roleArn and serviceAccountName',
+      { ...baseSpec, iam: { roleArn: 'arn:aws:iam::123456789012:role/x' }, serviceAccountName: 'mine' },
+      ['set iam.roleArn or serviceAccountName, not both'],
+    ],
+    ['replicas 0', { ...baseSpec, replicas: 0 }, ['spec.replicas', 'should be greater than or equal to 1']],
+    ['maxConnectionsPercent 150', { ...baseSpec, pool: { maxConnectionsPercent: 150 } }, ['spec.pool.maxConnectionsPercent', 'should be less than or equal to 100']],
+    ['a malformed borrowTimeout', { ...baseSpec, pool: { borrowTimeout: 'two minutes' } }, ['spec.pool.borrowTimeout', 'should match']],
+    ['no users', { target: baseSpec.target }, ['spec.users', 'Required value']],
+    ['requireTLS without a certificate', { ...baseSpec, tls: { requireTLS: true } }, ['spec.tls.requireTLS', 'tls.requireTLS needs tls.secretName']],
+  ])('%s', async (_what, spec, messages) => {
+    const stderr = await applyExpectingRefusal('bad', spec);
+    expect(stderr).toContain('The DatabaseProxy "bad" is invalid');
+    for (const m of messages) expect(stderr).toContain(m);
+  });
+
+  test('a name too long for its children is refused', async () => {
+    const stderr = await applyExpectingRefusal('a'.repeat(57), baseSpec);
+    expect(stderr).toMatch(/metadata\.name.*(Too long|may not be more than 56)/);
+  });
+});
+
+describe('defaults', () => {
+  test('the API server fills in the schema defaults (and the spec round-trips unchanged)', async () => {
+    await kubectlOk(cluster, ['apply', '-f', '-'], proxy('defaults', baseSpec));
+    const dbp = await getJson(cluster, ['dbp', 'defaults', '-n', ns]);
+    expect(dbp!.spec).toMatchObject({
+      replicas: 2,
+      target: { host: 'db.example.internal', port: 5432, database: 'postgres' },
+      users: [{ name: 'app', passwordSecretRef: { name: 'app-password', key: 'password' } }],
+      backendAuth: { password: {} },
+      clientAuth: { method: 'scram-sha-256', iamAuth: 'DISABLED' },
+      pool: { maxConnectionsPercent: 90, borrowTimeout: '120s', idleClientTimeout: '1800s' },
+      service: { type: 'ClusterIP', port: 5432 },
+    });
+    // Re-applying the same manifest (client-side and server-side) changes nothing: no drift from defaulting (GitOps).
+    await kubectlOk(cluster, ['apply', '-f', '-'], proxy('defaults', baseSpec));
+    await kubectlOk(cluster, ['apply', '--server-side', '--field-manager=argocd-controller', '--force-conflicts', '-f', '-'], proxy('defaults', baseSpec));
+    const after = await getJson(cluster, ['dbp', 'defaults', '-n', ns]);
+    expect(after!.metadata.generation).toBe(dbp!.metadata.generation);
+    expect(after!.spec).toEqual(dbp!.spec);
+  });
+});
+
+describe('kubectl explain and kubectl get', () => {
+  test('kubectl explain databaseproxy.spec.pool shows the descriptions', async () => {
+    const out = await kubectlOk(cluster, ['explain', 'databaseproxy.spec.pool']);
+    expect(out).toContain('KIND:       DatabaseProxy');
+    expect(out).toContain("Connection pool settings, named like RDS Proxy's.");
+    for (const field of ['maxConnectionsPercent', 'maxIdleConnectionsPercent', 'borrowTimeout', 'idleClientTimeout', 'initQuery']) expect(out).toContain(field);
+    expect(out.replace(/\s+/g, ' ')).toContain("Share of the database's max_connections that all replicas together may use, 1-100.");
+    const top = await kubectlOk(cluster, ['explain', 'dbp']);
+    expect(top.replace(/\s+/g, ' ')).toContain('applications connect to <name>.<namespace>.svc as they would to the database');
+  });
+
+  test('kubectl get dbp shows the printer columns', async () => {
+    const out = await kubectlOk(cluster, ['get', 'dbp', '-n', ns]);
+    expect(out.split('\n')[0]!.split(/\s+/).filter(Boolean)).toEqual(['NAME', 'READY', 'WRITER', 'CLIENTS', 'BORROWED', 'PINNED', 'AGE']);
+    expect(out).toMatch(/^defaults\s/m);
+    // The category: `kubectl get dbproxy` lists them too.
+    expect(await kubectlOk(cluster, ['get', 'dbproxy', '-n', ns, '-o', 'name'])).toContain('databaseproxy.dbproxy.io/defaults');
+  });
+});
