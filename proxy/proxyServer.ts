@@ -17,6 +17,7 @@ import { AdminSession, type AdminOperations, type ResultSet } from './admin/admi
 import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { CancelRegistry } from './cancel/cancelRegistry.js';
+import { PeerForwarder } from './cancel/peerForwarder.js';
 import { handleClientConnection } from './client/clientConnection.js';
 import { ClientSession } from './client/clientSession.js';
 import { BackendPool, type PoolKey, keyString, type PoolSettings } from './pool/backendPool.js';
@@ -80,6 +81,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private nextBackendId = 0;
   private targetMaxConnections: number | null = null;
   private stopped: Promise<void> | null = null;
+  private readonly peers: PeerForwarder;
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -106,6 +108,11 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.rdsTokens = opts.rdsTokens ?? new RdsTokenProvider();
     this.tokenAuth = this.config.iamAuth === 'DISABLED' ? undefined : buildTokenAuth(this.config, this.log);
     this.cancels = new CancelRegistry(this.config.replicaId);
+    this.peers = new PeerForwarder({
+      config: { ...this.config.peers, timeoutMs: this.config.peers.timeout },
+      self: () => `${splitHostPort(this.config.adminListen, true)!.host}:${this.http?.port ?? 0}`,
+      log: this.log,
+    });
     this.metrics = new ProxyMetrics({
       writer: () => this.monitor.currentWriter,
       targets: () => this.monitor.stats(),
@@ -159,6 +166,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       stats: () => this.stats(),
       metrics: () => this.metrics.registry.metrics(),
       metricsContentType: this.metrics.registry.contentType,
+      cancel: (pid, secret) => this.cancelLocal(pid, secret),
     });
     void this.monitor.start();
     this.janitor = setInterval(() => this.sweep(), 1000);
@@ -246,16 +254,26 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   }
 
   async cancel(pid: number, secret: number): Promise<void> {
-    if (!this.cancels.isLocal(pid)) {
-      this.log.info({ pid }, 'cancel request names another replica; ignored (no peer routing configured)');
+    if (await this.cancelLocal(pid, secret)) return;
+    if (!this.peers.enabled) {
+      if (!this.cancels.isLocal(pid)) this.log.info({ pid }, 'cancel request names another replica; no peers configured');
       return;
     }
+    const accepted = await this.peers.forward(pid, secret);
+    this.log.info({ pid, accepted }, 'cancel request forwarded to peers');
+  }
+
+  /** Cancels the query of a session of this replica; false when no session here has that key. */
+  async cancelLocal(pid: number, secret: number): Promise<boolean> {
     const session = this.cancels.lookup(pid, secret);
-    const b = session?.currentBackend;
+    if (!session) return false;
+    const b = session.currentBackend;
     // Nothing runs for a client that holds no backend: PostgreSQL also ignores such cancels.
-    if (!session || !b) return;
-    this.log.info({ client: session.id, backend: b.label }, 'forwarding cancel request');
-    await sendCancel(b.endpoint, b.pid, b.secretKey);
+    if (b) {
+      this.log.info({ client: session.id, backend: b.label }, 'sending cancel request to the server');
+      await sendCancel(b.endpoint, b.pid, b.secretKey);
+    }
+    return true;
   }
 
   async startSession(socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void> {

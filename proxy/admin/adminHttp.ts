@@ -8,6 +8,8 @@ export interface AdminHttpSource {
   stats(): ProxyStats;
   metrics(): Promise<string>;
   metricsContentType: string;
+  /** A cancel forwarded by a peer replica; true when a session here matched it. */
+  cancel(pid: number, secret: number): Promise<boolean>;
 }
 
 export interface AdminHttp {
@@ -22,6 +24,28 @@ export async function startAdminHttp(addr: { host: string; port: number }, sourc
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
       res.end(body);
     };
+    if (req.method === 'POST' && path === '/cancel') {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d: string) => {
+        body += d;
+        if (body.length > 1024) req.destroy();
+      });
+      req.on('end', () => {
+        let msg: { pid?: unknown; secret?: unknown };
+        try {
+          msg = JSON.parse(body) as typeof msg;
+        } catch {
+          return send(400, 'bad request\n');
+        }
+        if (typeof msg.pid !== 'number' || typeof msg.secret !== 'number') return send(400, 'pid and secret must be numbers\n');
+        source.cancel(msg.pid, msg.secret).then(
+          (hit) => send(hit ? 202 : 404, hit ? 'cancel sent\n' : 'no such session here\n'),
+          () => send(500, 'cancel failed\n'),
+        );
+      });
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
     switch (path) {
       case '/healthz':

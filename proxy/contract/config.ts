@@ -231,6 +231,19 @@ const configSchema = z
       .prefault({}),
     /** Users allowed to run PAUSE, RESUME and RELOAD on the admin database "dbproxy" (SHOW is open to all users). */
     adminUsers: z.array(z.string()).default([]),
+    peers: z
+      .object({
+        /** A name resolving to every replica (a headless Service): cancels this replica does not know go to them. */
+        dns: z.string().min(1).optional(),
+        /** Fixed peers' admin HTTP addresses (host:port). */
+        static: z.array(hostPort('peer')).default([]),
+        /** The admin HTTP port of peers found by DNS. */
+        adminPort: z.number().int().min(1).max(65535).default(9090),
+        /** How long a forwarded cancel may take per peer. */
+        timeout: duration('2s'),
+      })
+      .strict()
+      .prefault({}),
     /** 0-255, part of every cancel key so a cancel can be routed to the replica that issued it. */
     replicaId: z.number().int().min(0).max(255).default(0),
     /** On SIGTERM: how long transactions may run on before every connection is closed. */

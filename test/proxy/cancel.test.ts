@@ -68,3 +68,41 @@ test("psql's Ctrl-C cancels through the proxy", async () => {
   expect(stderr).toMatch(/canceling statement due to user request/);
   expect(code).not.toBe(0);
 });
+
+describe('a cancel that lands on another replica', () => {
+  test.each([
+    ['different replica ids', 1],
+    ['the same replica id', 0],
+  ])('is forwarded to the replica running the query (%s)', async (_name, otherReplicaId) => {
+    const { freePort } = await import('../support/harness.js');
+    const [adminA, adminB] = [await freePort(), await freePort()];
+    const a = await startProxy(cluster, { adminListen: `127.0.0.1:${adminA}`, replicaId: 0, peers: { static: [`127.0.0.1:${adminB}`] } });
+    const b = await startProxy(cluster, { adminListen: `127.0.0.1:${adminB}`, replicaId: otherReplicaId, peers: { static: [`127.0.0.1:${adminA}`] } });
+    try {
+      const c = await RawClient.login(a.port, app.name, app.password);
+      c.send(serialize.query('SELECT pg_sleep(30)'));
+      while (a.server.stats().borrowed === 0) await new Promise((r) => setTimeout(r, 10));
+      // The Service sent the cancel's TCP connection to replica b.
+      await new Promise<void>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: b.port }, () => s.end(serialize.cancel(c.pid, c.secret)));
+        s.on('close', () => resolve());
+        s.on('error', () => resolve());
+      });
+      const msgs = await c.untilReady();
+      expect(msgs.find((m) => m.name === 'error')?.code).toBe('57014');
+      const { eventually } = await import('../support/harness.js');
+      await eventually(() => b.logs.some((l) => l.includes('forwarded to peers') && l.includes('"accepted":1')), 'replica b to log the forward');
+      c.close();
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  test('a forged cancel is refused by every peer and forwards no further', async () => {
+    const res = await fetch(`http://127.0.0.1:${proxy.adminPort}/cancel`, { method: 'POST', body: JSON.stringify({ pid: 12345, secret: 678 }) });
+    expect(res.status).toBe(404);
+    const bad = await fetch(`http://127.0.0.1:${proxy.adminPort}/cancel`, { method: 'POST', body: 'nope' });
+    expect(bad.status).toBe(400);
+  });
+});
