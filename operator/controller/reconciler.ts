@@ -226,6 +226,7 @@ export class Reconciler {
       }
       if (gate.waiting) this.event(obj, 'Normal', 'WaitingForPoolShrink', `holding ${gate.replicas} replicas (want ${proxy.spec.replicas}): ${gate.reason}`);
       await this.applyChild(resources.services, desired.service, caches.services, created);
+      await this.applyChild(resources.services, desired.peerService, caches.services, created);
       await this.applyChild(resources.podDisruptionBudgets, desired.podDisruptionBudget, caches.podDisruptionBudgets, created);
       if (created.length > 0) this.event(obj, 'Normal', 'Created', `created ${created.join(', ')}`);
     }

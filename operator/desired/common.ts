@@ -20,9 +20,16 @@ export const ADMIN_PORT = 9090;
 export const CONTAINER_NAME = 'proxy';
 
 /** Names of the children of a DatabaseProxy. */
-export function childNames(dbp: DatabaseProxy): { deployment: string; service: string; serviceAccount: string; configMap: string; podDisruptionBudget: string } {
+export function childNames(dbp: DatabaseProxy): {
+  deployment: string;
+  service: string;
+  peerService: string;
+  serviceAccount: string;
+  configMap: string;
+  podDisruptionBudget: string;
+} {
   const n = dbp.metadata.name;
-  return { deployment: n, service: n, serviceAccount: n, configMap: `${n}-config`, podDisruptionBudget: n };
+  return { deployment: n, service: n, peerService: `${n}-peers`, serviceAccount: n, configMap: `${n}-config`, podDisruptionBudget: n };
 }
 
 /** The ServiceAccount the pods run as: the user's own, or the one the operator creates. */

@@ -6,6 +6,7 @@ import type { ProxyConfigInput } from '../../proxy/contract/config.js';
 import type { DatabaseProxy } from '../api/v1alpha1.js';
 import type { ConfigMap } from '../k8s/types.js';
 import { ADMIN_PORT, POSTGRES_PORT, childMeta, childNames, paths } from './common.js';
+import { peerDnsName } from './service.js';
 import { SHUTDOWN_GRACE_SECONDS } from './poolDivisor.js';
 
 export interface ConfigFacts {
@@ -62,6 +63,8 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
     clientAuth: { method: spec.clientAuth.method },
     pool,
     healthCheck: { database: spec.target.database },
+    // Cancel requests that land on the wrong pod go to the others through the headless peer Service.
+    peers: { dns: peerDnsName(dbp), adminPort: ADMIN_PORT },
     shutdownGracePeriod: `${SHUTDOWN_GRACE_SECONDS}s`,
   };
   const yaml = `# Rendered by the dbproxy operator from DatabaseProxy ${dbp.metadata.namespace}/${dbp.metadata.name}; edits are overwritten.\n${stringify(config, { lineWidth: 0 })}`;

@@ -32,7 +32,7 @@ describe('desiredChildren', () => {
 
   test('names and selector', () => {
     const dbp = exampleProxy();
-    expect(childNames(dbp)).toEqual({ deployment: 'orders', service: 'orders', serviceAccount: 'orders', configMap: 'orders-config', podDisruptionBudget: 'orders' });
+    expect(childNames(dbp)).toEqual({ deployment: 'orders', service: 'orders', peerService: 'orders-peers', serviceAccount: 'orders', configMap: 'orders-config', podDisruptionBudget: 'orders' });
     expect(selectorString(dbp)).toBe('app.kubernetes.io/name=dbproxy,app.kubernetes.io/instance=orders');
   });
 });

@@ -5,14 +5,14 @@ import type { ConfigMap, Deployment, PodDisruptionBudget, Service, ServiceAccoun
 import { buildConfigMap } from './configMap.js';
 import { buildDeployment } from './deployment.js';
 import { buildPodDisruptionBudget } from './podDisruptionBudget.js';
-import { buildService } from './service.js';
+import { buildPeerService, buildService } from './service.js';
 import { buildServiceAccount } from './serviceAccount.js';
 
 export * from './common.js';
 export { buildConfigMap, renderProxyConfig, hostPort, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
 export { buildDeployment, RUN_AS_USER, type DeploymentFacts } from './deployment.js';
 export { buildPodDisruptionBudget } from './podDisruptionBudget.js';
-export { buildService, serviceEndpoint } from './service.js';
+export { buildPeerService, buildService, peerDnsName, serviceEndpoint } from './service.js';
 export { buildServiceAccount } from './serviceAccount.js';
 export * from './poolDivisor.js';
 
@@ -31,6 +31,8 @@ export interface DesiredChildren {
   configMap: ConfigMap;
   deployment: Deployment;
   service: Service;
+  /** Headless, over the admin port: how replicas find each other to forward cancel requests. */
+  peerService: Service;
   podDisruptionBudget: PodDisruptionBudget;
   configHash: string;
   /** Spec fields the proxy cannot honour yet; non-empty means: do not roll out, report UnsupportedSpec. */
@@ -43,6 +45,7 @@ export function desiredChildren(dbp: DatabaseProxy, facts: ChildFacts): DesiredC
     configMap: cm.configMap,
     deployment: buildDeployment(dbp, { defaultImage: facts.defaultImage, configHash: cm.hash, ...(facts.replicas !== undefined ? { replicas: facts.replicas } : {}) }),
     service: buildService(dbp),
+    peerService: buildPeerService(dbp),
     podDisruptionBudget: buildPodDisruptionBudget(dbp),
     configHash: cm.hash,
     unsupported: cm.unsupported,

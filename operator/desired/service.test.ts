@@ -1,6 +1,6 @@
 import { exampleProxy } from '../api/fixtures.js';
 import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
-import { buildService, serviceEndpoint } from './service.js';
+import { buildPeerService, buildService, peerDnsName, serviceEndpoint } from './service.js';
 
 describe('buildService', () => {
   test.each<[string, Partial<DatabaseProxySpecInput>, { type: string; port: number; annotations?: Record<string, string>; endpoint: string }]>([
@@ -24,5 +24,22 @@ describe('buildService', () => {
     });
     expect(svc.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'DatabaseProxy', name: 'orders', controller: true, blockOwnerDeletion: true });
     expect(serviceEndpoint(dbp)).toBe(expected.endpoint);
+  });
+});
+
+describe('buildPeerService', () => {
+  test('headless over the admin port, selecting the proxy pods, not-ready pods included', () => {
+    const dbp = exampleProxy();
+    const svc = buildPeerService(dbp);
+    expect(svc.metadata.name).toBe(`${dbp.metadata.name}-peers`);
+    expect(svc.spec).toEqual({
+      type: 'ClusterIP',
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: buildService(dbp).spec.selector,
+      ports: [{ name: 'admin', port: 9090, targetPort: 9090, protocol: 'TCP' }],
+    });
+    expect(svc.metadata.ownerReferences?.[0]?.kind).toBe('DatabaseProxy');
+    expect(peerDnsName(dbp)).toBe(`${dbp.metadata.name}-peers.${dbp.metadata.namespace}.svc`);
   });
 });

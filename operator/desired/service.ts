@@ -2,7 +2,7 @@
 // <name>.<namespace>.svc:<port>. Pure.
 import type { DatabaseProxy } from '../api/v1alpha1.js';
 import type { Service } from '../k8s/types.js';
-import { POSTGRES_PORT, childMeta, childNames, selectorLabels } from './common.js';
+import { ADMIN_PORT, POSTGRES_PORT, childMeta, childNames, selectorLabels } from './common.js';
 
 export function buildService(dbp: DatabaseProxy): Service {
   const svc = dbp.spec.service;
@@ -16,6 +16,31 @@ export function buildService(dbp: DatabaseProxy): Service {
       ports: [{ name: 'postgres', port: svc.port, targetPort: POSTGRES_PORT, protocol: 'TCP' }],
     },
   };
+}
+
+/**
+ * A headless Service over the proxy pods' admin port: its DNS name resolves to every pod, which is
+ * how a replica finds its peers to forward a cancel request that landed on the wrong pod. Not-ready
+ * pods are included: a draining pod still runs queries that may need cancelling.
+ */
+export function buildPeerService(dbp: DatabaseProxy): Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: childMeta(dbp, childNames(dbp).peerService),
+    spec: {
+      type: 'ClusterIP',
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: selectorLabels(dbp),
+      ports: [{ name: 'admin', port: ADMIN_PORT, targetPort: ADMIN_PORT, protocol: 'TCP' }],
+    },
+  };
+}
+
+/** The name peers resolve, as the proxy config's peers.dns. */
+export function peerDnsName(dbp: DatabaseProxy): string {
+  return `${childNames(dbp).peerService}.${dbp.metadata.namespace}.svc`;
 }
 
 /** The in-cluster endpoint, as status.endpoint reports it. */

@@ -184,6 +184,9 @@ export interface Service {
   metadata: ObjectMeta;
   spec: {
     type: 'ClusterIP' | 'LoadBalancer' | 'NodePort';
+    /** 'None' for a headless Service (DNS returns every pod's address). */
+    clusterIP?: 'None';
+    publishNotReadyAddresses?: boolean;
     selector: Record<string, string>;
     ports: ServicePort[];
   };

@@ -85,13 +85,19 @@ describe('a DatabaseProxy applied with kubectl', () => {
     expect(svc.metadata.ownerReferences).toEqual([owner]);
     expect(svc.spec.ports).toEqual([expect.objectContaining({ name: 'postgres', port: 5432, targetPort: 5432 })]);
 
+    const peers = await waitFor('the headless peer Service', () => get(['service', 'orders-peers']));
+    expect(peers.metadata.ownerReferences).toEqual([owner]);
+    expect(peers.spec.clusterIP).toBe('None');
+    expect(peers.spec.publishNotReadyAddresses).toBe(true);
+    expect(peers.spec.ports).toEqual([expect.objectContaining({ name: 'admin', port: 9090 })]);
+
     const pdb = await waitFor('the PodDisruptionBudget', () => get(['pdb', 'orders']));
     expect(pdb.metadata.ownerReferences).toEqual([owner]);
     expect(pdb.spec.maxUnavailable).toBe(1);
 
     // One field manager for everything the operator wrote.
     const managers = new Set<string>();
-    for (const kind of ['serviceaccount/orders', 'configmap/orders-config', 'deployment/orders', 'service/orders', 'pdb/orders']) {
+    for (const kind of ['serviceaccount/orders', 'configmap/orders-config', 'deployment/orders', 'service/orders', 'service/orders-peers', 'pdb/orders']) {
       const o = await get([kind, '--show-managed-fields']);
       for (const f of o!.metadata.managedFields ?? []) if (f.operation === 'Apply') managers.add(f.manager);
     }
