@@ -2,7 +2,7 @@
 // the janitor together, and owns the lifecycle (start, reload, graceful shutdown). Per-connection
 // behaviour lives in client/; this file only connects the actors.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { BackendAuthFailures } from './auth/backendAuthFailures.js';
@@ -38,8 +38,10 @@ export interface ProxyServerOptions {
   config: ProxyConfig;
   /** Signs backend IAM tokens; default: one with the SDK's default credential chain. */
   rdsTokens?: RdsTokenProvider;
-  /** Re-read on RELOAD. */
+  /** Re-read on RELOAD, SIGHUP, and when the file changes (a mounted ConfigMap is updated in place). */
   configPath?: string;
+  /** How often the config file is checked for changes. */
+  configRecheckMs?: number;
   log?: Logger;
   clock?: Clock;
 }
@@ -82,6 +84,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private targetMaxConnections: number | null = null;
   private stopped: Promise<void> | null = null;
   private readonly peers: PeerForwarder;
+  private configWatch: NodeJS.Timeout | null = null;
+  private configStamp = '';
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -171,6 +175,11 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     void this.monitor.start();
     this.janitor = setInterval(() => this.sweep(), 1000);
     this.janitor.unref();
+    if (this.opts.configPath) {
+      this.configStamp = await this.configFileStamp();
+      this.configWatch = setInterval(() => void this.reloadIfChanged(), this.opts.configRecheckMs ?? 2000);
+      this.configWatch.unref();
+    }
     const port = (this.listener.address() as net.AddressInfo).port;
     this.log.info({ listen: `${listen.host}:${port}`, admin: `${adminListen.host}:${this.http.port}`, targets: this.config.targets }, 'dbproxy listening');
     return { port, adminPort: this.http.port };
@@ -342,6 +351,29 @@ export class ProxyServer implements ProxyContext, AdminOperations {
           s.terminate({ code: SQLSTATE.idleSessionTimeout, message: `terminating connection due to idle-session timeout (idleClientTimeout ${limit / 1000} s)` });
         }
       }
+    }
+  }
+
+  private async configFileStamp(): Promise<string> {
+    try {
+      // stat follows the symlinks Kubernetes swaps when it updates a ConfigMap volume.
+      const st = await stat(this.opts.configPath!);
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return '';
+    }
+  }
+
+  private async reloadIfChanged(): Promise<void> {
+    const stamp = await this.configFileStamp();
+    if (stamp === '' || stamp === this.configStamp) return;
+    this.configStamp = stamp;
+    try {
+      const notes = await this.reload();
+      this.log.info({ notes }, 'config file changed: reloaded');
+    } catch (e) {
+      // A half-written or invalid file: keep running on the last good config.
+      this.log.error({ err: (e as Error).message }, 'config file changed but is not valid; keeping the previous config');
     }
   }
 
@@ -519,6 +551,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       for (const s of [...this.sessions]) s.terminate({ code: SQLSTATE.adminShutdown, message: 'terminating connection due to administrator command (grace period over)' });
       if (this.janitor) clearInterval(this.janitor);
+      if (this.configWatch) clearInterval(this.configWatch);
       this.monitor.stop();
       this.pool.close();
       await this.http?.close();

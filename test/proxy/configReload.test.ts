@@ -1,0 +1,69 @@
+// The config file is a mounted ConfigMap: Kubernetes updates it in place (a symlink swap), and the
+// operator changes pool.replicas that way when it scales, without rolling the pods. The proxy must
+// pick the change up by itself, and keep its last good config when the new file is invalid.
+import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import type { PgCluster } from '../../hack/postgres.js';
+import { parseConfigYaml } from '../../proxy/contract/config.js';
+import { ProxyServer } from '../../proxy/proxyServer.js';
+import { connected, eventually, startCluster, writePasswordFiles } from '../support/harness.js';
+
+let cluster: PgCluster;
+
+beforeAll(async () => {
+  cluster = await startCluster({ maxConnections: 40 });
+});
+
+afterAll(() => cluster?.destroy());
+
+test('a changed config file is reloaded without a restart; an invalid one is refused and the old config kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dbproxy-configmap-'));
+  let version = 0;
+  // Like a ConfigMap volume: config.yaml -> ..data/config.yaml, ..data -> ..<version>
+  const publish = (text: string): void => {
+    const v = join(dir, `..v${++version}`);
+    mkdirSync(v);
+    writeFileSync(join(v, 'config.yaml'), text);
+    symlinkSync(`..v${version}`, join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+  };
+  const base = {
+    listen: '127.0.0.1:0',
+    adminListen: '127.0.0.1:0',
+    targets: [`127.0.0.1:${cluster.port}`],
+    users: writePasswordFiles().users,
+    healthCheck: { interval: '200ms' },
+    pool: { maxConnectionsPercent: 50, replicas: 1 },
+  };
+  publish(stringify(base));
+  symlinkSync('..data/config.yaml', join(dir, 'config.yaml'));
+  const configPath = join(dir, 'config.yaml');
+  const logs: string[] = [];
+  const server = await ProxyServer.create({
+    config: parseConfigYaml(stringify(base)),
+    configPath,
+    configRecheckMs: 100,
+    log: pino({ level: 'info' }, { write: (l: string) => void logs.push(l) }),
+  });
+  const { port } = await server.start();
+  try {
+    await server.whenReady();
+    expect(server.stats().pool).toMatchObject({ replicas: 1, budget: 20 });
+    const c = await connected(port);
+    publish(stringify({ ...base, pool: { ...base.pool, replicas: 2 } }));
+    await eventually(() => server.stats().pool.replicas === 2, 'the new divisor to be applied', 10_000);
+    expect(server.stats().pool.budget).toBe(10);
+    // Clients are untouched by the reload.
+    expect((await c.query('SELECT 1 AS x')).rows[0].x).toBe(1);
+    publish('pool: [this is not a config');
+    await eventually(() => logs.some((l) => l.includes('not valid; keeping the previous config')), 'the invalid file to be refused', 10_000);
+    expect(server.stats().pool.replicas).toBe(2);
+    expect((await c.query('SELECT 2 AS x')).rows[0].x).toBe(2);
+    await c.end();
+  } finally {
+    await server.shutdown(1000);
+  }
+});
