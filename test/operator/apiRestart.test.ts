@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { KubeClient } from '../../operator/k8s/client.js';
 import { Informer } from '../../operator/k8s/informer.js';
 import { resources, type KubeObject } from '../../operator/k8s/resources.js';
-import { OPERATOR_NAMESPACE, createNamespace, getJson, kubectlOk, startDedicatedCluster, waitFor, type TestCluster } from './support/cluster.js';
+import { OPERATOR_NAMESPACE, createNamespace, getJson, applyDatabaseProxy, kubectlOk, startDedicatedCluster, waitFor, type TestCluster } from './support/cluster.js';
 import { metricValue, startTestOperator, type TestOperator } from './support/operator.js';
 
 jest.setTimeout(180_000);
@@ -43,16 +43,7 @@ async function changeSpecAndWaitForRollout(borrowTimeout: string, previous: stri
 }
 
 test('an API server restart in the middle of a watch is survived: spec changes are still reconciled', async () => {
-  await kubectlOk(
-    cluster!,
-    ['apply', '-f', '-'],
-    JSON.stringify({
-      apiVersion: 'dbproxy.io/v1alpha1',
-      kind: 'DatabaseProxy',
-      metadata: { name: 'orders', namespace: ns },
-      spec: { target: { host: 'db.example.internal' }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] },
-    }),
-  );
+  await applyDatabaseProxy(cluster!, ns, 'orders', { target: { host: 'db.example.internal' }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] });
   let hash = await waitFor('the Deployment', configHash, 30_000);
   const restartsBefore = await metricValue(op!, 'dbproxy_operator_watch_restarts_total');
 

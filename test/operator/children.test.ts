@@ -7,6 +7,7 @@ import { parseConfigYaml } from '../../proxy/contract/config.js';
 import { CLUSTER_RULES, LEADER_ELECTION_RULES, flattenRules } from '../../operator/controller/permissions.js';
 import {
   createNamespace,
+  databaseProxyManifest,
   deleteNamespace,
   getJson,
   kubectlOk,
@@ -27,15 +28,10 @@ const HASH = 'dbproxy.io/config-hash';
 const ROLE = 'arn:aws:iam::123456789012:role/orders-proxy';
 
 function proxyYaml(name: string, spec: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: 'dbproxy.io/v1alpha1',
-    kind: 'DatabaseProxy',
-    metadata: { name, namespace: ns },
-    spec: {
-      target: { host: 'orders.cluster-abc.eu-west-1.rds.amazonaws.com' },
-      users: [{ name: 'app', passwordSecretRef: { name: 'orders-app' } }],
-      ...spec,
-    },
+  return databaseProxyManifest(ns, name, {
+    target: { host: 'orders.cluster-abc.eu-west-1.rds.amazonaws.com' },
+    users: [{ name: 'app', passwordSecretRef: { name: 'orders-app' } }],
+    ...spec,
   });
 }
 

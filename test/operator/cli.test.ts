@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { run } from '../support/harness.js';
-import { OPERATOR_NAMESPACE, createNamespace, deleteNamespace, getJson, kubectlOk, sharedCluster, waitFor, type TestCluster } from './support/cluster.js';
+import { OPERATOR_NAMESPACE, createNamespace, deleteNamespace, getJson, applyDatabaseProxy, sharedCluster, waitFor, type TestCluster } from './support/cluster.js';
 
 jest.setTimeout(120_000);
 
@@ -88,16 +88,7 @@ test('runs, leads, reconciles, serves /readyz and /metrics, and stops on SIGTERM
     return r.status === 200 && (await r.text()).includes('leader; caches synced');
   });
 
-  await kubectlOk(
-    cluster,
-    ['apply', '-f', '-'],
-    JSON.stringify({
-      apiVersion: 'dbproxy.io/v1alpha1',
-      kind: 'DatabaseProxy',
-      metadata: { name: 'cli', namespace: ns },
-      spec: { target: { host: 'db.example.internal' }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] },
-    }),
-  );
+  await applyDatabaseProxy(cluster, ns, 'cli', { target: { host: 'db.example.internal' }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] });
   const dep = await waitFor('the Deployment', () => getJson(cluster, ['deployment', 'cli', '-n', ns]));
   expect(dep.spec.template.spec.containers[0].image).toBe('registry.example/dbproxy:cli');
   const metrics = await waitFor('a reconcile in /metrics', async () => {

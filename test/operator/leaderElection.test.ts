@@ -2,7 +2,7 @@
 // without a word the other takes over once the lease has expired; when a leader stops properly it
 // releases the Lease and the next one takes over at once.
 import { jest } from '@jest/globals';
-import { createNamespace, deleteNamespace, getJson, kubectlOk, OPERATOR_NAMESPACE, sharedCluster, waitFor, type TestCluster } from './support/cluster.js';
+import { createNamespace, deleteNamespace, getJson, applyDatabaseProxy, kubectlOk, OPERATOR_NAMESPACE, sharedCluster, waitFor, type TestCluster } from './support/cluster.js';
 import { metricValue, operatorHttp, startTestOperator, type TestOperator } from './support/operator.js';
 
 jest.setTimeout(120_000);
@@ -50,16 +50,7 @@ test('two operators elect one leader; only the leader reconciles; the standby ta
   const standby = first === a ? b : a;
   expect((await lease())!.spec.holderIdentity).toBe(first.identity);
 
-  await kubectlOk(
-    cluster,
-    ['apply', '-f', '-'],
-    JSON.stringify({
-      apiVersion: 'dbproxy.io/v1alpha1',
-      kind: 'DatabaseProxy',
-      metadata: { name: 'orders', namespace: ns },
-      spec: { target: { host: 'db.example.internal' }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] },
-    }),
-  );
+  await applyDatabaseProxy(cluster, ns, 'orders', { target: { host: 'db.example.internal' }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] });
   const hash1 = await waitFor('the Deployment', configHash);
   await waitFor('a finished reconcile', async () => (await metricValue(first, 'dbproxy_operator_reconcile_total')) > 0);
   // The standby watches nothing and reconciles nothing, and is still ready (it serves as a spare).

@@ -16,7 +16,7 @@ import { parseConfig } from '../../proxy/contract/config.js';
 import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { ProxyServer } from '../../proxy/proxyServer.js';
 import { USERS, startCluster, writePasswordFiles } from '../support/harness.js';
-import { createNamespace, deleteNamespace, getJson, kubectlOk, sharedCluster, waitFor, type TestCluster } from './support/cluster.js';
+import { createNamespace, deleteNamespace, getJson, applyDatabaseProxy, kubectlOk, sharedCluster, waitFor, type TestCluster } from './support/cluster.js';
 import { startTestOperator, type TestOperator } from './support/operator.js';
 
 jest.setTimeout(120_000);
@@ -73,16 +73,7 @@ function readyPodStatus(ip: string): Record<string, unknown> {
 
 test('conditions move Progressing -> Ready as pods become ready and report /stats; counts are the sums of /stats', async () => {
   await kubectlOk(cluster, ['create', 'secret', 'generic', 'app-password', '-n', ns, `--from-literal=password=${USERS[0]!.password}`]);
-  await kubectlOk(
-    cluster,
-    ['apply', '-f', '-'],
-    JSON.stringify({
-      apiVersion: 'dbproxy.io/v1alpha1',
-      kind: 'DatabaseProxy',
-      metadata: { name: 'orders', namespace: ns },
-      spec: { replicas: 2, target: { host: '127.0.0.1', port: db!.port }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] },
-    }),
-  );
+  await applyDatabaseProxy(cluster, ns, 'orders', { replicas: 2, target: { host: '127.0.0.1', port: db!.port }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] });
 
   // Pods exist but nothing runs them: Progressing, not Ready.
   const pods = await waitFor('2 pods', async () => {

@@ -1,7 +1,7 @@
 // The CRD as the real API server enforces it: invalid specs are refused with messages a person can
 // act on (OpenAPI validation and CEL rules), defaults are filled in, `kubectl explain` teaches
 // the API, and `kubectl get dbp` shows the printer columns. No operator needed.
-import { createNamespace, deleteNamespace, getJson, kubectlOk, sharedCluster, type TestCluster } from './support/cluster.js';
+import { createNamespace, databaseProxyManifest, deleteNamespace, getJson, kubectlOk, sharedCluster, type TestCluster } from './support/cluster.js';
 
 let cluster: TestCluster;
 let ns: string;
@@ -20,9 +20,7 @@ const baseSpec = {
   users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }],
 };
 
-function proxy(name: string, spec: Record<string, unknown>): string {
-  return JSON.stringify({ apiVersion: 'dbproxy.io/v1alpha1', kind: 'DatabaseProxy', metadata: { name, namespace: ns }, spec });
-}
+const proxy = (name: string, spec: Record<string, unknown>): string => databaseProxyManifest(ns, name, spec);
 
 async function applyExpectingRefusal(name: string, spec: Record<string, unknown>): Promise<string> {
   const r = await cluster.kubectl(['apply', '-f', '-'], { input: proxy(name, spec) });

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ControlPlane } from '../../../hack/controlplane/controlPlane.js';
+import { API_VERSION, KIND } from '../../../operator/api/v1alpha1.js';
 import { renderChart, repoRoot, operatorServiceAccount, type RenderedObject } from './chart.js';
 
 export const CONTROLPLANE_ENV = 'DBPROXY_TEST_CONTROLPLANE';
@@ -81,6 +82,16 @@ export async function kubectlOk(c: Pick<TestCluster, 'kubectl'>, args: string[],
   const r = await c.kubectl(args, input !== undefined ? { input } : {});
   if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${r.stderr || r.stdout}`);
   return r.stdout;
+}
+
+/** A DatabaseProxy manifest for kubectl (JSON is YAML). */
+export function databaseProxyManifest(namespace: string, name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, spec });
+}
+
+/** kubectl apply of a DatabaseProxy; throws with kubectl's message when the API server refuses it. */
+export async function applyDatabaseProxy(c: Pick<TestCluster, 'kubectl'>, namespace: string, name: string, spec: Record<string, unknown>): Promise<void> {
+  await kubectlOk(c, ['apply', '-f', '-'], databaseProxyManifest(namespace, name, spec));
 }
 
 /** Applies objects (JSON is YAML) with kubectl. */
