@@ -9,6 +9,8 @@
 // proxy-owned server statements that are prepared lazily on whichever backend it lands on.
 import type net from 'node:net';
 import { serialize } from 'pg-protocol';
+import type { DataRowMessage } from 'pg-protocol/dist/messages.js';
+import { Parser } from 'pg-protocol/dist/parser.js';
 import type { PinReason } from '../classify/pinReasons.js';
 import { describePinReason } from '../classify/pinReasons.js';
 import type { SessionSetting } from '../classify/classifier.js';
@@ -19,13 +21,10 @@ import { ProtocolViolation, readBindNames, readErrorFields, readParse, readQuery
 import { closeComplete, errorResponse, parseComplete, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
 import { ServerError, type BackendConnection, type BackendOwner } from '../server/backendConnection.js';
-import { paramSyncSql } from '../session/sessionParams.js';
+import { paramSyncSql, readBackSql } from '../session/sessionParams.js';
 import {
-  buildClose,
-  buildParse,
   type ClientStatement,
   rewriteBindStatement,
-  rewriteDescribeStatement,
   serverStatementName,
 } from '../session/preparedStatements.js';
 import { ResponseQueue, type RequestType, type Slot } from '../session/responseQueue.js';
@@ -258,7 +257,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     if (!this.ctx.knownStatements.has(serverName)) return false;
     const c = this.ctx.classifier.classify(parse.query, false);
     if (c.pins.length > 0 || c.settings.length > 0) return false;
-    this.statements.set(parse.name, { serverName, query: parse.query, parse: buildParse(serverName, parse.query, parse.paramTypes) });
+    this.statements.set(parse.name, { serverName, query: parse.query, parse: serialize.parse({ name: serverName, text: parse.query, types: parse.paramTypes }) });
     this.out.push(parseComplete());
     this.localBatch = true;
     return true;
@@ -361,7 +360,7 @@ export class ClientSession implements BackendOwner, FrameSink {
       return;
     }
     const serverName = serverStatementName(this.wanted.get('search_path') ?? '', parse.query, parse.paramTypes);
-    const entry: ClientStatement = { serverName, query: parse.query, parse: buildParse(serverName, parse.query, parse.paramTypes) };
+    const entry: ClientStatement = { serverName, query: parse.query, parse: serialize.parse({ name: serverName, text: parse.query, types: parse.paramTypes }) };
     // Registered now so that a Bind pipelined behind this Parse finds it; undone if the Parse fails.
     this.statements.set(parse.name, entry);
     const unregister = (): void => void this.statements.delete(parse.name);
@@ -411,7 +410,7 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   /** Closes what must go before a Parse: least recently used statements, or a stale one of the same name. */
   private closeEvicted(b: BackendConnection, toClose: string[]): void {
-    for (const name of toClose) this.hidden(buildClose('S', name), { req: 'C' });
+    for (const name of toClose) this.hidden(serialize.close({ type: 'S', name }), { req: 'C' });
   }
 
   /** Whether a server error on this statement means its cached plan is stale (after DDL). */
@@ -467,7 +466,7 @@ export class ClientSession implements BackendOwner, FrameSink {
       return;
     }
     this.ensurePrepared(entry);
-    this.forward(rewriteDescribeStatement(entry.serverName), 'D');
+    this.forward(serialize.describe({ type: 'S', name: entry.serverName }), 'D');
   }
 
   private onClose(msg: Buffer): void {
@@ -631,13 +630,15 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.settingsToRead.clear();
     const askedAt = this.settingsVersion;
     const rows: Buffer[] = [];
-    const list = names.map((n) => `current_setting('${n.replaceAll("'", "''")}', true)`).join(', ');
-    this.hidden(serialize.query(`SELECT ${list}`), {
+    this.hidden(serialize.query(readBackSql(names)), {
       req: 'Q',
       rows,
       done: (ok) => {
         if (!ok || rows.length !== 1) return;
-        const values = readDataRow(rows[0]!);
+        const values: Array<string | null> = [];
+        new Parser().parse(rows[0]!, (m) => {
+          if (m.name === 'dataRow') values.push(...((m as DataRowMessage).fields as Array<string | null>));
+        });
         const resetSince = (this.settingsChangedAt.get('*') ?? 0) > askedAt;
         names.forEach((name, i) => {
           if (resetSince || (this.settingsChangedAt.get(name) ?? 0) > askedAt) return;
@@ -849,23 +850,4 @@ export class ClientSession implements BackendOwner, FrameSink {
     }
     this.ctx.sessionClosed(this);
   }
-}
-
-
-/** Text values of a DataRow (the proxy's own read-back queries only). */
-function readDataRow(msg: Buffer): Array<string | null> {
-  const n = msg.readInt16BE(5);
-  const out: Array<string | null> = [];
-  let i = 7;
-  for (let k = 0; k < n; k++) {
-    const len = msg.readInt32BE(i);
-    i += 4;
-    if (len < 0) {
-      out.push(null);
-    } else {
-      out.push(msg.toString('utf8', i, i + len));
-      i += len;
-    }
-  }
-  return out;
 }

@@ -87,27 +87,14 @@ function cstr(s: string): Buffer {
   return Buffer.from(s + '\0', 'utf8');
 }
 
-export function buildParse(name: string, query: string, paramTypes: readonly number[]): Buffer {
-  const types = Buffer.allocUnsafe(2 + 4 * paramTypes.length);
-  types.writeInt16BE(paramTypes.length, 0);
-  paramTypes.forEach((t, i) => types.writeUInt32BE(t >>> 0, 2 + 4 * i));
-  return frame('P', Buffer.concat([cstr(name), cstr(query), types]));
-}
-
-export function buildClose(kind: 'S' | 'P', name: string): Buffer {
-  return frame('C', Buffer.concat([Buffer.from(kind), cstr(name)]));
-}
-
-/** Bind with its statement name replaced (portal name and the rest kept byte for byte). */
+/**
+ * Bind with its statement name replaced, the portal name and the parameters kept byte for byte:
+ * hand-written because pg-protocol's serializer builds a Bind from values, not from bytes.
+ */
 export function rewriteBindStatement(msg: Buffer, statement: string): Buffer {
   const portalEnd = msg.indexOf(0, 5);
   const stmtEnd = msg.indexOf(0, portalEnd + 1);
   return frame('B', Buffer.concat([msg.subarray(5, portalEnd + 1), cstr(statement), msg.subarray(stmtEnd + 1)]));
-}
-
-/** Describe('S') with its statement name replaced. */
-export function rewriteDescribeStatement(statement: string): Buffer {
-  return frame('D', Buffer.concat([Buffer.from('S'), cstr(statement)]));
 }
 
 /**

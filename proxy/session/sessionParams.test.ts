@@ -1,4 +1,4 @@
-import { paramSyncSql, parseOptions, startupSessionParams } from './sessionParams.js';
+import { paramSyncSql, parseOptions, readBackSql, startupSessionParams } from './sessionParams.js';
 
 test('options: -c, --name=value, escaped spaces', () => {
   expect([...parseOptions('-c search_path=a,b --statement-timeout=5s -cwork_mem=4MB -c application_name=a\\ b')]).toEqual([
@@ -42,4 +42,8 @@ test('sync sql sends only the difference, quoting values and names', () => {
       ]),
     ),
   ).toBe(`SELECT set_config('application_name', 'o''k', false); RESET "search_path"`);
+});
+
+test('read-back sql asks for each parameter, quoted, NULL when unknown', () => {
+  expect(readBackSql(['timezone', "odd'name"])).toBe(`SELECT current_setting('timezone', true), current_setting('odd''name', true)`);
 });

@@ -52,6 +52,11 @@ export function startupSessionParams(params: Map<string, string>): Map<string, s
 const literal = (s: string): string => `'${s.replaceAll("'", "''")}'`;
 const ident = (s: string): string => `"${s.replaceAll('"', '""')}"`;
 
+/** SQL that reads the current values of parameters, one column each, NULL for an unknown one. */
+export function readBackSql(names: readonly string[]): string {
+  return `SELECT ${names.map((n) => `current_setting(${literal(n)}, true)`).join(', ')}`;
+}
+
 /**
  * SQL that brings a backend from `applied` to `wanted`, or null when nothing differs.
  * set_config() parses a value exactly as a startup parameter is parsed (a search_path list stays a list).
