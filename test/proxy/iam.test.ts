@@ -17,7 +17,7 @@ import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { presignedExpiry, RdsTokenProvider } from '../../proxy/auth/rdsToken.js';
 import { BINDING_HEADER, STS_TOKEN_PREFIX, stsToken } from '../../proxy/auth/iamToken.js';
 import { makeCa, makeLeaf, type TestCa } from '../support/certs.js';
-import { connected, pgBin, run, startCluster, startProxy, USERS, writePasswordFiles, type RunningProxy } from '../support/harness.js';
+import { connected, psql, run, startCluster, startProxy, USERS, writePasswordFiles, type RunningProxy } from '../support/harness.js';
 import { startLocalSts, type LocalSts } from '../support/localSts.js';
 import { startRdsEmulator, type RdsEmulator } from '../support/rdsEmulator.js';
 import { verifyPresigned } from '../support/sigv4.js';
@@ -260,12 +260,7 @@ describe('client logins with STS tokens', () => {
 
   test('psql over TLS with an STS token lands as the mapped user', async () => {
     const t = await token(ORDERS_ROLE);
-    const r = await run(pgBin('psql'), ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(required.port), '-U', 'app', '-d', 'postgres', '-c', 'SELECT current_user'], {
-      PGPASSWORD: t,
-      PGSSLMODE: 'verify-full',
-      PGSSLROOTCERT: ca.certFile,
-      PGCONNECT_TIMEOUT: '10',
-    });
+    const r = await psql(required.port, 'SELECT current_user', { password: t, env: { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca.certFile } });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('app');
     expect(required.logs.join('\n')).toContain('"identity":"arn:aws:iam::123456789012:role/orders-app"');
@@ -377,11 +372,7 @@ describe('client logins with STS tokens', () => {
     expect(out.code).toBe(0);
     const t = out.stdout.trim();
     expect(t.startsWith(STS_TOKEN_PREFIX)).toBe(true);
-    const r = await run(pgBin('psql'), ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(required.port), '-U', 'app', '-d', 'postgres', '-c', 'SELECT current_user'], {
-      PGPASSWORD: t,
-      PGSSLMODE: 'require',
-      PGCONNECT_TIMEOUT: '10',
-    });
+    const r = await psql(required.port, 'SELECT current_user', { password: t, env: { PGSSLMODE: 'require' } });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('app');
     const usage = await run(process.execPath, [cli, 'token'], { DBPROXY_PROXY_ID: '' });
@@ -452,12 +443,7 @@ describe('client logins with ServiceAccount tokens', () => {
 
   test('psql over TLS with a ServiceAccount token (audience dbproxy) lands as the mapped user', async () => {
     const t = await kubectl(['-n', 'apps', 'create', 'token', 'orders', '--audience', 'dbproxy']);
-    const r = await run(pgBin('psql'), ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'app', '-d', 'postgres', '-c', 'SELECT current_user'], {
-      PGPASSWORD: t,
-      PGSSLMODE: 'verify-full',
-      PGSSLROOTCERT: ca.certFile,
-      PGCONNECT_TIMEOUT: '10',
-    });
+    const r = await psql(proxy.port, 'SELECT current_user', { password: t, env: { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca.certFile } });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('app');
     expect(proxy.logs.join('\n')).toContain('"identity":"system:serviceaccount:apps:orders"');

@@ -13,7 +13,7 @@ import { type PgCluster, startPostgres } from '../../hack/postgres.js';
 import { parseConfig, type ProxyConfigInput } from '../../proxy/contract/config.js';
 import { ProxyServer } from '../../proxy/proxyServer.js';
 import { makeCa, makeLeaf, serialOf, type TestCa } from '../support/certs.js';
-import { connected, eventually, freePort, pgBin, run, startProxy, USERS, writePasswordFiles, type RunningProxy } from '../support/harness.js';
+import { connected, eventually, freePort, psql, startProxy, USERS, writePasswordFiles, type RunningProxy } from '../support/harness.js';
 
 let ca: TestCa;
 let otherCa: TestCa;
@@ -63,14 +63,7 @@ async function proxyWith(overrides: Partial<ProxyConfigInput>, on: PgCluster = c
 
 const clientTls = (): Partial<ProxyConfigInput> => ({ tls: { certFile: join(certDir, 'tls.crt'), keyFile: join(certDir, 'tls.key'), reloadInterval: '100ms' } });
 
-function psqlTls(port: number, sql: string, env: Record<string, string>): ReturnType<typeof run> {
-  const app = USERS[0]!;
-  return run(pgBin('psql'), ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(port), '-U', app.name, '-d', 'postgres', '-c', sql], {
-    PGPASSWORD: app.password,
-    PGCONNECT_TIMEOUT: '10',
-    ...env,
-  });
-}
+const psqlTls = (port: number, sql: string, env: Record<string, string>): ReturnType<typeof psql> => psql(port, sql, { env });
 
 /** The certificate the proxy presented, and whether the pg connection runs over TLS. */
 function peer(c: pg.Client): { encrypted: boolean; serial?: string } {

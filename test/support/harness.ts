@@ -121,11 +121,15 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
 }
 
 /** psql through the proxy, asynchronously: the proxy under test shares this process's event loop. */
-export function psql(port: number, sql: string, opts: { user?: string; password?: string; database?: string; args?: string[]; input?: string } = {}): Promise<CommandResult> {
+export function psql(
+  port: number,
+  sql: string,
+  opts: { user?: string; password?: string; database?: string; args?: string[]; input?: string; env?: Record<string, string> } = {},
+): Promise<CommandResult> {
   const user = opts.user ?? 'app';
   const args = ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', opts.database ?? 'postgres', ...(opts.args ?? [])];
   if (sql) args.push('-c', sql);
-  return run(pgBin('psql'), args, { PGPASSWORD: opts.password ?? USERS.find((u) => u.name === user)?.password ?? '', PGCONNECT_TIMEOUT: '10' }, opts.input);
+  return run(pgBin('psql'), args, { PGPASSWORD: opts.password ?? USERS.find((u) => u.name === user)?.password ?? '', PGCONNECT_TIMEOUT: '10', ...opts.env }, opts.input);
 }
 
 /** Polls until `check` returns a truthy value; fails with `what` after `timeoutMs`. */
