@@ -1,7 +1,6 @@
 // Readers for the few frontend messages the proxy looks inside, and for the untyped startup
 // packet. Each takes a whole message (header included) as the framer delivers it.
 
-export const PROTOCOL_3_0 = 196608;
 export const SSL_REQUEST_CODE = 80877103;
 export const GSSENC_REQUEST_CODE = 80877104;
 export const CANCEL_REQUEST_CODE = 80877102;
@@ -116,10 +115,4 @@ export function readErrorFields(msg: Buffer): Map<string, string> {
     i = s.next;
   }
   return fields;
-}
-
-/** ParameterStatus ('S' from a server). */
-export function readParameterStatus(msg: Buffer): { name: string; value: string } {
-  const name = cstring(msg, 5);
-  return { name: name.value, value: cstring(msg, name.next).value };
 }
