@@ -214,13 +214,21 @@ export function serverLog(cluster: PgCluster): string {
   return existsSync(p) ? readFileSync(p, 'utf8') : '';
 }
 
-// CLI for local use: `node dist/hack/postgres.js start PORT [user:password ...]`
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}` && process.argv[2] === 'start') {
-  const port = Number(process.argv[3] ?? 15432);
-  const users = process.argv.slice(4).map((s) => {
-    const [name, password] = s.split(':');
-    return { name: name!, password: password ?? name! };
-  });
-  const c = startPostgres({ port, users: users.length ? users : [{ name: 'app', password: 'app' }] });
-  process.stdout.write(`PostgreSQL on 127.0.0.1:${c.port}, data in ${c.dataDir}\nstop with: pg_ctl -D ${c.dataDir} stop\n`);
+// CLI for local use: `npx node dist/hack/postgres.js start PORT [user:password ...]`, and
+// `... stop DATADIR` (pg_ctl refuses to run as root; this runs it as the server's user).
+if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
+  const [command, arg, ...rest] = process.argv.slice(2);
+  if (command === 'start') {
+    const users = rest.map((s) => {
+      const [name, password] = s.split(':');
+      return { name: name!, password: password ?? name! };
+    });
+    const c = startPostgres({ port: Number(arg ?? 15432), users: users.length ? users : [{ name: 'app', password: 'app' }] });
+    process.stdout.write(`PostgreSQL on 127.0.0.1:${c.port}, data in ${c.dataDir}\nstop with: npx node ${process.argv[1]} stop ${c.dataDir}\n`);
+  } else if (command === 'stop' && arg) {
+    run(join(pgBindir(), 'pg_ctl'), ['-D', arg, '-m', 'fast', '-w', 'stop']);
+  } else {
+    process.stderr.write('usage: postgres.js start PORT [user:password ...] | stop DATADIR\n');
+    process.exitCode = 2;
+  }
 }
