@@ -150,3 +150,26 @@ describe('a writer change closes a backend under a client', () => {
     }
   });
 });
+
+describe('a server in recovery', () => {
+  test('is never lent as the writer, even when the pool is pointed at it', async () => {
+    const pair = await startReplicatedPair();
+    const proxy = await startProxy(pair.primary, {
+      targets: [`127.0.0.1:${pair.primary.port}`, `127.0.0.1:${pair.standby.port}`],
+      pool: { borrowTimeout: '1s' },
+    });
+    try {
+      const c = await connected(proxy.port);
+      expect((await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r).toBe(false);
+      // Behind the health checks' back: the next connections would go to the standby.
+      proxy.server.pool.setEndpoint({ host: '127.0.0.1', port: pair.standby.port });
+      const err = await c.query('SELECT pg_is_in_recovery() AS r').catch((e: { code: string; message: string }) => e);
+      expect(err).toMatchObject({ code: '53300' });
+      expect((err as { message: string }).message).toMatch(/is in recovery \(read-only\); not lending it as the writer/);
+      await c.end();
+    } finally {
+      await proxy.stop();
+      pair.destroy();
+    }
+  }, 60_000);
+});
