@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench clean
+.PHONY: all deps pydeps build test test-unit bench demo clean
 
 all: build
 
@@ -24,6 +24,14 @@ test: build pydeps
 ## Unit tests only: no PostgreSQL needed.
 test-unit: deps
 	npm test -- proxy/
+
+## The product on this machine: PostgreSQL primary + standby, a control plane, the local pod
+## runner, the operator from the Helm chart and a sample DatabaseProxy; prints a working psql
+## connection string. Ctrl-C cleans up. Needs root (mount namespaces for the pods).
+demo: build
+	bash hack/install-postgres.sh
+	bash hack/helm/install.sh --quiet >/dev/null
+	npx --no-install node dist/hack/demo/demo.js
 
 ## pgbench through PostgreSQL directly, dbproxy and PgBouncer; prints the comparison tables.
 bench: build

@@ -184,6 +184,15 @@ export class KubeClient {
     return (r.body ? JSON.parse(r.body) : {}) as T;
   }
 
+  /**
+   * Any other call, for callers outside the operator's fixed set of verbs (test infrastructure
+   * binds pods, requests ServiceAccount tokens, merge-patches pod status): path as in the API
+   * reference, body sent as JSON with `contentType`.
+   */
+  async request<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown, contentType?: string): Promise<T> {
+    return this.json<T>(method, path, {}, body, contentType);
+  }
+
   /** One page of a list. */
   async listPage<T>(r: Resource, opts: ListOptions & { limit?: number; continue?: string } = {}): Promise<KubeList<T>> {
     this.record('list', r, opts.namespace);
