@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench demo clean
+.PHONY: all deps pydeps build test test-unit bench demo e2e-kind clean
 
 all: build
 
@@ -32,6 +32,12 @@ demo: build
 	bash hack/install-postgres.sh
 	bash hack/helm/install.sh --quiet >/dev/null
 	npx --no-install node dist/hack/demo/demo.js
+
+## End to end on a throwaway kind cluster: docker-built image, the chart, PostgreSQL 15, a
+## DatabaseProxy, psql through its Service. Needs docker and kind, so not on this project's own
+## build machine (hack/kind/e2e.sh; CI runs it).
+e2e-kind:
+	bash hack/kind/e2e.sh
 
 ## pgbench through PostgreSQL directly, dbproxy and PgBouncer; prints the comparison tables.
 bench: build
