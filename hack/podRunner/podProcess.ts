@@ -10,6 +10,7 @@ import { rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { dirname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { V1Container, V1EnvVar, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { fieldValue, materializeVolume, VolumeError, type MaterializedVolume, type VolumeSources } from './volumes.js';
 
@@ -52,7 +53,16 @@ type ContainerState =
   | { state: 'running'; startedAt: string }
   | { state: 'terminated'; exitCode: number; reason: string; startedAt?: string; finishedAt: string };
 
-const PRELOAD = resolve(dirname(new URL(import.meta.url).pathname), 'bindToPodIp.js');
+/** bindToPodIp.js as built (under tests this module runs from its .ts source, so look in dist/ too). */
+function preloadPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const sibling = join(here, 'bindToPodIp.js');
+  if (existsSync(sibling)) return sibling;
+  const built = resolve(here, '..', '..', 'dist', 'hack', 'podRunner', 'bindToPodIp.js');
+  if (existsSync(built)) return built;
+  throw new Error(`${built} is missing: run npm run build`);
+}
+const PRELOAD = preloadPath();
 const now = (): string => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 const sq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 const isWithin = (path: string, dir: string): boolean => path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);

@@ -49,15 +49,18 @@ function operatorTestsSelected(globalConfig: Config.GlobalConfig): boolean {
   const override = process.env.DBPROXY_TEST_CONTROLPLANE_START;
   if (override === 'always') return true;
   if (override === 'never') return false;
-  const dir = join(globalConfig.rootDir, 'test', 'operator');
-  let files: string[];
-  try {
-    files = readdirSync(dir)
-      .filter((f) => f.endsWith('.test.ts'))
-      .map((f) => join(dir, f));
-  } catch {
-    return false;
-  }
+  // Operator tests and the end-to-end test use the control plane.
+  const files = ['operator', 'e2e'].flatMap((sub) => {
+    const dir = join(globalConfig.rootDir, 'test', sub);
+    try {
+      return readdirSync(dir)
+        .filter((f) => f.endsWith('.test.ts'))
+        .map((f) => join(dir, f));
+    } catch {
+      return [];
+    }
+  });
+  if (files.length === 0) return false;
   const patterns = globalConfig.testPathPatterns;
   if (!patterns || !patterns.isSet()) return files.length > 0;
   const matcher = patterns.toExecutor({ rootDir: globalConfig.rootDir });

@@ -65,11 +65,16 @@ export function runKubectl(binDir: string, kubeconfig: string, args: string[], o
   });
 }
 
-/** The control plane started by global setup; throws when none was (no operator test selected?). */
-export function sharedCluster(): TestCluster {
+/** What global setup wrote about the shared control plane; throws when it started none (no operator test selected?). */
+export function sharedClusterInfo(): SharedControlPlaneInfo {
   const file = process.env[CONTROLPLANE_ENV];
   if (!file) throw new Error(`${CONTROLPLANE_ENV} is not set: jest's global setup did not start the control plane (run the operator tests through npm test)`);
-  const info = JSON.parse(readFileSync(file, 'utf8')) as SharedControlPlaneInfo;
+  return JSON.parse(readFileSync(file, 'utf8')) as SharedControlPlaneInfo;
+}
+
+/** The control plane started by global setup; throws when none was (no operator test selected?). */
+export function sharedCluster(): TestCluster {
+  const info = sharedClusterInfo();
   return {
     kubeconfigPath: info.kubeconfigPath,
     operatorKubeconfigPath: info.operatorKubeconfigPath,
