@@ -97,6 +97,9 @@ export class PodRunner {
   }
 
   static async start(opts: PodRunnerOptions): Promise<PodRunner> {
+    if (process.platform !== 'linux' || process.getuid?.() !== 0) {
+      throw new Error('the local pod runner needs Linux and root: it bind-mounts pod volumes at their mount paths in private mount namespaces');
+    }
     const r = new PodRunner(opts);
     await r.registerNode();
     for (const ns of opts.namespaces) await r.watchNamespace(ns);
