@@ -9,6 +9,8 @@ import { parse as parseYaml } from 'yaml';
 import { parseOperatorFlags } from '../../operator/cli.js';
 import { CLUSTER_RULES, LEADER_ELECTION_RULES, flattenRules, type PolicyRule } from '../../operator/controller/permissions.js';
 import { buildCrd } from '../../operator/crd/generate.js';
+import { withDefaults } from '../../operator/api/v1alpha1.js';
+import { buildDeployment } from '../../operator/desired/deployment.js';
 import { CHART_DIR, helm, renderChart, type RenderedObject } from './support/chart.js';
 
 jest.setTimeout(120_000);
@@ -114,6 +116,35 @@ describe('the operator Deployment', () => {
   test('defaultProxyImage overrides the proxy image', () => {
     const args = (byKind(renderChart({ namespace: 'ops', set: { 'operator.defaultProxyImage': 'example.com/dbproxy:9' } }), 'Deployment')[0] as any).spec.template.spec.containers[0].args as string[];
     expect(parseOperatorFlags(args.slice(1)).defaultImage).toBe('example.com/dbproxy:9');
+  });
+});
+
+describe('proxy PodMonitor', () => {
+  test('off by default', () => {
+    expect(byKind(renderChart({ namespace: 'ops' }), 'PodMonitor')).toEqual([]);
+  });
+
+  test('selects the pods the operator builds and scrapes their admin port', () => {
+    const [pm] = byKind(renderChart({ namespace: 'ops', set: { 'metrics.proxyPodMonitor.enabled': 'true' } }), 'PodMonitor') as any[];
+    expect(pm.spec.namespaceSelector).toEqual({ any: true });
+    const dbp = withDefaults({
+      apiVersion: 'dbproxy.io/v1alpha1',
+      kind: 'DatabaseProxy',
+      metadata: { name: 'orders', namespace: 'shop', uid: 'u' },
+      spec: { target: { host: 'db' }, users: [{ name: 'app', passwordSecretRef: { name: 's' } }] },
+    });
+    const template = buildDeployment(dbp, { defaultImage: 'x', configHash: 'h' }).spec.template;
+    for (const [k, v] of Object.entries(pm.spec.selector.matchLabels as Record<string, string>)) expect(template.metadata.labels[k]).toBe(v);
+    const port = pm.spec.podMetricsEndpoints[0].port as string;
+    expect(template.spec.containers[0]!.ports!.map((p) => p.name)).toContain(port);
+    // The operator's own pods (metrics through the ServiceMonitor) are not selected.
+    const operatorPod = (byKind(renderChart({ namespace: 'ops' }), 'Deployment')[0] as any).spec.template.metadata.labels as Record<string, string>;
+    expect(Object.entries(pm.spec.selector.matchLabels).every(([k, v]) => operatorPod[k] === v)).toBe(false);
+  });
+
+  test('limited to the watched namespace when the operator watches one', () => {
+    const [pm] = byKind(renderChart({ namespace: 'ops', set: { 'metrics.proxyPodMonitor.enabled': 'true', 'operator.watchNamespace': 'shop' } }), 'PodMonitor') as any[];
+    expect(pm.spec.namespaceSelector).toEqual({ matchNames: ['shop'] });
   });
 });
 
