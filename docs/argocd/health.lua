@@ -72,6 +72,13 @@ if ready ~= nil and ready.status == "True" then
   return hs
 end
 
+-- Every proxy pod PAUSEd from the admin console (PgBouncer-style): held on purpose.
+if ready ~= nil and ready.status == "False" and ready.reason == "Paused" then
+  hs.status = "Suspended"
+  hs.message = messageOf(ready, "Paused")
+  return hs
+end
+
 if ready ~= nil and ready.status == "False" and ready.reason ~= nil and failed[ready.reason] then
   hs.status = "Degraded"
   hs.message = messageOf(ready, ready.reason)

@@ -206,6 +206,14 @@ describe('computeStatus conditions', () => {
     expect(cond(s, 'Degraded').message).toBe('pool budget 2 (max_connections 3 x 90%) is smaller than the 3 pods it is divided over');
     expect(s.poolBudget).toBe(2);
   });
+  test('every ready pod paused (admin PAUSE) is Ready=False Paused, not Degraded; one paused pod changes nothing', () => {
+    const all = computeStatus(input({ deployment: healthy(), stats: [pod('a', { paused: true }), pod('b', { paused: true })] }));
+    expect(cond(all, 'Ready')).toMatchObject({ status: 'False', reason: 'Paused' });
+    expect(cond(all, 'Ready').message).toMatch(/^2 pods paused \(admin console PAUSE; RESUME continues\); 2\/2 replicas ready/);
+    expect(cond(all, 'Degraded')).toMatchObject({ status: 'False' });
+    const one = computeStatus(input({ deployment: healthy(), stats: [pod('a', { paused: true }), pod('b')] }));
+    expect(cond(one, 'Ready')).toMatchObject({ status: 'True', reason: 'ProxyReady' });
+  });
 });
 
 describe('computeStatus fields', () => {

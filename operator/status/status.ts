@@ -222,10 +222,15 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
     problems.length > 0 ? { status: 'True', reason: problems[0]![0], message: problems.map((p) => p[1]).join('; ') } : { status: 'False', reason: 'AsExpected', message: 'no problems found' };
 
   // --- Ready: the summary
+  const readyStats = input.stats.filter((p) => p.ready !== false);
   let readyV: Verdict;
   const summary = `${replicasText}; ${writer && target.status === 'True' ? `writer ${writer}; ` : ''}${countsText}`;
   if (degradedV.status === 'True') readyV = { status: 'False', reason: degradedV.reason, message: `${degradedV.message}; ${summary}` };
   else if (availableV.status !== 'True') readyV = { status: 'False', reason: availableV.reason, message: availableV.message };
+  else if (readyStats.length > 0 && readyStats.every((p) => p.stats.paused)) {
+    // Every ready pod was PAUSEd from the admin console: deliberate, not a failure (Argo CD: Suspended).
+    readyV = { status: 'False', reason: 'Paused', message: `${plural(readyStats.length, 'pod')} paused (admin console PAUSE; RESUME continues); ${summary}` };
+  }
   else if (target.status !== 'True') readyV = { status: 'False', reason: target.reason, message: `${target.message}; ${summary}` };
   else if (progressingV.status === 'True') readyV = { status: 'False', reason: progressingV.reason, message: `${progressingV.message}; ${summary}` };
   else readyV = { status: 'True', reason: 'ProxyReady', message: summary };

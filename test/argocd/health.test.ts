@@ -211,13 +211,12 @@ describe('health.lua on hand-written statuses (older or newer operators)', () =>
     expect(await argoHealth({ ...base, metadata, status: { observedGeneration: 1, conditions: [cond('Ready', 'True', 'ProxyReady', 'ok')] } })).toEqual({ status: 'Healthy', message: 'ok' });
   });
 
-  test('Suspended is never returned: the API has no pause', async () => {
-    // spec.replicas has minimum 1 and no field or annotation pauses a DatabaseProxy; the script
-    // has no branch for it. A paused-looking object is judged like any other.
-    const script = readFileSync(HEALTH_SCRIPT(), 'utf8');
-    expect(script).not.toMatch(/Suspended/);
-    const { obj } = observed({ deployment: rolledOut(), stats: [pod('a', { paused: true }), pod('b', { paused: true })] });
-    expect((await argoHealth({ ...obj, metadata: { ...obj.metadata, annotations: { 'dbproxy.io/paused': 'true' } } })).status).toBe('Healthy');
+  test('Suspended when every proxy pod is paused from the admin console; one paused pod is still Healthy', async () => {
+    const all = observed({ deployment: rolledOut(), stats: [pod('a', { paused: true }), pod('b', { paused: true })] });
+    expect(readyOf(all.status).reason).toBe('Paused');
+    expect(await argoHealth(all.obj)).toEqual({ status: 'Suspended', message: readyOf(all.status).message });
+    const one = observed({ deployment: rolledOut(), stats: [pod('a', { paused: true }), pod('b')] });
+    expect((await argoHealth(one.obj)).status).toBe('Healthy');
   });
 });
 
