@@ -4,22 +4,14 @@
 // test can use the shared test control plane and the demo its own.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { KubeClient } from '../../operator/k8s/client.js';
 import { type PgCluster, startPostgres, startStandby } from '../postgres.js';
 import { PodRunner, type ImageCommand } from '../podRunner/podRunner.js';
+import { repoRoot } from '../repoRoot.js';
 
-export function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'package.json'))) {
-    const up = dirname(d);
-    if (up === d) throw new Error('no package.json above hack/demo');
-    d = up;
-  }
-  return d;
-}
+export { repoRoot };
 
 /** The image name the chart is installed with locally; the pod runner runs it as `node dist/proxy/cli/dbproxy.js`. */
 export const LOCAL_IMAGE = { repository: 'dbproxy.local/dbproxy', tag: 'dev' } as const;

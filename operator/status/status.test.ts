@@ -2,7 +2,7 @@ import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { exampleProxy } from '../api/fixtures.js';
 import { statusSchema, type Condition, type DatabaseProxyStatus } from '../api/v1alpha1.js';
 import { validate } from '../api/schema.js';
-import type { DeploymentStatus } from '../k8s/types.js';
+import { examplePod, exampleStats, observedDeployment } from './fixtures.js';
 import {
   camelCase,
   computeStatus,
@@ -11,7 +11,6 @@ import {
   shouldWrite,
   statusChanged,
   writeDelayMs,
-  type ObservedDeployment,
   type PodStats,
   type StatusInput,
 } from './status.js';
@@ -19,35 +18,9 @@ import {
 const T0 = new Date('2025-01-01T10:00:00.000Z');
 const T1 = new Date('2025-01-01T10:00:30.000Z');
 
-function stats(over: Partial<ProxyStats> = {}): ProxyStats {
-  return {
-    version: 1,
-    replicaId: 0,
-    ready: true,
-    paused: false,
-    shuttingDown: false,
-    clientConnections: 0,
-    databaseConnections: 0,
-    borrowed: 0,
-    pinned: 0,
-    idle: 0,
-    waiting: 0,
-    borrowTimeouts: 0,
-    pinsByReason: {},
-    pool: { budget: 30, maxDatabaseConnections: 29, targetMaxConnections: 100, maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas: 3 },
-    writer: 'db-1:5432',
-    targets: [{ endpoint: 'db-1:5432', state: 'AVAILABLE', role: 'writer', maxConnections: 100 }],
-    failovers: 0,
-    lastFailover: null,
-    ...over,
-  };
-}
-
-const pod = (name: string, over: Partial<ProxyStats> = {}, ready = true): PodStats => ({ pod: name, ready, stats: stats(over) });
-
-function deployment(status: Partial<DeploymentStatus>, specReplicas = 2, generation = 1): ObservedDeployment {
-  return { generation, specReplicas, status: { observedGeneration: generation, ...status } };
-}
+const stats = exampleStats;
+const pod = examplePod;
+const deployment = observedDeployment;
 const healthy = (r = 2) =>
   deployment({ replicas: r, updatedReplicas: r, readyReplicas: r, availableReplicas: r, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, r);
 const unreachable = (reason = 'AUTH_FAILURE'): Partial<ProxyStats> => ({

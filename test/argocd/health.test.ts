@@ -10,8 +10,8 @@ import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { exampleProxy } from '../../operator/api/fixtures.js';
 import { validate } from '../../operator/api/schema.js';
 import { statusSchema, type DatabaseProxy, type DatabaseProxyStatus } from '../../operator/api/v1alpha1.js';
-import { computeStatus, type ObservedDeployment, type PodStats, type StatusInput } from '../../operator/status/status.js';
-import type { DeploymentStatus } from '../../operator/k8s/types.js';
+import { computeStatus, type PodStats, type StatusInput } from '../../operator/status/status.js';
+import { exampleStats, observedDeployment } from '../../operator/status/fixtures.js';
 import { argoHealth, HEALTH_SCRIPT, runHealthScript } from '../support/argoHealth.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -19,38 +19,24 @@ const HEALTH_KEY = 'resource.customizations.health.dbproxy.io_DatabaseProxy';
 
 // --- objects as the API server returns them, status from the operator's pure status function ---
 
-function stats(over: Partial<ProxyStats> = {}): ProxyStats {
-  return {
-    version: 1,
-    replicaId: 0,
-    ready: true,
-    paused: false,
-    shuttingDown: false,
+const stats = (over: Partial<ProxyStats> = {}): ProxyStats =>
+  exampleStats({
     clientConnections: 3,
     databaseConnections: 2,
     borrowed: 1,
-    pinned: 0,
     idle: 1,
-    waiting: 0,
-    borrowTimeouts: 0,
-    pinsByReason: {},
     pool: { budget: 90, maxDatabaseConnections: 29, targetMaxConnections: 100, maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas: 3 },
     writer: 'postgres.demo.svc:5432',
     targets: [{ endpoint: 'postgres.demo.svc:5432', state: 'AVAILABLE', role: 'writer', maxConnections: 100 }],
-    failovers: 0,
-    lastFailover: null,
     ...over,
-  };
-}
+  });
 const pod = (name: string, over: Partial<ProxyStats> = {}, ready = true): PodStats => ({ pod: name, ready, stats: stats(over) });
 const noWriter = (reason: string): Partial<ProxyStats> => ({
   writer: null,
   targets: [{ endpoint: 'postgres.demo.svc:5432', state: 'UNAVAILABLE', reason, role: 'unknown', maxConnections: null }],
 });
 
-function deployment(status: Partial<DeploymentStatus>, specReplicas = 2, generation = 1): ObservedDeployment {
-  return { generation, specReplicas, status: { observedGeneration: generation, ...status } };
-}
+const deployment = observedDeployment;
 const rolledOut = (r = 2) =>
   deployment({ replicas: r, updatedReplicas: r, readyReplicas: r, availableReplicas: r, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, r);
 

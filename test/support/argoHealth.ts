@@ -4,23 +4,13 @@
 // objects they see, so what users paste into argocd-cm is what gets tested.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { repoRoot } from '../../hack/repoRoot.js';
 
 export interface ArgoHealth {
   /** Healthy, Progressing, Degraded, Suspended, Missing or Unknown (as Argo CD records it). */
   status: string;
   message?: string;
-}
-
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'package.json'))) {
-    const up = dirname(d);
-    if (up === d) throw new Error('no package.json above test/support');
-    d = up;
-  }
-  return d;
 }
 
 /** docs/argocd/health.lua: the script the docs tell users to install. */

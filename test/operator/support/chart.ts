@@ -3,19 +3,11 @@
 // under the chart's RBAC, bound to an identity from the control plane's userKubeconfig.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { repoRoot } from '../../../hack/repoRoot.js';
 
-export function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'package.json'))) {
-    const up = dirname(d);
-    if (up === d) throw new Error('no package.json above test/operator/support');
-    d = up;
-  }
-  return d;
-}
+export { repoRoot };
 
 export const CHART_DIR = (): string => join(repoRoot(), 'charts', 'dbproxy');
 
