@@ -442,6 +442,8 @@ export class PodRunner {
     this.pods.clear();
     await Promise.all([...this.forwarders.values()].map((f) => f.forwarder.close()));
     this.forwarders.clear();
+    // Like a decommissioned kubelet: the Node goes too (best effort; the control plane may be gone).
+    await this.opts.client.delete(nodes, undefined, this.nodeName).catch(() => {});
     if (this.ownsDir) await rm(this.dir, { recursive: true, force: true });
   }
 }
