@@ -46,8 +46,20 @@ export interface ProxyServerOptions {
   clock?: Clock;
 }
 
-/** Users with a password file: client password logins and password backend logins. */
+/** Users with a password file: client password logins. */
 const credentialStore = (c: ProxyConfig): CredentialStore => new CredentialStore(c.users.filter((u) => u.passwordFile !== undefined || u.secretFile !== undefined));
+
+/**
+ * Passwords the proxy logs in to the database with (users with backendAuth.method password):
+ * backendAuth.passwordFile where set, so database passwords can live apart from the client-facing
+ * ones; otherwise the client-facing file, the same password on both sides.
+ */
+export const backendCredentialStore = (c: ProxyConfig): CredentialStore =>
+  new CredentialStore(
+    c.users
+      .filter((u) => u.backendAuth.method === 'password')
+      .map((u) => (u.backendAuth.passwordFile !== undefined ? { name: u.name, passwordFile: u.backendAuth.passwordFile } : u)),
+  );
 
 const poolSettings = (c: ProxyConfig): PoolSettings => ({
   borrowTimeoutMs: c.pool.borrowTimeout,
@@ -58,6 +70,8 @@ const poolSettings = (c: ProxyConfig): PoolSettings => ({
 export class ProxyServer implements ProxyContext, AdminOperations {
   config: ProxyConfig;
   credentials: CredentialStore;
+  /** Passwords for backend logins (backendCredentialStore). */
+  private backendCredentials: CredentialStore;
   readonly pool: BackendPool;
   readonly metrics: ProxyMetrics;
   readonly log: Logger;
@@ -95,6 +109,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.log ?? createLogger(this.config.logLevel);
     this.credentials = credentialStore(this.config);
+    this.backendCredentials = backendCredentialStore(this.config);
     this.backendAuthFailures = new BackendAuthFailures(this.log);
     const tlsConf = this.config.tls;
     if (tlsConf.certFile && tlsConf.keyFile) {
@@ -232,7 +247,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     const iam = auth?.method === 'iam' ? auth : undefined;
     const password = iam
       ? () => this.rdsTokens.token({ hostname: iam.signingHost ?? endpoint.host, port: endpoint.port, username: key.user, region: iam.region! })
-      : () => this.credentials.password(key.user);
+      : () => this.backendCredentials.password(key.user);
     try {
       const b = await openBackend({
         endpoint,
@@ -418,6 +433,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       serviceAccountAuth: this.config.serviceAccountAuth,
     };
     this.credentials = credentialStore(this.config);
+    this.backendCredentials = backendCredentialStore(this.config);
     this.log.level = this.config.logLevel;
     this.pool.updateSettings(poolSettings(this.config));
     this.applyLimits();

@@ -62,8 +62,15 @@ const userSchema = z
         region: z.string().min(1).optional(),
         /** Host name the token is signed for, when the target is an address or alias of the RDS endpoint. Default: the target's host. */
         signingHost: z.string().min(1).optional(),
+        /**
+         * method password only: file holding the password the proxy sends to the database, when it
+         * differs from the client-facing one (passwordFile/secretFile), e.g. a key of a separate
+         * Secret. Re-read when it changes. Default: unset, the client-facing password is used.
+         */
+        passwordFile: z.string().min(1).optional(),
       })
       .strict()
+      .refine((a) => a.method === 'password' || a.passwordFile === undefined, { message: 'passwordFile is for method password only', path: ['passwordFile'] })
       .prefault({}),
   })
   .strict()
@@ -192,7 +199,7 @@ const configSchema = z
     adminListen: hostPort('adminListen', true).default('0.0.0.0:9090'),
     /** Database endpoints; the writer among them is found by health checks. */
     targets: z.array(hostPort('target')).min(1, 'at least one target is required'),
-    /** Database users clients may log in as; the same password authenticates the proxy to the database. */
+    /** Database users clients may log in as; the same password authenticates the proxy to the database unless backendAuth says otherwise. */
     users: z.array(userSchema).min(1, 'at least one user is required'),
     clientAuth: z
       .object({
