@@ -20,3 +20,19 @@ export function exampleProxy(spec: Partial<DatabaseProxySpecInput> = {}, meta: {
     spec: { ...minimalSpec, ...spec },
   });
 }
+
+/** A spec using every feature that adds files, TLS or token logins to the proxy config (a valid combination). */
+export const allFeatures: Partial<DatabaseProxySpecInput> = {
+  users: [
+    { name: 'app', passwordSecretRef: { name: 'orders-app' } },
+    { name: 'report', passwordSecretRef: { name: 'orders-report', key: 'pw' } },
+  ],
+  tls: { secretName: 'orders-tls', requireTLS: true, backend: { mode: 'verify-full', caSecretRef: { name: 'rds-ca', key: 'global-bundle.pem' } } },
+  backendAuth: { password: { secretName: 'db-passwords' } },
+  serviceAccountName: 'orders-proxy',
+  clientAuth: {
+    iamAuth: 'REQUIRED',
+    awsIam: { mappings: [{ arn: 'arn:aws:iam::123456789012:role/orders-api', user: 'app' }] },
+    serviceAccounts: { audience: 'dbproxy:shop/orders', mappings: [{ namespace: 'shop', serviceAccount: 'orders-api', user: 'app' }] },
+  },
+};

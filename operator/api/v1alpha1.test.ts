@@ -11,12 +11,16 @@ describe('DatabaseProxy v1alpha1 schema', () => {
     expect(dbp.spec.replicas).toBe(2);
     expect(dbp.spec.target.port).toBe(5432);
     expect(dbp.spec.target.database).toBe('postgres');
-    expect(dbp.spec.users[0]!.passwordSecretRef.key).toBe('password');
+    expect(dbp.spec.users[0]!.passwordSecretRef?.key).toBe('password');
     expect(dbp.spec.backendAuth).toEqual({ password: {} });
     expect(dbp.spec.clientAuth).toEqual({ method: 'scram-sha-256', iamAuth: 'DISABLED' });
     expect(dbp.spec.pool).toEqual({ maxConnectionsPercent: 90, borrowTimeout: '120s', idleClientTimeout: '1800s' });
     expect(dbp.spec.service).toEqual({ type: 'ClusterIP', port: 5432 });
     expect(dbp.spec.tls).toBeUndefined();
+    // Token login settings are defaulted only where the user wrote the section.
+    const sa = exampleProxy({ clientAuth: { serviceAccounts: { mappings: [{ namespace: 'shop', serviceAccount: 'api', user: 'app' }] } } });
+    expect(sa.spec.clientAuth.serviceAccounts?.audience).toBe('dbproxy');
+    expect(sa.spec.clientAuth.awsIam).toBeUndefined();
   });
 
   test('defaulting keeps what the user set and does not modify its input', () => {
@@ -44,6 +48,24 @@ describe('DatabaseProxy v1alpha1 schema', () => {
     ['missing target', { users: minimalSpec.users }, ['target: required']],
     ['quantities', { ...minimalSpec, resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: 1 } } }, []],
     ['bad quantity', { ...minimalSpec, resources: { requests: { cpu: 'lots' } } }, [expect.stringMatching(/^resources\.requests\["cpu"\]: does not match/) as unknown as string]],
+    ['verify-ca backend TLS', { ...minimalSpec, tls: { backend: { mode: 'verify-ca', caSecretRef: { name: 'rds-ca' } } } }, []],
+    [
+      'client token logins',
+      {
+        ...minimalSpec,
+        tls: { secretName: 'orders-tls' },
+        serviceAccountName: 'orders-proxy',
+        clientAuth: {
+          iamAuth: 'REQUIRED',
+          awsIam: { mappings: [{ arn: 'arn:aws:iam::123456789012:role/orders-api', user: 'app' }], stsHosts: ['sts.eu-west-1.amazonaws.com', 'sts.*.amazonaws.com:8443'] },
+          serviceAccounts: { mappings: [{ namespace: 'shop', serviceAccount: 'orders-api', user: 'app' }] },
+        },
+      },
+      [],
+    ],
+    ['a user without a password (tokens only, IAM to the database)', { ...minimalSpec, users: [{ name: 'app' }], backendAuth: { iam: { region: 'eu-west-1' } } }, []],
+    ['not an IAM ARN', { ...minimalSpec, clientAuth: { awsIam: { mappings: [{ arn: 'arn:aws:sts::123456789012:assumed-role/x/y', user: 'app' }] } } }, [expect.stringMatching(/^clientAuth\.awsIam\.mappings\[0\]\.arn: does not match/) as unknown as string]],
+    ['empty mappings', { ...minimalSpec, clientAuth: { serviceAccounts: { mappings: [] } } }, ['clientAuth.serviceAccounts.mappings: must have at least 1 items']],
     ['pod overrides kept as is', { ...minimalSpec, pod: { affinity: { podAntiAffinity: { anything: [1] } }, tolerations: [{ key: 'k', operator: 'Exists' }] } }, []],
   ])('%s', (_name, input, problems) => {
     expect(check(input)).toEqual(problems);
@@ -51,7 +73,18 @@ describe('DatabaseProxy v1alpha1 schema', () => {
 
   test('the CEL rules are present where the API needs them', () => {
     const rules = (node: { 'x-kubernetes-validations'?: Array<{ rule: string }> } | undefined) => (node?.['x-kubernetes-validations'] ?? []).map((r) => r.rule);
-    expect(rules(spec)).toEqual(['!(has(self.iam) && has(self.iam.roleArn) && has(self.serviceAccountName))']);
+    expect(rules(spec)).toEqual([
+      '!(has(self.iam) && has(self.iam.roleArn) && has(self.serviceAccountName))',
+      "!has(self.backendAuth.iam) || (has(self.tls) && has(self.tls.backend) && self.tls.backend.mode != 'disable')",
+      "self.clientAuth.iamAuth == 'DISABLED' || (has(self.tls) && has(self.tls.secretName))",
+      '!has(self.clientAuth.serviceAccounts) || has(self.serviceAccountName)',
+      '!has(self.clientAuth.awsIam) || self.clientAuth.awsIam.mappings.all(m, self.users.exists(u, u.name == m.user))',
+      '!has(self.clientAuth.serviceAccounts) || self.clientAuth.serviceAccounts.mappings.all(m, self.users.exists(u, u.name == m.user))',
+      "self.users.all(u, has(u.passwordSecretRef)) || (self.clientAuth.iamAuth == 'REQUIRED' && has(self.backendAuth.iam))",
+      "!has(self.backendAuth.password) || !has(self.backendAuth.password.secretName) || self.users.all(u, u.name.matches('^[-._a-zA-Z0-9]+$'))",
+    ]);
+    expect(rules(spec.properties!.clientAuth)).toEqual(["!has(self.iamAuth) || self.iamAuth == 'DISABLED' || has(self.awsIam) || has(self.serviceAccounts)"]);
+    expect(rules(spec.properties!.tls!.properties!.backend)).toEqual(["!has(self.caSecretRef) || self.mode == 'verify-ca' || self.mode == 'verify-full'"]);
     expect(rules(spec.properties!.backendAuth)).toEqual(['(has(self.password) ? 1 : 0) + (has(self.iam) ? 1 : 0) == 1']);
     expect(rules(spec.properties!.target)).toEqual(['has(self.endpoints) != has(self.host)']);
     expect(rules(spec.properties!.pool)).toEqual(['!has(self.maxIdleConnectionsPercent) || self.maxIdleConnectionsPercent <= self.maxConnectionsPercent']);

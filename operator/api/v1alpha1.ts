@@ -22,6 +22,12 @@ export const MAX_REPLICAS = 100;
 const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 /** A key inside a Secret's data. */
 const SECRET_KEY = '^[-._a-zA-Z0-9]+$';
+/** A DNS-1123 label: names of Namespaces. */
+const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+/** A PostgreSQL user name as spec.users accepts it. */
+const USER_NAME = '^[A-Za-z_][A-Za-z0-9_.@$-]*$';
+/** An STS host for client IAM tokens: DNS labels or "*", optionally ":port". */
+const STS_HOST = '^[A-Za-z0-9*]([-A-Za-z0-9.*]*[A-Za-z0-9*])?(:[0-9]{1,5})?$';
 /** A duration the proxy understands: digits and one unit, e.g. "500ms", "120s", "30m", "1h". */
 export const DURATION_PATTERN = '^[0-9]+(ms|s|m|h)$';
 /** host:port, host being a DNS name, an IPv4 address, or an IPv6 address in brackets. */
@@ -77,13 +83,13 @@ const user = s.object(
         description: 'PostgreSQL user name, as clients send it and as the proxy logs in to the database.',
         minLength: 1,
         maxLength: 63,
-        pattern: '^[A-Za-z_][A-Za-z0-9_.@$-]*$',
+        pattern: USER_NAME,
       })
       .required(),
     passwordSecretRef: secretKeyRef(
-      "Secret key holding this user's password. Clients authenticate with it, and (with backendAuth.password) so does the proxy to the database. Mounted as a file, so a rotated Secret is picked up without a restart.",
+      "Secret key holding this user's password. Clients authenticate with it, and (with backendAuth.password and no backendAuth.password.secretName) so does the proxy to the database. Mounted as a file, so a rotated Secret is picked up without a restart. Required, unless no password is ever used: clientAuth.iamAuth REQUIRED (tokens only) together with backendAuth.iam.",
       'password',
-    ).required(),
+    ),
   },
   { description: 'A database user that clients may log in as.' },
 );
@@ -94,7 +100,7 @@ const backendAuth = s
       password: s.object(
         {
           secretName: secretName(
-            'Optional Secret holding database passwords keyed by user name, for when they differ from the client-facing passwords. When omitted, each user\'s passwordSecretRef is used on both sides (the usual case).',
+            'Optional Secret holding database passwords keyed by user name (one key per user in spec.users, e.g. {app: ..., report: ...}), for when they differ from the client-facing passwords: clients log in with passwordSecretRef, the proxy logs in to the database with this Secret\'s key. Mounted as a whole, so rotations are picked up without a restart; a user without a key cannot reach the database. User names must then be valid Secret keys (letters, digits, "-", "_", "."). When omitted, each user\'s passwordSecretRef is used on both sides (the usual case).',
           ),
         },
         { description: 'Log in to the database with passwords.' },
@@ -105,27 +111,119 @@ const backendAuth = s
             .string({ description: 'AWS region of the RDS or Aurora database, e.g. "eu-west-1".', minLength: 1, maxLength: 32, pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$' })
             .required(),
         },
-        { description: 'Log in to the database with RDS IAM authentication tokens, signed with the pod\'s AWS credentials (IRSA: set iam.roleArn).' },
+        { description: 'Log in to the database with RDS IAM authentication tokens, signed with the pod\'s AWS credentials (IRSA: set iam.roleArn). Needs TLS to the database (tls.backend.mode require, verify-ca or verify-full).' },
       ),
     },
     { description: 'How the proxy authenticates to the database: exactly one of password or iam. Default: password.' },
   )
   .rule('(has(self.password) ? 1 : 0) + (has(self.iam) ? 1 : 0) == 1', 'set exactly one of backendAuth.password or backendAuth.iam');
 
-const clientAuth = s.object(
+/** A database user name as spec.users declares it (mappings refer to those). */
+const mappedUser = () =>
+  s.string({ description: 'Database user this identity logs in as; one of spec.users.', minLength: 1, maxLength: 63, pattern: USER_NAME }).required();
+
+const awsIam = s.object(
   {
-    method: s
-      .enum(['scram-sha-256', 'md5'] as const, { description: 'Password method offered to clients. Default "scram-sha-256".' })
-      .default('scram-sha-256'),
-    iamAuth: s
-      .enum(['DISABLED', 'OPTIONAL', 'REQUIRED'] as const, {
+    proxyId: s.string({
+      description:
+        'The id client tokens must be bound to (the signed x-dbproxy-id header; `dbproxy token --proxy-id ID`), so a token made for one proxy is useless at another. Default "<namespace>/<name>" of this DatabaseProxy.',
+      minLength: 1,
+      maxLength: 256,
+    }),
+    mappings: s
+      .array(
+        s.object(
+          {
+            arn: s
+              .string({
+                description:
+                  'ARN of an IAM role (arn:aws:iam::<account>:role/<name>; any session of the role, e.g. a pod\'s IRSA role) or IAM user (arn:aws:iam::<account>:user/<name>).',
+                maxLength: 2048,
+                pattern: '^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$',
+              })
+              .required(),
+            user: mappedUser(),
+          },
+          { description: 'An IAM identity and the database user it may log in as.' },
+        ),
+        { description: 'Which IAM role or user may log in as which database user. An ARN may appear with several users.', minItems: 1, maxItems: 64, listType: 'map', listMapKeys: ['arn', 'user'] },
+      )
+      .required(),
+    stsHosts: s.array(
+      s.string({ description: 'A host name, "*" standing for one DNS label, with ":port" for a port other than 443.', maxLength: 253, pattern: STS_HOST }),
+      {
         description:
-          'IAM authentication of clients (an AWS IAM token or a Kubernetes ServiceAccount token in place of the password): DISABLED, OPTIONAL (passwords or tokens) or REQUIRED (tokens only). Default DISABLED.',
-      })
-      .default('DISABLED'),
+          'STS hosts a client token may name (where the proxy sends it to be verified), e.g. a VPC endpoint. Default: sts.amazonaws.com, sts.*.amazonaws.com and sts.*.amazonaws.com.cn.',
+        minItems: 1,
+        maxItems: 16,
+        listType: 'set',
+      },
+    ),
   },
-  { description: 'How clients authenticate to the proxy.' },
+  {
+    description:
+      'Client logins with AWS IAM: the password is a presigned STS GetCallerIdentity request bound to this proxy (`dbproxy token`), which the proxy verifies by calling STS; no AWS credentials are needed on the proxy for this.',
+  },
 );
+
+const serviceAccounts = s.object(
+  {
+    audience: s
+      .string({
+        description:
+          'Audience the ServiceAccount token must be issued for (`kubectl create token <sa> --audience <audience>`, or a projected token volume). A proxy-specific value (e.g. "dbproxy:<namespace>/<name>") keeps a token given to one proxy from being replayed at another. Default "dbproxy".',
+        minLength: 1,
+        maxLength: 253,
+      })
+      .default('dbproxy'),
+    mappings: s
+      .array(
+        s.object(
+          {
+            namespace: s.string({ description: 'Namespace of the client\'s ServiceAccount.', minLength: 1, maxLength: 63, pattern: DNS_LABEL }).required(),
+            serviceAccount: s.string({ description: 'Name of the client\'s ServiceAccount.', minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN }).required(),
+            user: mappedUser(),
+          },
+          { description: 'A Kubernetes ServiceAccount and the database user it may log in as.' },
+        ),
+        {
+          description: 'Which ServiceAccount may log in as which database user.',
+          minItems: 1,
+          maxItems: 64,
+          listType: 'map',
+          listMapKeys: ['namespace', 'serviceAccount', 'user'],
+        },
+      )
+      .required(),
+  },
+  {
+    description:
+      'Client logins with Kubernetes ServiceAccount tokens, which the proxy verifies with a TokenReview against the API server. Needs spec.serviceAccountName: a ServiceAccount you create and bind to the ClusterRole system:auth-delegator (the operator creates no ClusterRoleBindings); the proxy pods then get a Kubernetes API token (automountServiceAccountToken).',
+  },
+);
+
+const clientAuth = s
+  .object(
+    {
+      method: s
+        .enum(['scram-sha-256', 'md5'] as const, { description: 'Password method offered to clients. Default "scram-sha-256".' })
+        .default('scram-sha-256'),
+      iamAuth: s
+        .enum(['DISABLED', 'OPTIONAL', 'REQUIRED'] as const, {
+          description:
+            'Token logins of clients (an AWS IAM token or a Kubernetes ServiceAccount token in place of the password), like RDS Proxy\'s IAMAuth: DISABLED, OPTIONAL (users named in a mapping may use a token or their password) or REQUIRED (tokens only). Tokens are accepted over TLS only: needs tls.secretName, and awsIam or serviceAccounts. Default DISABLED.',
+        })
+        .default('DISABLED'),
+      awsIam,
+      serviceAccounts,
+    },
+    { description: 'How clients authenticate to the proxy.' },
+  )
+  // has(): the API server also checks this rule on spec.clientAuth's default ({}), where the
+  // nested iamAuth default is not filled in.
+  .rule("!has(self.iamAuth) || self.iamAuth == 'DISABLED' || has(self.awsIam) || has(self.serviceAccounts)", 'clientAuth.iamAuth OPTIONAL or REQUIRED needs clientAuth.awsIam or clientAuth.serviceAccounts (who may log in with a token)', {
+    fieldPath: '.iamAuth',
+  });
 
 const iam = s.object(
   {
@@ -172,19 +270,29 @@ const pool = s
 const tls = s
   .object(
     {
-      secretName: secretName('kubernetes.io/tls Secret (tls.crt, tls.key) with the certificate the proxy presents to clients; cert-manager friendly, reloaded on change.'),
-      requireTLS: s.boolean({ description: 'Refuse clients that do not use TLS. Needs secretName. Default false.' }).default(false),
-      backend: s.object(
-        {
-          mode: s
-            .enum(['disable', 'require', 'verify-full'] as const, {
-              description: 'TLS to the database: disable, require (encrypt, no certificate check) or verify-full (check the certificate and host name against caSecretRef). Default "verify-full".',
-            })
-            .default('verify-full'),
-          caSecretRef: secretKeyRef('Secret key holding the CA bundle that signs the database certificates (e.g. the RDS global bundle).', 'ca.crt'),
-        },
-        { description: 'TLS between the proxy and the database.' },
+      secretName: secretName(
+        'kubernetes.io/tls Secret (tls.crt, tls.key) with the certificate the proxy presents to clients; cert-manager friendly, reloaded on change. Without it the proxy answers no to TLS requests.',
       ),
+      requireTLS: s.boolean({ description: 'Refuse clients that do not use TLS. Needs secretName. Default false.' }).default(false),
+      backend: s
+        .object(
+          {
+            mode: s
+              .enum(['disable', 'require', 'verify-ca', 'verify-full'] as const, {
+                description:
+                  'TLS to the database, as libpq\'s sslmode: disable, require (encrypt, no certificate check), verify-ca (check the certificate chain) or verify-full (check the chain and that the certificate names the database host). verify-ca and verify-full check against caSecretRef, or without it against the public CAs Node.js trusts (RDS and most private databases need their CA bundle in caSecretRef). Default "verify-full".',
+              })
+              .default('verify-full'),
+            caSecretRef: secretKeyRef(
+              'Secret key holding the CA bundle that signs the database certificates (e.g. the RDS global bundle). Used by verify-ca and verify-full; re-read when it changes.',
+              'ca.crt',
+            ),
+          },
+          { description: 'TLS between the proxy and the database. Without it (or with mode disable) the proxy connects in plaintext.' },
+        )
+        .rule("!has(self.caSecretRef) || self.mode == 'verify-ca' || self.mode == 'verify-full'", 'tls.backend.caSecretRef is only used by mode verify-ca or verify-full', {
+          fieldPath: '.caSecretRef',
+        }),
     },
     { description: 'TLS settings. Without them, neither side uses TLS.' },
   )
@@ -251,7 +359,8 @@ export const specSchema = s
       clientAuth: clientAuth.default({}),
       iam,
       serviceAccountName: s.string({
-        description: 'Run the proxy pods as this existing ServiceAccount instead of one the operator creates. Cannot be combined with iam.roleArn.',
+        description:
+          'Run the proxy pods as this existing ServiceAccount instead of one the operator creates. Cannot be combined with iam.roleArn (annotate your ServiceAccount with eks.amazonaws.com/role-arn yourself for IRSA). Required with clientAuth.serviceAccounts: bind it to the ClusterRole system:auth-delegator (a ClusterRoleBinding you create), so the proxy may create TokenReviews.',
         maxLength: 253,
         pattern: DNS_SUBDOMAIN,
       }),
@@ -263,7 +372,42 @@ export const specSchema = s
     },
     { description: 'Desired state of the proxy.' },
   )
-  .rule('!(has(self.iam) && has(self.iam.roleArn) && has(self.serviceAccountName))', 'set iam.roleArn or serviceAccountName, not both');
+  .rule('!(has(self.iam) && has(self.iam.roleArn) && has(self.serviceAccountName))', 'set iam.roleArn or serviceAccountName, not both')
+  .rule(
+    "!has(self.backendAuth.iam) || (has(self.tls) && has(self.tls.backend) && self.tls.backend.mode != 'disable')",
+    'backendAuth.iam needs TLS to the database: set tls.backend.mode to require, verify-ca or verify-full',
+    { fieldPath: '.backendAuth.iam' },
+  )
+  .rule(
+    "self.clientAuth.iamAuth == 'DISABLED' || (has(self.tls) && has(self.tls.secretName))",
+    'clientAuth.iamAuth OPTIONAL or REQUIRED needs tls.secretName: tokens are accepted over TLS only',
+    { fieldPath: '.clientAuth.iamAuth' },
+  )
+  .rule(
+    '!has(self.clientAuth.serviceAccounts) || has(self.serviceAccountName)',
+    'clientAuth.serviceAccounts needs serviceAccountName: a ServiceAccount you create and bind to the ClusterRole system:auth-delegator, so the proxy may verify tokens with TokenReview (the operator creates no ClusterRoleBindings)',
+    { fieldPath: '.serviceAccountName' },
+  )
+  .rule(
+    '!has(self.clientAuth.awsIam) || self.clientAuth.awsIam.mappings.all(m, self.users.exists(u, u.name == m.user))',
+    'every clientAuth.awsIam.mappings[].user must be one of spec.users',
+    { fieldPath: '.clientAuth.awsIam.mappings' },
+  )
+  .rule(
+    '!has(self.clientAuth.serviceAccounts) || self.clientAuth.serviceAccounts.mappings.all(m, self.users.exists(u, u.name == m.user))',
+    'every clientAuth.serviceAccounts.mappings[].user must be one of spec.users',
+    { fieldPath: '.clientAuth.serviceAccounts.mappings' },
+  )
+  .rule(
+    "self.users.all(u, has(u.passwordSecretRef)) || (self.clientAuth.iamAuth == 'REQUIRED' && has(self.backendAuth.iam))",
+    'users[].passwordSecretRef may be left out only with clientAuth.iamAuth REQUIRED and backendAuth.iam (no password is used on either side)',
+    { fieldPath: '.users' },
+  )
+  .rule(
+    "!has(self.backendAuth.password) || !has(self.backendAuth.password.secretName) || self.users.all(u, u.name.matches('^[-._a-zA-Z0-9]+$'))",
+    'with backendAuth.password.secretName, user names must be valid Secret keys (letters, digits, "-", "_", "."): the Secret holds one key per user name',
+    { fieldPath: '.backendAuth.password.secretName' },
+  );
 
 // --- status -----------------------------------------------------------------------------------
 

@@ -74,9 +74,15 @@ export const paths = {
   usersDir: '/var/run/secrets/dbproxy/users',
   /** One file per user: the key of its passwordSecretRef, projected as <user>/password. */
   userPasswordFile: (user: string): string => `/var/run/secrets/dbproxy/users/${user}/password`,
+  /** spec.tls.secretName, its tls.crt and tls.key. */
   tlsDir: '/var/run/secrets/dbproxy/tls',
+  tlsCertFile: '/var/run/secrets/dbproxy/tls/tls.crt',
+  tlsKeyFile: '/var/run/secrets/dbproxy/tls/tls.key',
+  /** spec.tls.backend.caSecretRef's key, projected as ca.crt. */
   backendCaDir: '/var/run/secrets/dbproxy/backend-ca',
   backendCaFile: '/var/run/secrets/dbproxy/backend-ca/ca.crt',
+  /** spec.backendAuth.password.secretName, mounted whole: one file per key, i.e. per user name. */
   backendPasswordsDir: '/var/run/secrets/dbproxy/backend-passwords',
+  backendPasswordFile: (user: string): string => `/var/run/secrets/dbproxy/backend-passwords/${user}`,
   tmpDir: '/tmp',
 } as const;

@@ -2,8 +2,8 @@
 // parses, and the ConfigMap that carries it. Pure.
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
-import type { ProxyConfigInput } from '../../proxy/contract/config.js';
-import type { DatabaseProxy } from '../api/v1alpha1.js';
+import { ConfigError, parseConfig, type ProxyConfigInput } from '../../proxy/contract/config.js';
+import type { DatabaseProxy, UserSpec } from '../api/v1alpha1.js';
 import type { ConfigMap } from '../k8s/types.js';
 import { ADMIN_PORT, POSTGRES_PORT, childMeta, childNames, paths } from './common.js';
 import { peerDnsName } from './service.js';
@@ -23,7 +23,11 @@ export interface RenderedConfig {
    * config change rolls the pods; the divisor changes on every scale and is reloaded in place.
    */
   hash: string;
-  /** Spec fields the proxy cannot honour yet (not expressible in its config): do not roll out silently. */
+  /**
+   * Why the proxy would refuse this config (its own parser's messages, fields named as in the
+   * config file); empty when it accepts it. The CRD's CEL rules refuse such specs up front, so this
+   * is a backstop (objects stored before a rule existed): never roll out a config the proxy rejects.
+   */
   unsupported: string[];
 }
 
@@ -32,14 +36,60 @@ export function hostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-function unsupportedFeatures(dbp: DatabaseProxy): string[] {
-  const s = dbp.spec;
-  const out: string[] = [];
-  if (s.tls?.secretName || s.tls?.requireTLS) out.push('spec.tls.secretName/requireTLS: the proxy cannot terminate client TLS yet');
-  if (s.tls?.backend && s.tls.backend.mode !== 'disable') out.push(`spec.tls.backend.mode=${s.tls.backend.mode}: the proxy cannot use TLS to the database yet`);
-  if (s.backendAuth.iam) out.push('spec.backendAuth.iam: the proxy cannot sign RDS IAM tokens yet');
-  if (s.backendAuth.password?.secretName) out.push('spec.backendAuth.password.secretName: the proxy cannot use separate database passwords yet');
-  if (s.clientAuth.iamAuth !== 'DISABLED') out.push(`spec.clientAuth.iamAuth=${s.clientAuth.iamAuth}: the proxy cannot authenticate clients with IAM tokens yet`);
+/** The id client IAM tokens are bound to when spec.clientAuth.awsIam.proxyId is not set. */
+export function defaultProxyId(dbp: DatabaseProxy): string {
+  return `${dbp.metadata.namespace}/${dbp.metadata.name}`;
+}
+
+/** Whether the proxy verifies ServiceAccount tokens (TokenReview): the pods then need an API token. */
+export function usesServiceAccountTokens(dbp: DatabaseProxy): boolean {
+  return dbp.spec.clientAuth.iamAuth !== 'DISABLED' && dbp.spec.clientAuth.serviceAccounts !== undefined;
+}
+
+type UserConfigInput = ProxyConfigInput['users'][number];
+
+function renderUser(dbp: DatabaseProxy, u: UserSpec): UserConfigInput {
+  const { backendAuth } = dbp.spec;
+  const out: UserConfigInput = { name: u.name };
+  if (u.passwordSecretRef) out.passwordFile = paths.userPasswordFile(u.name);
+  if (backendAuth.iam) out.backendAuth = { method: 'iam', region: backendAuth.iam.region };
+  // The separate Secret is mounted whole: its key named like the user is that user's file.
+  else if (backendAuth.password?.secretName) out.backendAuth = { method: 'password', passwordFile: paths.backendPasswordFile(u.name) };
+  return out;
+}
+
+/** Client-facing TLS and TLS to the database, from spec.tls; undefined parts keep the proxy's defaults (off). */
+function renderTls(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'tls' | 'backendTls'> {
+  const t = dbp.spec.tls;
+  const out: Pick<ProxyConfigInput, 'tls' | 'backendTls'> = {};
+  if (t?.secretName) out.tls = { certFile: paths.tlsCertFile, keyFile: paths.tlsKeyFile, requireTLS: t.requireTLS };
+  if (t?.backend && t.backend.mode !== 'disable') {
+    // Without caSecretRef, verification uses the public CAs Node.js ships (the proxy's default).
+    out.backendTls = { mode: t.backend.mode, ...(t.backend.caSecretRef ? { caFile: paths.backendCaFile } : {}) };
+  }
+  return out;
+}
+
+/** Token logins (iamAuth, iam, serviceAccountAuth); nothing while iamAuth is DISABLED, so mappings can stay in the spec as a kill switch. */
+function renderTokenAuth(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'iamAuth' | 'iam' | 'serviceAccountAuth'> {
+  const c = dbp.spec.clientAuth;
+  if (c.iamAuth === 'DISABLED') return {};
+  const out: Pick<ProxyConfigInput, 'iamAuth' | 'iam' | 'serviceAccountAuth'> = { iamAuth: c.iamAuth };
+  if (c.awsIam) {
+    out.iam = {
+      proxyId: c.awsIam.proxyId ?? defaultProxyId(dbp),
+      roleMappings: c.awsIam.mappings.map((m) => ({ arn: m.arn, user: m.user })),
+      ...(c.awsIam.stsHosts ? { stsHosts: [...c.awsIam.stsHosts] } : {}),
+    };
+  }
+  if (c.serviceAccounts) {
+    // No kubeconfig: the proxy uses the in-cluster config (KUBERNETES_SERVICE_HOST and the pod's
+    // mounted token; buildDeployment mounts it exactly when this section is rendered).
+    out.serviceAccountAuth = {
+      audience: c.serviceAccounts.audience,
+      mappings: c.serviceAccounts.mappings.map((m) => ({ namespace: m.namespace, serviceAccount: m.serviceAccount, user: m.user })),
+    };
+  }
   return out;
 }
 
@@ -59,13 +109,15 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
     listen: `0.0.0.0:${POSTGRES_PORT}`,
     adminListen: `0.0.0.0:${ADMIN_PORT}`,
     targets,
-    users: spec.users.map((u) => ({ name: u.name, passwordFile: paths.userPasswordFile(u.name) })),
+    users: spec.users.map((u) => renderUser(dbp, u)),
     clientAuth: { method: spec.clientAuth.method },
     pool,
     healthCheck: { database: spec.target.database },
     // Cancel requests that land on the wrong pod go to the others through the headless peer Service.
     peers: { dns: peerDnsName(dbp), adminPort: ADMIN_PORT },
     shutdownGracePeriod: `${SHUTDOWN_GRACE_SECONDS}s`,
+    ...renderTls(dbp),
+    ...renderTokenAuth(dbp),
   };
   const yaml = `# Rendered by the dbproxy operator from DatabaseProxy ${dbp.metadata.namespace}/${dbp.metadata.name}; edits are overwritten.\n${stringify(config, { lineWidth: 0 })}`;
   const { replicas: _divisor, ...poolWithoutDivisor } = pool;
@@ -73,13 +125,25 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
     .update(JSON.stringify({ ...config, pool: poolWithoutDivisor }))
     .digest('hex')
     .slice(0, 16);
-  return { config, yaml, hash, unsupported: unsupportedFeatures(dbp) };
+  return { config, yaml, hash, unsupported: proxyRefuses(config) };
+}
+
+/** The proxy's own parser on the rendered config: its messages, or none. */
+function proxyRefuses(config: ProxyConfigInput): string[] {
+  try {
+    parseConfig(config);
+    return [];
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems.map((p) => `the proxy would refuse its config: ${p}`);
+    throw e;
+  }
 }
 
 export interface DesiredConfigMap {
   configMap: ConfigMap;
   /** For the Deployment's dbproxy.io/config-hash annotation. */
   hash: string;
+  /** RenderedConfig.unsupported: non-empty means do not roll out. */
   unsupported: string[];
 }
 

@@ -1,5 +1,5 @@
 import { parseConfigYaml } from '../../proxy/contract/config.js';
-import { exampleProxy } from '../api/fixtures.js';
+import { allFeatures, exampleProxy } from '../api/fixtures.js';
 import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
 import type { Deployment, PodSpec } from '../k8s/types.js';
 import { buildConfigMap } from './configMap.js';
@@ -39,12 +39,12 @@ describe('buildDeployment', () => {
       resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } },
       pod: { priorityClassName: 'high', tolerations: [{ key: 'dedicated', operator: 'Exists' }] },
     }],
+    ['every feature, ServiceAccount tokens included', allFeatures],
   ])('restricted Pod Security, read-only root, non-root (%s)', (_name, spec) => {
     const d = build(spec);
     const pod = d.spec.template.spec;
     expect(restrictedViolations(pod)).toEqual([]);
     expect(proxyContainer(d).securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
-    expect(pod.automountServiceAccountToken).toBe(false);
     for (const m of proxyContainer(d).volumeMounts ?? []) if (m.name !== 'tmp') expect({ m: m.name, readOnly: m.readOnly }).toEqual({ m: m.name, readOnly: true });
   });
 
@@ -140,6 +140,79 @@ describe('buildDeployment', () => {
     expect(proxyContainer(d).volumeMounts!.map((m) => m.name)).toEqual(names);
   });
 
+  test.each<[string, Partial<DatabaseProxySpecInput>, string[]]>([
+    ['backend TLS disabled: no CA mounted', { tls: { backend: { mode: 'disable' } } }, ['config', 'users', 'tmp']],
+    ['tokens only, IAM to the database: no password volume', { users: [{ name: 'app' }], backendAuth: { iam: { region: 'eu-west-1' } } }, ['config', 'tmp']],
+    ['every feature', allFeatures, ['config', 'users', 'tls', 'backend-ca', 'backend-passwords', 'tmp']],
+  ])('volumes: %s', (_name, spec, names) => {
+    const d = build(spec);
+    expect(d.spec.template.spec.volumes!.map((v) => v.name)).toEqual(names);
+    expect(proxyContainer(d).volumeMounts!.map((m) => m.name)).toEqual(names);
+  });
+
+  test('every file the rendered config names lies under a volume mount that provides it (a spec using every feature)', () => {
+    const dbp = exampleProxy(allFeatures);
+    const cfg = parseConfigYaml(buildConfigMap(dbp, { poolDivisor: 3 }).configMap.data['config.yaml']!);
+    const d = buildDeployment(dbp, facts);
+    const pod = d.spec.template.spec;
+    // Every string value under a key ending in "File", wherever it sits in the config.
+    const files: string[] = [];
+    const walk = (v: unknown, key = ''): void => {
+      if (Array.isArray(v)) v.forEach((x) => walk(x));
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, k);
+      else if (/File$/.test(key) && typeof v === 'string') files.push(v);
+    };
+    walk(cfg);
+    expect(files.sort()).toEqual([
+      '/var/run/secrets/dbproxy/backend-ca/ca.crt',
+      '/var/run/secrets/dbproxy/backend-passwords/app',
+      '/var/run/secrets/dbproxy/backend-passwords/report',
+      '/var/run/secrets/dbproxy/tls/tls.crt',
+      '/var/run/secrets/dbproxy/tls/tls.key',
+      '/var/run/secrets/dbproxy/users/app/password',
+      '/var/run/secrets/dbproxy/users/report/password',
+    ]);
+    // What each mounted volume puts at a path: listed items, or (a whole Secret) one file per key.
+    const provided = (file: string): string | undefined => {
+      const m = proxyContainer(d).volumeMounts!.find((x) => file.startsWith(`${x.mountPath}/`));
+      if (!m) return undefined;
+      const rel = file.slice(m.mountPath.length + 1);
+      const v = pod.volumes!.find((x) => x.name === m.name)!;
+      if (v.secret?.items) return v.secret.items.some((i) => i.path === rel) ? `${v.secret.secretName}:${v.secret.items.find((i) => i.path === rel)!.key}` : undefined;
+      if (v.secret) return `${v.secret.secretName}:${rel}`;
+      const src = v.projected?.sources.find((x) => x.secret?.items?.some((i) => i.path === rel));
+      return src ? `${src.secret!.name}:${src.secret!.items!.find((i) => i.path === rel)!.key}` : undefined;
+    };
+    expect(Object.fromEntries(files.map((f) => [f, provided(f)]))).toEqual({
+      '/var/run/secrets/dbproxy/backend-ca/ca.crt': 'rds-ca:global-bundle.pem',
+      '/var/run/secrets/dbproxy/backend-passwords/app': 'db-passwords:app',
+      '/var/run/secrets/dbproxy/backend-passwords/report': 'db-passwords:report',
+      '/var/run/secrets/dbproxy/tls/tls.crt': 'orders-tls:tls.crt',
+      '/var/run/secrets/dbproxy/tls/tls.key': 'orders-tls:tls.key',
+      '/var/run/secrets/dbproxy/users/app/password': 'orders-app:password',
+      '/var/run/secrets/dbproxy/users/report/password': 'orders-report:pw',
+    });
+  });
+
+  test.each<[string, Partial<DatabaseProxySpecInput>, boolean]>([
+    ['defaults', {}, false],
+    ['client TLS, backend TLS, separate passwords', { tls: { secretName: 'orders-tls', backend: {} }, backendAuth: { password: { secretName: 'db-pw' } } }, false],
+    ['STS tokens only (verified by calling STS, not the Kubernetes API)', { tls: { secretName: 'orders-tls' }, clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: 'arn:aws:iam::123456789012:role/a', user: 'app' }] } } }, false],
+    [
+      'ServiceAccount mappings with iamAuth DISABLED (nothing verifies tokens)',
+      { tls: { secretName: 'orders-tls' }, serviceAccountName: 'orders-proxy', clientAuth: { iamAuth: 'DISABLED', serviceAccounts: { mappings: [{ namespace: 'shop', serviceAccount: 'api', user: 'app' }] } } },
+      false,
+    ],
+    ['ServiceAccount tokens (TokenReview needs the pod\'s API token)', allFeatures, true],
+  ])('automountServiceAccountToken: %s', (_name, spec, automount) => {
+    const pod = build(spec).spec.template.spec;
+    expect(pod.automountServiceAccountToken).toBe(automount);
+    const cfg = parseConfigYaml(buildConfigMap(exampleProxy(spec), { poolDivisor: 3 }).configMap.data['config.yaml']!);
+    // The token is there exactly when the config asks the proxy to call TokenReview in-cluster.
+    expect(cfg.serviceAccountAuth !== undefined && cfg.iamAuth !== 'DISABLED').toBe(automount);
+    if (automount) expect(cfg.serviceAccountAuth!.kubeconfig).toBeUndefined();
+  });
+
   test('backend CA key is projected as ca.crt', () => {
     const d = build({ tls: { backend: { caSecretRef: { name: 'rds-ca', key: 'global-bundle.pem' } } } });
     expect(d.spec.template.spec.volumes!.find((v) => v.name === 'backend-ca')!.secret).toEqual({ secretName: 'rds-ca', defaultMode: 0o440, items: [{ key: 'global-bundle.pem', path: 'ca.crt' }] });
@@ -152,6 +225,8 @@ describe('buildDeployment', () => {
 
   test('env: pod identity from the downward API; AWS_REGION for IAM backend auth', () => {
     expect(proxyContainer(build()).env!.map((e) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE', 'POD_IP']);
+    // Client token logins need nothing extra: STS is called at the URL in the token, TokenReview in-cluster.
+    expect(proxyContainer(build(allFeatures)).env!.map((e) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE', 'POD_IP']);
     const iamEnv = proxyContainer(build({ backendAuth: { iam: { region: 'eu-west-1' } } })).env!;
     expect(iamEnv.find((e) => e.name === 'AWS_REGION')).toEqual({ name: 'AWS_REGION', value: 'eu-west-1' });
   });

@@ -16,6 +16,7 @@ import {
   podServiceAccountName,
   selectorLabels,
 } from './common.js';
+import { usesServiceAccountTokens } from './configMap.js';
 import { MIN_READY_SECONDS, PRESTOP_SLEEP_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS, rolloutStrategy } from './poolDivisor.js';
 
 export interface DeploymentFacts {
@@ -40,17 +41,21 @@ function volumes(dbp: DatabaseProxy): { volumes: Volume[]; mounts: VolumeMount[]
   const mounts: VolumeMount[] = [{ name: 'config', mountPath: paths.configDir, readOnly: true }];
 
   // One projected volume for every user's password: <user>/password, one source per Secret.
+  // (Users without one log in with tokens only and reach the database with IAM.)
   const bySecret = new Map<string, KeyToPath[]>();
   for (const u of spec.users) {
+    if (!u.passwordSecretRef) continue;
     const items = bySecret.get(u.passwordSecretRef.name) ?? [];
     items.push({ key: u.passwordSecretRef.key, path: `${u.name}/password` });
     bySecret.set(u.passwordSecretRef.name, items);
   }
-  vols.push({
-    name: 'users',
-    projected: { defaultMode: SECRET_FILE_MODE, sources: [...bySecret].map(([name, items]) => ({ secret: { name, items } })) },
-  });
-  mounts.push({ name: 'users', mountPath: paths.usersDir, readOnly: true });
+  if (bySecret.size > 0) {
+    vols.push({
+      name: 'users',
+      projected: { defaultMode: SECRET_FILE_MODE, sources: [...bySecret].map(([name, items]) => ({ secret: { name, items } })) },
+    });
+    mounts.push({ name: 'users', mountPath: paths.usersDir, readOnly: true });
+  }
 
   if (spec.tls?.secretName) {
     vols.push({
@@ -60,7 +65,7 @@ function volumes(dbp: DatabaseProxy): { volumes: Volume[]; mounts: VolumeMount[]
     mounts.push({ name: 'tls', mountPath: paths.tlsDir, readOnly: true });
   }
   const ca = spec.tls?.backend?.caSecretRef;
-  if (ca) {
+  if (ca && spec.tls?.backend?.mode !== 'disable') {
     vols.push({ name: 'backend-ca', secret: { secretName: ca.name, defaultMode: SECRET_FILE_MODE, items: [{ key: ca.key, path: 'ca.crt' }] } });
     mounts.push({ name: 'backend-ca', mountPath: paths.backendCaDir, readOnly: true });
   }
@@ -122,8 +127,11 @@ function podSpec(dbp: DatabaseProxy, facts: DeploymentFacts): PodSpec {
   const pod = dbp.spec.pod;
   const spec: PodSpec = {
     serviceAccountName: podServiceAccountName(dbp),
-    // The proxy does not call the Kubernetes API. (IRSA's webhook projects its own AWS token.)
-    automountServiceAccountToken: false,
+    // The proxy calls the Kubernetes API only to verify client ServiceAccount tokens (TokenReview,
+    // in-cluster config: KUBERNETES_SERVICE_HOST, which the kubelet sets even without service
+    // links, and the mounted token). Otherwise no API token in the pod. (IRSA's webhook projects
+    // its own AWS token either way.)
+    automountServiceAccountToken: usesServiceAccountTokens(dbp),
     enableServiceLinks: false,
     securityContext: { runAsNonRoot: true, runAsUser: RUN_AS_USER, runAsGroup: RUN_AS_USER, fsGroup: RUN_AS_USER, seccompProfile: { type: 'RuntimeDefault' } },
     containers: [container(dbp, facts, mounts)],

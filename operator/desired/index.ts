@@ -9,7 +9,7 @@ import { buildPeerService, buildService } from './service.js';
 import { buildServiceAccount } from './serviceAccount.js';
 
 export * from './common.js';
-export { buildConfigMap, renderProxyConfig, hostPort, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
+export { buildConfigMap, defaultProxyId, hostPort, renderProxyConfig, usesServiceAccountTokens, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
 export { buildDeployment, RUN_AS_USER, type DeploymentFacts } from './deployment.js';
 export { buildPodDisruptionBudget } from './podDisruptionBudget.js';
 export { buildPeerService, buildService, peerDnsName, serviceEndpoint } from './service.js';
@@ -35,7 +35,7 @@ export interface DesiredChildren {
   peerService: Service;
   podDisruptionBudget: PodDisruptionBudget;
   configHash: string;
-  /** Spec fields the proxy cannot honour yet; non-empty means: do not roll out, report UnsupportedSpec. */
+  /** Why the proxy would refuse the rendered config (a backstop behind the CRD's CEL rules); non-empty means: do not roll out, report UnsupportedSpec. */
   unsupported: string[];
 }
 

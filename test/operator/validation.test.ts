@@ -20,6 +20,8 @@ const baseSpec = {
   users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }],
 };
 
+const ROLE = 'arn:aws:iam::123456789012:role/orders-api';
+
 const proxy = (name: string, spec: Record<string, unknown>): string => databaseProxyManifest(ns, name, spec);
 
 async function applyExpectingRefusal(name: string, spec: Record<string, unknown>): Promise<string> {
@@ -56,6 +58,30 @@ describe('invalid specs are refused by the API server with readable messages', (
     ['a malformed borrowTimeout', { ...baseSpec, pool: { borrowTimeout: 'two minutes' } }, ['spec.pool.borrowTimeout', 'should match']],
     ['no users', { target: baseSpec.target }, ['spec.users', 'Required value']],
     ['requireTLS without a certificate', { ...baseSpec, tls: { requireTLS: true } }, ['spec.tls.requireTLS', 'tls.requireTLS needs tls.secretName']],
+    [
+      'token logins without client TLS',
+      { ...baseSpec, clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: ROLE, user: 'app' }] } } },
+      ['spec.clientAuth.iamAuth', 'tokens are accepted over TLS only'],
+    ],
+    ['token logins without mappings', { ...baseSpec, tls: { secretName: 'tls' }, clientAuth: { iamAuth: 'REQUIRED' } }, ['spec.clientAuth.iamAuth', 'needs clientAuth.awsIam or clientAuth.serviceAccounts']],
+    [
+      'a mapping to a user not in spec.users',
+      { ...baseSpec, tls: { secretName: 'tls' }, clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: ROLE, user: 'stranger' }] } } },
+      ['spec.clientAuth.awsIam.mappings', 'every clientAuth.awsIam.mappings[].user must be one of spec.users'],
+    ],
+    [
+      'ServiceAccount tokens without the proxy\'s own ServiceAccount',
+      { ...baseSpec, tls: { secretName: 'tls' }, clientAuth: { iamAuth: 'OPTIONAL', serviceAccounts: { mappings: [{ namespace: 'shop', serviceAccount: 'api', user: 'app' }] } } },
+      ['spec.serviceAccountName', 'system:auth-delegator'],
+    ],
+    ['IAM to the database without TLS to it', { ...baseSpec, backendAuth: { iam: { region: 'eu-west-1' } } }, ['spec.backendAuth.iam', 'backendAuth.iam needs TLS to the database']],
+    [
+      'a user without a password while passwords are used',
+      { ...baseSpec, users: [{ name: 'app' }] },
+      ['spec.users', 'passwordSecretRef may be left out only with clientAuth.iamAuth REQUIRED and backendAuth.iam'],
+    ],
+    ['a CA for backend TLS mode require', { ...baseSpec, tls: { backend: { mode: 'require', caSecretRef: { name: 'ca' } } } }, ['spec.tls.backend.caSecretRef', 'only used by mode verify-ca or verify-full']],
+    ['an STS role ARN that is a session, not a role', { ...baseSpec, tls: { secretName: 'tls' }, clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: 'arn:aws:sts::123456789012:assumed-role/x/y', user: 'app' }] } } }, ['spec.clientAuth.awsIam.mappings[0].arn', 'should match']],
   ])('%s', async (_what, spec, messages) => {
     const stderr = await applyExpectingRefusal('bad', spec);
     expect(stderr).toContain('The DatabaseProxy "bad" is invalid');
@@ -66,6 +92,23 @@ describe('invalid specs are refused by the API server with readable messages', (
     const stderr = await applyExpectingRefusal('a'.repeat(57), baseSpec);
     expect(stderr).toMatch(/metadata\.name.*(Too long|may not be more than 56)/);
   });
+});
+
+test('a spec with every TLS and token-login feature is accepted, with the token defaults filled in', async () => {
+  const spec = {
+    ...baseSpec,
+    tls: { secretName: 'orders-tls', requireTLS: true, backend: { mode: 'verify-ca', caSecretRef: { name: 'rds-ca', key: 'bundle.pem' } } },
+    backendAuth: { password: { secretName: 'db-passwords' } },
+    serviceAccountName: 'orders-proxy',
+    clientAuth: {
+      iamAuth: 'OPTIONAL',
+      awsIam: { mappings: [{ arn: ROLE, user: 'app' }], stsHosts: ['sts.eu-west-1.amazonaws.com'] },
+      serviceAccounts: { mappings: [{ namespace: 'shop', serviceAccount: 'orders-api', user: 'app' }] },
+    },
+  };
+  await kubectlOk(cluster, ['apply', '-f', '-'], proxy('secured', spec));
+  const dbp = await getJson(cluster, ['dbp', 'secured', '-n', ns]);
+  expect(dbp!.spec.clientAuth).toEqual({ ...spec.clientAuth, method: 'scram-sha-256', serviceAccounts: { ...spec.clientAuth.serviceAccounts, audience: 'dbproxy' } });
 });
 
 describe('defaults', () => {
