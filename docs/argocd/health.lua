@@ -13,7 +13,7 @@ local failed = {
   ProgressDeadlineExceeded = true,      -- the Deployment rollout is stuck
   TargetUnreachable = true,             -- no proxy pod has a writer: the database is down, refuses the login, ...
   TargetUnreachableFromSomePods = true, -- some pods have no writer: clients routed there fail
-  ReplicasUnavailable = true,           -- rollout finished, but fewer replicas are available than asked for
+  ReplicasUnavailable = true,           -- a pod failing (crash loop, restarts), or pods unavailable past the progress deadline
   PoolBudgetTooSmall = true,            -- max_connections x maxConnectionsPercent is below the number of pods
   StatsUnavailable = true,              -- ready pods do not answer /stats
 }

@@ -32,7 +32,7 @@ import type { DeploymentStatus } from '../k8s/types.js';
 import type { KubeClient } from '../k8s/client.js';
 import type { Informer } from '../k8s/informer.js';
 import { objectKey, resources, splitKey, type KubeObject, type Resource } from '../k8s/resources.js';
-import { computeStatus, isUrgentChange, shouldWrite, statusChanged, writeDelayMs, type PodStats } from '../status/status.js';
+import { computeStatus, isUrgentChange, podTrouble, shouldWrite, statusChanged, writeDelayMs, type ObservedPod, type PodStats } from '../status/status.js';
 import type { Clock } from './clock.js';
 import type { EventRecorder } from './events.js';
 import type { OperatorMetrics } from './metrics.js';
@@ -44,7 +44,7 @@ export interface DatabaseProxyObject extends KubeObject {
 }
 
 export interface DeploymentObject extends KubeObject {
-  spec?: { replicas?: number; template?: { metadata?: { annotations?: Record<string, string> } } };
+  spec?: { replicas?: number; progressDeadlineSeconds?: number; template?: { metadata?: { annotations?: Record<string, string> } } };
   status?: DeploymentStatus;
 }
 
@@ -53,7 +53,7 @@ export interface ConfigMapObject extends KubeObject {
 }
 
 export interface PodObject extends KubeObject {
-  status?: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
+  status?: ObservedPod['status'] & { podIP?: string };
 }
 
 export interface Caches {
@@ -242,6 +242,7 @@ export class Reconciler {
             deployment: {
               ...(deploymentNow.metadata.generation !== undefined ? { generation: deploymentNow.metadata.generation } : {}),
               ...(deploymentNow.spec?.replicas !== undefined ? { specReplicas: deploymentNow.spec.replicas } : {}),
+              ...(deploymentNow.spec?.progressDeadlineSeconds !== undefined ? { progressDeadlineSeconds: deploymentNow.spec.progressDeadlineSeconds } : {}),
               ...(deploymentNow.status ? { status: deploymentNow.status } : {}),
             },
           }
@@ -253,6 +254,7 @@ export class Reconciler {
       poolDivisor: divisor.divisor,
       problems: desired.unsupported,
       ...(gate.waiting ? { scaleWaiting: gate.reason } : {}),
+      failingPods: pods.filter((p) => !p.metadata.deletionTimestamp).flatMap((p) => podTrouble(p) ?? []),
     });
     let requeueAfterMs: number | undefined = running.length > 0 || gate.waiting ? this.statusIntervalMs : IDLE_RESYNC_MS;
     if (statusChanged(previous, next)) {

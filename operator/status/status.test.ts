@@ -6,6 +6,7 @@ import { examplePod, exampleStats, observedDeployment } from './fixtures.js';
 import {
   camelCase,
   computeStatus,
+  podTrouble,
   formatTime,
   isUrgentChange,
   shouldWrite,
@@ -128,8 +129,28 @@ describe('computeStatus conditions', () => {
       {
         deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 1, availableReplicas: 1, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }),
         stats: [pod('a')],
+        failingPods: ['orders-b: CrashLoopBackOff, restarted 3 times'],
       },
       { Ready: ['False', 'ReplicasUnavailable'], Available: ['True', 'ReplicasReady'], Progressing: ['False', 'RolloutComplete'], Degraded: ['True', 'ReplicasUnavailable'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+    [
+      // The Deployment keeps Progressing=NewReplicaSetAvailable through a scale; the new pod is Ready
+      // but inside minReadySeconds, so not yet available. That is progress, not a problem.
+      'scaled up after the rollout: the new pod is ready, not yet available',
+      {
+        proxy: exampleProxy({ replicas: 3 }, { generation: 4 }),
+        deployment: deployment({ replicas: 3, updatedReplicas: 3, readyReplicas: 3, availableReplicas: 2, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, 3),
+        stats: [pod('a'), pod('b'), pod('c')],
+      },
+      { Ready: ['False', 'WaitingForPods'], Available: ['True', 'ReplicasReady'], Progressing: ['True', 'WaitingForPods'], Degraded: ['False', 'AsExpected'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+    [
+      'a pod replaced after the rollout, its successor starting',
+      {
+        deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 1, availableReplicas: 1, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }),
+        stats: [pod('a')],
+      },
+      { Ready: ['False', 'WaitingForPods'], Available: ['True', 'ReplicasReady'], Progressing: ['True', 'WaitingForPods'], Degraded: ['False', 'AsExpected'], TargetReachable: ['True', 'WriterAvailable'] },
     ],
     [
       'progress deadline exceeded',
@@ -171,6 +192,17 @@ describe('computeStatus conditions', () => {
     expect(summary(s)).toEqual(expected);
     expect(validate(s, statusSchema.json)).toEqual([]);
     for (const c of s.conditions!) expect(c.observedGeneration).toBe(over.proxy?.metadata.generation ?? 4);
+  });
+
+  test('pods that stay unavailable longer than the progress deadline, without failing, are Degraded', () => {
+    const short = deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 1, availableReplicas: 1, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] });
+    const first = computeStatus(input({ deployment: { ...short, progressDeadlineSeconds: 30 }, stats: [pod('a')], now: T0 }));
+    expect(cond(first, 'Progressing')).toMatchObject({ status: 'True', reason: 'WaitingForPods', message: '1/2 replicas available, 1 ready, 2 running' });
+    // 29 s later: still starting. 31 s: past the deadline.
+    const later = (s: number) => computeStatus(input({ deployment: { ...short, progressDeadlineSeconds: 30 }, stats: [pod('a')], now: new Date(T0.getTime() + s * 1000), previous: first }));
+    expect(cond(later(29), 'Degraded').status).toBe('False');
+    expect(cond(later(31), 'Degraded')).toMatchObject({ status: 'True', reason: 'ReplicasUnavailable', message: "1/2 replicas available: for more than 30s (the Deployment's progress deadline)" });
+    expect(cond(later(31), 'Progressing')).toMatchObject({ status: 'False', reason: 'RolloutComplete' });
   });
 
   test('pool budget smaller than the divisor is Degraded', () => {
@@ -310,5 +342,26 @@ describe('helpers', () => {
 
   test('formatTime drops milliseconds', () => {
     expect(formatTime(new Date('2025-01-01T10:00:00.999Z'))).toBe('2025-01-01T10:00:00Z');
+  });
+});
+
+describe('podTrouble: failing or starting', () => {
+  const p = (status: Parameters<typeof podTrouble>[0]['status']) => podTrouble({ metadata: { name: 'orders-x' }, ...(status ? { status } : {}) });
+  const notReady = [{ type: 'Ready', status: 'False' }];
+  test.each<[string, Parameters<typeof podTrouble>[0]['status'], string | undefined]>([
+    ['no status yet', undefined, undefined],
+    ['being created', { phase: 'Pending', conditions: notReady, containerStatuses: [{ restartCount: 0, state: { waiting: { reason: 'ContainerCreating' } } }] }, undefined],
+    ['running, readiness not yet passed', { phase: 'Running', conditions: notReady, containerStatuses: [{ restartCount: 0, state: {} }] }, undefined],
+    ['ready, even after restarts', { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }], containerStatuses: [{ restartCount: 4 }] }, undefined],
+    [
+      'crash looping',
+      { phase: 'Running', conditions: notReady, containerStatuses: [{ restartCount: 3, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { reason: 'Error', exitCode: 2 } } }] },
+      'orders-x: CrashLoopBackOff, restarted 3 times (last exit: Error, code 2)',
+    ],
+    ['restarted, running again but not ready', { phase: 'Running', conditions: notReady, containerStatuses: [{ restartCount: 1, state: {}, lastState: { terminated: { reason: 'OOMKilled', exitCode: 137 } } }] }, 'orders-x: restarted 1 time (last exit: OOMKilled, code 137)'],
+    ['image cannot be pulled', { phase: 'Pending', conditions: notReady, containerStatuses: [{ restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff' } } }] }, 'orders-x: ImagePullBackOff'],
+    ['failed', { phase: 'Failed', conditions: notReady }, 'orders-x: pod failed'],
+  ])('%s', (_name, status, expected) => {
+    expect(p(status)).toBe(expected);
   });
 });

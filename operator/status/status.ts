@@ -28,7 +28,46 @@ export interface ObservedDeployment {
   generation?: number;
   /** spec.replicas as applied */
   specReplicas?: number;
+  /** spec.progressDeadlineSeconds (Kubernetes' default 600 when unset) */
+  progressDeadlineSeconds?: number;
   status?: DeploymentStatus;
+}
+
+/** The parts of a proxy pod podTrouble reads. */
+export interface ObservedPod {
+  metadata: { name: string };
+  status?: {
+    phase?: string;
+    conditions?: Array<{ type: string; status: string }>;
+    containerStatuses?: Array<{
+      restartCount?: number;
+      state?: { waiting?: { reason?: string }; terminated?: { reason?: string; exitCode?: number } };
+      lastState?: { terminated?: { reason?: string; exitCode?: number } };
+    }>;
+  };
+}
+
+/** Waiting reasons of a container that is on its way up, not stuck. */
+const STARTING_REASONS = new Set(['ContainerCreating', 'PodInitializing']);
+
+/**
+ * Why a proxy pod that is not ready is failing rather than starting, or undefined: its container
+ * restarted (crashed, or was killed by its liveness probe), is stuck waiting (CrashLoopBackOff,
+ * ImagePullBackOff, CreateContainerConfigError, ...), or the pod failed. A not-ready pod with none
+ * of these is starting (a scale-up, a replaced pod). Pure.
+ */
+export function podTrouble(pod: ObservedPod): string | undefined {
+  const st = pod.status;
+  if (st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return undefined;
+  if (st?.phase === 'Failed') return `${pod.metadata.name}: pod failed`;
+  for (const c of st?.containerStatuses ?? []) {
+    const waiting = c.state?.waiting?.reason;
+    const last = c.lastState?.terminated ?? c.state?.terminated;
+    const lastText = last ? ` (last exit: ${last.reason ?? 'Error'}${last.exitCode !== undefined ? `, code ${last.exitCode}` : ''})` : '';
+    if (waiting && !STARTING_REASONS.has(waiting)) return `${pod.metadata.name}: ${waiting}${(c.restartCount ?? 0) > 0 ? `, restarted ${plural(c.restartCount!, 'time')}` : ''}${lastText}`;
+    if ((c.restartCount ?? 0) > 0) return `${pod.metadata.name}: restarted ${plural(c.restartCount!, 'time')}${lastText}`;
+  }
+  return undefined;
 }
 
 export interface StatusInput {
@@ -47,7 +86,12 @@ export interface StatusInput {
   problems?: string[];
   /** Why a scale-up is held back (replicasToApply's reason when waiting). */
   scaleWaiting?: string;
+  /** podTrouble of the proxy's pods that are failing (not merely starting). */
+  failingPods?: string[];
 }
+
+/** Kubernetes' default Deployment spec.progressDeadlineSeconds. */
+const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
 
 /** metav1.Time: RFC 3339, seconds precision. */
 export function formatTime(d: Date): string {
@@ -178,6 +222,16 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
     updated === total &&
     (st.terminatingReplicas ?? 0) === 0 &&
     (available >= desired || finishedBefore);
+  // Fewer available replicas than asked for, with the Deployment done updating and counting: a
+  // failing pod is a problem now; otherwise pods are on their way (a scale-up, a replaced pod,
+  // minReadySeconds), which is progress, as kubectl rollout status and Argo CD see it, until it
+  // has lasted longer than the Deployment's progress deadline.
+  const failing = input.failingPods ?? [];
+  const deadlineSeconds = d?.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS;
+  const shortfall = rolloutDone && available < desired;
+  const prevProgressing = previous?.conditions?.find((c) => c.type === 'Progressing');
+  const progressingSince = prevProgressing?.status === 'True' ? Date.parse(prevProgressing.lastTransitionTime) : now.getTime();
+  const podsStarting = shortfall && failing.length === 0 && now.getTime() - progressingSince < deadlineSeconds * 1000;
   let progressingV: Verdict;
   if (deadline) {
     progressingV = { status: 'False', reason: 'ProgressDeadlineExceeded', message: deadline.message ?? 'the rollout made no progress within its deadline' };
@@ -185,6 +239,8 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
     progressingV = { status: 'True', reason: 'Creating', message: 'creating the proxy Deployment' };
   } else if (input.scaleWaiting) {
     progressingV = { status: 'True', reason: 'WaitingForPoolShrink', message: `scaling to ${desired} once running pods use the smaller per-pod pool: ${input.scaleWaiting}` };
+  } else if (podsStarting) {
+    progressingV = { status: 'True', reason: 'WaitingForPods', message: `${available}/${desired} replicas available, ${ready} ready, ${total} running` };
   } else if (!rolloutDone) {
     const specReplicas = d.specReplicas ?? desired;
     const reason =
@@ -213,7 +269,10 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   if (deadline) problems.push(['ProgressDeadlineExceeded', progressingV.message]);
   if (target.status === 'False') problems.push(['TargetUnreachable', target.message]);
   if (target.partial) problems.push(['TargetUnreachableFromSomePods', target.message]);
-  if (rolloutDone && available < desired) problems.push(['ReplicasUnavailable', `${available}/${desired} replicas available`]);
+  if (shortfall && !podsStarting) {
+    const why = failing.length > 0 ? failing.join(', ') : `for more than ${deadlineSeconds}s (the Deployment's progress deadline)`;
+    problems.push(['ReplicasUnavailable', `${available}/${desired} replicas available: ${why}`]);
+  }
   if (budget !== undefined && input.poolDivisor !== undefined && !budgetFits(budget, input.poolDivisor)) {
     problems.push(['PoolBudgetTooSmall', `pool budget ${budget} (max_connections ${targetMaxConnections} x ${proxy.spec.pool.maxConnectionsPercent}%) is smaller than the ${input.poolDivisor} pods it is divided over`]);
   }

@@ -71,6 +71,16 @@ describe('health.lua on statuses the operator computes', () => {
     ],
     ['scaling up', { deployment: rolledOut(), stats: [pod('a'), pod('b')], proxy: exampleProxy({ replicas: 3 }, { generation: GENERATION }) }, 'ScalingUp', 'Progressing'],
     [
+      'scaled up, the new pod ready but inside minReadySeconds',
+      {
+        deployment: deployment({ replicas: 3, updatedReplicas: 3, readyReplicas: 3, availableReplicas: 2, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, 3),
+        stats: [pod('a'), pod('b'), pod('c')],
+        proxy: exampleProxy({ replicas: 3 }, { generation: GENERATION }),
+      },
+      'WaitingForPods',
+      'Progressing',
+    ],
+    [
       'scaling down',
       { deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2, terminatingReplicas: 1 }), stats: [pod('a'), pod('b')] },
       'ScalingDown',
@@ -116,6 +126,7 @@ describe('health.lua on statuses the operator computes', () => {
       {
         deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 1, availableReplicas: 1, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }),
         stats: [pod('a')],
+        failingPods: ['orders-b: CrashLoopBackOff, restarted 3 times'],
       },
       'ReplicasUnavailable',
       'Degraded',

@@ -196,11 +196,15 @@ test('kubectl scale dbp 2 -> 3 -> 1 under load: only in-flight errors, and Postg
   })();
   const workers = Array.from({ length: 40 }, () => worker());
 
+  // Scaling is progress, never a problem: Degraded must stay False throughout.
+  const degradedSeen: string[] = [];
   const scaleTo = async (replicas: number): Promise<void> => {
     const commitsBefore = counters.commits;
     await kubectlOk(cluster, ['scale', 'dbp', NAME, '-n', appNs!, `--replicas=${replicas}`]);
     await waitFor(`${replicas} ready replicas, no others, Ready=True`, async () => {
       const o = await dbp();
+      const degraded = condition(o, 'Degraded');
+      if (degraded?.status === 'True') degradedSeen.push(`${degraded.reason}: ${degraded.message}`);
       const pods = await getJson<{ items: unknown[] }>(cluster, ['pods', '-n', appNs!, '-l', `app.kubernetes.io/instance=${NAME}`]);
       return o.status?.readyReplicas === replicas && o.status.replicas === replicas && pods!.items.length === replicas && condition(o, 'Ready')?.status === 'True' && o.status.observedGeneration === o.metadata.generation;
     }, 240_000, 500);
@@ -219,6 +223,7 @@ test('kubectl scale dbp 2 -> 3 -> 1 under load: only in-flight errors, and Postg
 
   if (process.env.DBPROXY_TEST_LOGS === '1') process.stderr.write(`[e2e] scale under load: ${counters.commits} commits, ${counters.inFlight} in-flight errors, at most ${maxBackends}/${BUDGET} backends\n`);
   expect(counters.other).toEqual([]);
+  expect(degradedSeen).toEqual([]);
   expect(maxBackends).toBeGreaterThan(0);
   expect(maxBackends).toBeLessThanOrEqual(BUDGET);
   const final = await dbp();
