@@ -7,12 +7,13 @@
 // The test is one story in four steps that share state, so they run in order.
 import { jest } from '@jest/globals';
 import pg from 'pg';
-import { type DatabasePair, installOperator, sampleManifests, startDatabasePair, startPodRunner, type ClusterAccess } from '../../hack/demo/localStack.js';
+import { type DatabasePair, sampleManifests, startDatabasePair } from '../../hack/demo/localStack.js';
 import type { PodRunner } from '../../hack/podRunner/podRunner.js';
 import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { argoHealth } from '../support/argoHealth.js';
 import { freePort } from '../support/harness.js';
-import { createNamespace, deleteNamespace, getJson, kubectlOk, sharedCluster, sharedClusterInfo, waitFor, type TestCluster } from '../operator/support/cluster.js';
+import { getJson, kubectlOk, waitFor, type TestCluster } from '../operator/support/cluster.js';
+import { startE2eStack, type E2eStack } from '../support/e2eStack.js';
 
 jest.setTimeout(600_000);
 
@@ -21,12 +22,11 @@ const MAX_CONNECTIONS = 60;
 const MAX_CONNECTIONS_PERCENT = 50;
 const BUDGET = Math.floor((MAX_CONNECTIONS * MAX_CONNECTIONS_PERCENT) / 100);
 
+let stack: E2eStack | undefined;
 let cluster: TestCluster;
-let access: ClusterAccess;
-let opNs: string | undefined;
-let appNs: string | undefined;
+let appNs: string;
 let db: DatabasePair | undefined;
-let runner: PodRunner | undefined;
+let runner: PodRunner;
 let serviceIp: string;
 const clients: pg.Client[] = [];
 
@@ -44,7 +44,7 @@ type DatabaseProxyObject = {
   };
 };
 
-const dbp = async (): Promise<DatabaseProxyObject> => (await getJson<DatabaseProxyObject>(cluster, ['dbp', NAME, '-n', appNs!]))!;
+const dbp = async (): Promise<DatabaseProxyObject> => (await getJson<DatabaseProxyObject>(cluster, ['dbp', NAME, '-n', appNs]))!;
 const condition = (o: DatabaseProxyObject, type: string) => o.status?.conditions?.find((c) => c.type === type);
 
 async function connect(): Promise<pg.Client> {
@@ -59,7 +59,7 @@ async function podStats(): Promise<ProxyStats[]> {
   const pods = await getJson<{ items: Array<{ status: { podIP?: string; conditions?: Array<{ type: string; status: string }> } }> }>(cluster, [
     'pods',
     '-n',
-    appNs!,
+    appNs,
     '-l',
     `app.kubernetes.io/instance=${NAME}`,
   ]);
@@ -73,15 +73,9 @@ function backendConnections(server: DatabasePair['primary']): number {
 }
 
 beforeAll(async () => {
-  cluster = sharedCluster();
-  const info = sharedClusterInfo();
-  access = { kubeconfigPath: info.kubeconfigPath, apiUrl: info.apiUrl, binDir: info.binDir };
-  opNs = await createNamespace(cluster, 'e2e-operator');
-  appNs = await createNamespace(cluster, 'e2e-app');
   db = startDatabasePair({ primaryPort: await freePort(), standbyPort: await freePort(), maxConnections: MAX_CONNECTIONS });
-  runner = await startPodRunner(access, [opNs, appNs], process.env.DBPROXY_TEST_LOGS === '1' ? (m) => process.stderr.write(`[pod runner] ${m}\n`) : undefined);
-  // The CRD is already installed by the test setup; this release reconciles its own namespace only.
-  await installOperator(access, { release: opNs, namespace: opNs, installCrds: false, watchNamespace: appNs, statusInterval: '1s' });
+  stack = await startE2eStack({ prefix: 'e2e' });
+  ({ cluster, runner, appNamespace: appNs } = stack);
   await kubectlOk(cluster, ['apply', '-f', '-'], sampleManifests({ namespace: appNs, name: NAME, db, replicas: 2, maxConnectionsPercent: MAX_CONNECTIONS_PERCENT }));
   await kubectlOk(cluster, ['wait', `dbp/${NAME}`, '-n', appNs, '--for=condition=Ready', '--timeout=180s']);
   serviceIp = runner.serviceIp(appNs, NAME)!;
@@ -90,10 +84,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.end().catch(() => {})));
-  await runner?.stop();
+  await stack?.stop();
   db?.stop();
-  if (appNs) await deleteNamespace(cluster, appNs);
-  if (opNs) await deleteNamespace(cluster, opNs);
 });
 
 test('200 clients through the Service: kubectl get dbp shows the Borrowed and Pinned counts the pods report; a temp-table client is pinned', async () => {
@@ -119,14 +111,14 @@ test('200 clients through the Service: kubectl get dbp shows the Borrowed and Pi
   expect({ clientConnections: sum((s) => s.clientConnections), borrowed: sum((s) => s.borrowed), pinned: sum((s) => s.pinned) }).toEqual(expected);
 
   // What a user types.
-  const table = await kubectlOk(cluster, ['get', 'dbp', NAME, '-n', appNs!]);
+  const table = await kubectlOk(cluster, ['get', 'dbp', NAME, '-n', appNs]);
   const [header, row] = table.trim().split('\n');
   const columns = header!.split(/\s+/);
   const values = row!.split(/\s+/);
   const col = (name: string): string => values[columns.indexOf(name)]!;
   expect({ ready: col('READY'), clients: col('CLIENTS'), borrowed: col('BORROWED'), pinned: col('PINNED') }).toEqual({ ready: 'True', clients: '200', borrowed: '6', pinned: '1' });
   expect(condition(seen, 'Ready')!.message).toContain('200 clients, 6 borrowed, 1 pinned');
-  const describe = await kubectlOk(cluster, ['describe', 'dbp', NAME, '-n', appNs!]);
+  const describe = await kubectlOk(cluster, ['describe', 'dbp', NAME, '-n', appNs]);
   expect(describe).toMatch(/pinned/);
 
   // Argo CD's health check on the live object.
@@ -200,12 +192,12 @@ test('kubectl scale dbp 2 -> 3 -> 1 under load: only in-flight errors, and Postg
   const degradedSeen: string[] = [];
   const scaleTo = async (replicas: number): Promise<void> => {
     const commitsBefore = counters.commits;
-    await kubectlOk(cluster, ['scale', 'dbp', NAME, '-n', appNs!, `--replicas=${replicas}`]);
+    await kubectlOk(cluster, ['scale', 'dbp', NAME, '-n', appNs, `--replicas=${replicas}`]);
     await waitFor(`${replicas} ready replicas, no others, Ready=True`, async () => {
       const o = await dbp();
       const degraded = condition(o, 'Degraded');
       if (degraded?.status === 'True') degradedSeen.push(`${degraded.reason}: ${degraded.message}`);
-      const pods = await getJson<{ items: unknown[] }>(cluster, ['pods', '-n', appNs!, '-l', `app.kubernetes.io/instance=${NAME}`]);
+      const pods = await getJson<{ items: unknown[] }>(cluster, ['pods', '-n', appNs, '-l', `app.kubernetes.io/instance=${NAME}`]);
       return o.status?.readyReplicas === replicas && o.status.replicas === replicas && pods!.items.length === replicas && condition(o, 'Ready')?.status === 'True' && o.status.observedGeneration === o.metadata.generation;
     }, 240_000, 500);
     await waitFor('transactions keep committing', () => counters.commits > commitsBefore + 50, 30_000);

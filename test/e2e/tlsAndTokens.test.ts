@@ -6,18 +6,14 @@
 // proxy config and the pod's mounts; the pod runner runs the pods with those files and the
 // in-cluster API token; psql and node-postgres connect through the Service as applications do.
 import { jest } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
-import { installOperator, startPodRunner, type ClusterAccess } from '../../hack/demo/localStack.js';
 import { type PgCluster, startPostgres } from '../../hack/postgres.js';
 import type { PodRunner } from '../../hack/podRunner/podRunner.js';
-import { makeCa, makeLeaf, serialOf, type TestCa } from '../support/certs.js';
+import { makeCa, makeLeaf, postgresTlsSettings, serialOf, type TestCa } from '../support/certs.js';
 import { freePort, pgBin, run } from '../support/harness.js';
-import { createNamespace, deleteNamespace, getJson, kubectlOk, sharedCluster, sharedClusterInfo, waitFor, type TestCluster } from '../operator/support/cluster.js';
+import { getJson, kubectlOk, waitFor, type TestCluster } from '../operator/support/cluster.js';
+import { startE2eStack, type E2eStack } from '../support/e2eStack.js';
 
 jest.setTimeout(300_000);
 
@@ -25,24 +21,17 @@ const NAME = 'secure';
 const CLIENT_PASSWORD = 'client-facing-password';
 const DB_PASSWORD = 'database-only-password';
 
+let stack: E2eStack | undefined;
 let cluster: TestCluster;
-let access: ClusterAccess;
-let opNs: string | undefined;
-let appNs: string | undefined;
+let appNs: string;
 let db: PgCluster | undefined;
-let runner: PodRunner | undefined;
+let runner: PodRunner;
 let ca: TestCa;
 let serviceIp: string;
 /** The name clients verify the proxy's certificate against (they connect to the Service IP). */
 let serviceHost: string;
 let audience: string;
 const bindingName = (): string => `${appNs}-${NAME}-token-review`;
-
-/** Files PostgreSQL reads must belong to its user (it runs as postgres when the tests run as root). */
-function giveToPostgres(...files: string[]): void {
-  if (process.getuid?.() !== 0) return;
-  for (const f of files) execFileSync('chown', ['postgres:postgres', f]);
-}
 
 const tlsSecret = (leaf: { cert: string; key: string }) => ({
   apiVersion: 'v1',
@@ -65,28 +54,19 @@ async function nodePgClient(password: string): Promise<pg.Client> {
 }
 
 beforeAll(async () => {
-  cluster = sharedCluster();
-  const info = sharedClusterInfo();
-  access = { kubeconfigPath: info.kubeconfigPath, apiUrl: info.apiUrl, binDir: info.binDir };
-  opNs = await createNamespace(cluster, 'e2e-tls-operator');
-  appNs = await createNamespace(cluster, 'e2e-tls-app');
+  stack = await startE2eStack({ prefix: 'e2e-tls', operatorReplicas: 1 });
+  ({ cluster, runner, appNamespace: appNs } = stack);
   serviceHost = `${NAME}.${appNs}.svc`;
   audience = `dbproxy:${appNs}/${NAME}`;
 
   // PostgreSQL with TLS; its certificate names 127.0.0.1, which is how the DatabaseProxy targets it.
   ca = makeCa();
-  const pgDir = mkdtempSync(join(tmpdir(), 'dbproxy-e2e-pg-tls-'));
-  const pgCert = makeLeaf(ca, 'postgres', { ips: ['127.0.0.1'], dir: pgDir });
-  giveToPostgres(pgDir, pgCert.certFile, pgCert.keyFile);
   db = startPostgres({
     port: await freePort(),
     users: [{ name: 'app', password: DB_PASSWORD, auth: 'scram-sha-256' }],
     maxConnections: 30,
-    settings: { ssl: 'on', ssl_cert_file: `'${pgCert.certFile}'`, ssl_key_file: `'${pgCert.keyFile}'` },
+    settings: postgresTlsSettings(ca, { ips: ['127.0.0.1'] }),
   });
-
-  runner = await startPodRunner(access, [opNs, appNs], process.env.DBPROXY_TEST_LOGS === '1' ? (m) => process.stderr.write(`[pod runner] ${m}\n`) : undefined);
-  await installOperator(access, { release: opNs, namespace: opNs, installCrds: false, watchNamespace: appNs, statusInterval: '1s', replicas: 1 });
 
   const proxyCert = makeLeaf(ca, 'proxy', { dns: [serviceHost, `${serviceHost}.cluster.local`] });
   const objects = [
@@ -127,13 +107,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await runner?.stop();
+  if (stack) await cluster.kubectl(['delete', 'clusterrolebinding', bindingName(), '--ignore-not-found']);
+  await stack?.stop();
   db?.destroy();
-  if (appNs) {
-    await cluster.kubectl(['delete', 'clusterrolebinding', bindingName(), '--ignore-not-found']);
-    await deleteNamespace(cluster, appNs);
-  }
-  if (opNs) await deleteNamespace(cluster, opNs);
 });
 
 test('psql with sslmode=verify-full logs in with the client-facing password; the proxy reached PostgreSQL over TLS with the database password', async () => {
@@ -153,19 +129,19 @@ test('requireTLS refuses plaintext; the database password is no client password'
 });
 
 test('a ServiceAccount token for the proxy audience logs in as the mapped user; one for another audience does not', async () => {
-  const token = (await kubectlOk(cluster, ['create', 'token', 'orders-api', '-n', appNs!, '--audience', audience])).trim();
+  const token = (await kubectlOk(cluster, ['create', 'token', 'orders-api', '-n', appNs, '--audience', audience])).trim();
   const c = await nodePgClient(token);
   try {
     expect((await c.query('SELECT current_user AS u')).rows[0].u).toBe('app');
   } finally {
     await c.end();
   }
-  const other = (await kubectlOk(cluster, ['create', 'token', 'orders-api', '-n', appNs!, '--audience', 'somewhere-else'])).trim();
+  const other = (await kubectlOk(cluster, ['create', 'token', 'orders-api', '-n', appNs, '--audience', 'somewhere-else'])).trim();
   await expect(nodePgClient(other)).rejects.toMatchObject({ code: '28P01' });
 });
 
 test('a renewed certificate in the Secret is served without restarting the pod', async () => {
-  const podsBefore = await getJson<{ items: Array<{ metadata: { uid: string } }> }>(cluster, ['pods', '-n', appNs!, '-l', `app.kubernetes.io/instance=${NAME}`]);
+  const podsBefore = await getJson<{ items: Array<{ metadata: { uid: string } }> }>(cluster, ['pods', '-n', appNs, '-l', `app.kubernetes.io/instance=${NAME}`]);
   const renewed = makeLeaf(ca, 'proxy-renewed', { dns: [serviceHost] });
   await kubectlOk(cluster, ['apply', '-f', '-'], stringify(tlsSecret(renewed)));
   const want = serialOf(renewed.cert);
@@ -174,7 +150,7 @@ test('a renewed certificate in the Secret is served without restarting the pod',
     const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out.stdout)?.[0];
     return pem !== undefined && serialOf(pem) === want;
   }, 60_000, 500);
-  const podsAfter = await getJson<{ items: Array<{ metadata: { uid: string } }> }>(cluster, ['pods', '-n', appNs!, '-l', `app.kubernetes.io/instance=${NAME}`]);
+  const podsAfter = await getJson<{ items: Array<{ metadata: { uid: string } }> }>(cluster, ['pods', '-n', appNs, '-l', `app.kubernetes.io/instance=${NAME}`]);
   expect(podsAfter!.items.map((p) => p.metadata.uid)).toEqual(podsBefore!.items.map((p) => p.metadata.uid));
   const r = await psqlService('SELECT 1', { password: CLIENT_PASSWORD, sslmode: 'verify-full' });
   expect(r.stdout.trim()).toBe('1');

@@ -2,7 +2,6 @@
 // psql with sslmode=require/verify-full and node-postgres with the test CA, requireTLS refusing
 // plaintext. Backend: PostgreSQL with ssl=on, the proxy connecting with require / verify-ca /
 // verify-full against a CA bundle file. All certificates are made here with openssl.
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +11,7 @@ import { pino } from 'pino';
 import { type PgCluster, startPostgres } from '../../hack/postgres.js';
 import { parseConfig, type ProxyConfigInput } from '../../proxy/contract/config.js';
 import { ProxyServer } from '../../proxy/proxyServer.js';
-import { makeCa, makeLeaf, serialOf, type TestCa } from '../support/certs.js';
+import { makeCa, makeLeaf, postgresTlsSettings, serialOf, type TestCa } from '../support/certs.js';
 import { connected, eventually, freePort, psql, startProxy, USERS, writePasswordFiles, type RunningProxy } from '../support/harness.js';
 
 let ca: TestCa;
@@ -21,12 +20,6 @@ let cluster: PgCluster;
 let plainCluster: PgCluster;
 let certDir: string;
 const running: RunningProxy[] = [];
-
-/** Files PostgreSQL reads must belong to its user (it runs as postgres when the tests run as root). */
-function giveToPostgres(...files: string[]): void {
-  if (process.getuid?.() !== 0) return;
-  for (const f of files) execFileSync('chown', ['postgres:postgres', f]);
-}
 
 beforeAll(async () => {
   ca = makeCa();
@@ -37,14 +30,11 @@ beforeAll(async () => {
   copyFileSync(leaf.certFile, join(certDir, 'tls.crt'));
   copyFileSync(leaf.keyFile, join(certDir, 'tls.key'));
 
-  const pgDir = mkdtempSync(join(tmpdir(), 'dbproxy-pg-tls-'));
-  const pgCert = makeLeaf(ca, 'postgres', { dns: ['db.internal.test'], ips: ['127.0.0.1'], dir: pgDir });
-  giveToPostgres(pgDir, pgCert.certFile, pgCert.keyFile);
   cluster = startPostgres({
     port: await freePort(),
     users: USERS,
     maxConnections: 40,
-    settings: { ssl: 'on', ssl_cert_file: `'${pgCert.certFile}'`, ssl_key_file: `'${pgCert.keyFile}'` },
+    settings: postgresTlsSettings(ca, { dns: ['db.internal.test'], ips: ['127.0.0.1'] }),
   });
   plainCluster = startPostgres({ port: await freePort(), users: USERS, maxConnections: 20 });
 });

@@ -53,3 +53,15 @@ export function makeLeaf(ca: TestCa, name: string, opts: { dns?: string[]; ips?:
 export function serialOf(certPem: string): string {
   return execFileSync('openssl', ['x509', '-noout', '-serial'], { input: certPem }).toString().trim().replace(/^serial=/, '');
 }
+
+/**
+ * PostgreSQL server settings for TLS with a new leaf of `ca` (for the given names), written to a
+ * directory of its own that PostgreSQL can read: as root the tests run the server as the postgres
+ * user, and it refuses a key it does not own.
+ */
+export function postgresTlsSettings(ca: TestCa, names: { dns?: string[]; ips?: string[] }): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), 'dbproxy-pg-tls-'));
+  const leaf = makeLeaf(ca, 'postgres', { ...names, dir });
+  if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
+  return { ssl: 'on', ssl_cert_file: `'${leaf.certFile}'`, ssl_key_file: `'${leaf.keyFile}'` };
+}
