@@ -32,7 +32,7 @@ import type { DeploymentStatus } from '../k8s/types.js';
 import type { KubeClient } from '../k8s/client.js';
 import type { Informer } from '../k8s/informer.js';
 import { objectKey, resources, splitKey, type KubeObject, type Resource } from '../k8s/resources.js';
-import { computeStatus, isUrgentChange, podTrouble, shouldWrite, statusChanged, writeDelayMs, type ObservedPod, type PodStats } from '../status/status.js';
+import { computeStatus, isUrgentChange, podIsReady, podTrouble, shouldWrite, statusChanged, writeDelayMs, type ObservedPod, type PodStats } from '../status/status.js';
 import type { Clock } from './clock.js';
 import type { EventRecorder } from './events.js';
 import type { OperatorMetrics } from './metrics.js';
@@ -94,8 +94,6 @@ const IDLE_RESYNC_MS = 5 * 60_000;
 
 const isOwnedBy = (o: KubeObject | undefined, uid: string | undefined): boolean =>
   !!o && !!uid && (o.metadata.ownerReferences ?? []).some((r) => r.uid === uid && r.controller === true);
-
-const podReady = (p: PodObject): boolean => (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 
 /** pool.replicas in a rendered proxy config, if readable. */
 export function divisorInConfigMap(cm: ConfigMapObject | undefined): number | undefined {
@@ -164,10 +162,10 @@ export class Reconciler {
     let statsErrors = 0;
     let podsWithoutStats = 0;
     for (const r of results) {
-      if (r.stats) podStats.push({ pod: r.pod.metadata.name, ready: podReady(r.pod), stats: r.stats as ProxyStats });
+      if (r.stats) podStats.push({ pod: r.pod.metadata.name, ready: podIsReady(r.pod), stats: r.stats as ProxyStats });
       else {
         podsWithoutStats++;
-        if (podReady(r.pod)) statsErrors++;
+        if (podIsReady(r.pod)) statsErrors++;
       }
     }
 

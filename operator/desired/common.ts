@@ -37,6 +37,11 @@ export function podServiceAccountName(dbp: DatabaseProxy): string {
   return dbp.spec.serviceAccountName ?? childNames(dbp).serviceAccount;
 }
 
+/** Whether the proxy verifies ServiceAccount tokens (TokenReview): the config says how, and the pods then need an API token. */
+export function usesServiceAccountTokens(dbp: DatabaseProxy): boolean {
+  return dbp.spec.clientAuth.iamAuth !== 'DISABLED' && dbp.spec.clientAuth.serviceAccounts !== undefined;
+}
+
 /** Labels that select this proxy's pods (immutable in the Deployment: keep them few and stable). */
 export function selectorLabels(dbp: DatabaseProxy): Record<string, string> {
   return { [LABEL_NAME]: APP_NAME, [LABEL_INSTANCE]: dbp.metadata.name };

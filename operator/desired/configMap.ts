@@ -41,11 +41,6 @@ export function defaultProxyId(dbp: DatabaseProxy): string {
   return `${dbp.metadata.namespace}/${dbp.metadata.name}`;
 }
 
-/** Whether the proxy verifies ServiceAccount tokens (TokenReview): the pods then need an API token. */
-export function usesServiceAccountTokens(dbp: DatabaseProxy): boolean {
-  return dbp.spec.clientAuth.iamAuth !== 'DISABLED' && dbp.spec.clientAuth.serviceAccounts !== undefined;
-}
-
 type UserConfigInput = ProxyConfigInput['users'][number];
 
 function renderUser(dbp: DatabaseProxy, u: UserSpec): UserConfigInput {

@@ -15,8 +15,8 @@ import {
   paths,
   podServiceAccountName,
   selectorLabels,
+  usesServiceAccountTokens,
 } from './common.js';
-import { usesServiceAccountTokens } from './configMap.js';
 import { MIN_READY_SECONDS, PRESTOP_SLEEP_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS, rolloutStrategy } from './poolDivisor.js';
 
 export interface DeploymentFacts {

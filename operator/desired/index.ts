@@ -9,7 +9,7 @@ import { buildPeerService, buildService } from './service.js';
 import { buildServiceAccount } from './serviceAccount.js';
 
 export * from './common.js';
-export { buildConfigMap, defaultProxyId, hostPort, renderProxyConfig, usesServiceAccountTokens, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
+export { buildConfigMap, hostPort, renderProxyConfig, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
 export { buildDeployment, RUN_AS_USER, type DeploymentFacts } from './deployment.js';
 export { buildPodDisruptionBudget } from './podDisruptionBudget.js';
 export { buildPeerService, buildService, peerDnsName, serviceEndpoint } from './service.js';

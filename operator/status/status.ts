@@ -47,6 +47,11 @@ export interface ObservedPod {
   };
 }
 
+/** Whether the pod's Ready condition is True. */
+export function podIsReady(pod: ObservedPod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
 /** Waiting reasons of a container that is on its way up, not stuck. */
 const STARTING_REASONS = new Set(['ContainerCreating', 'PodInitializing']);
 
@@ -58,7 +63,7 @@ const STARTING_REASONS = new Set(['ContainerCreating', 'PodInitializing']);
  */
 export function podTrouble(pod: ObservedPod): string | undefined {
   const st = pod.status;
-  if (st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return undefined;
+  if (podIsReady(pod)) return undefined;
   if (st?.phase === 'Failed') return `${pod.metadata.name}: pod failed`;
   for (const c of st?.containerStatuses ?? []) {
     const waiting = c.state?.waiting?.reason;
