@@ -65,17 +65,25 @@ export class Framer {
         chunk.copy(this.whole, this.wholeLen, i, i + take);
         this.wholeLen += take;
         i += take;
+        // These bytes belong to the message being assembled, never to the raw stream, whether or
+        // not the message completes in this chunk.
+        rawStart = i;
         if (this.wholeLen === this.whole.length) {
           const msg = this.whole;
           this.whole = null;
-          rawStart = i;
           sink.message(this.wholeType, msg);
         }
         continue;
       }
       if (this.headerLen === 0 && n - i >= HEADER) {
         const type = chunk[i]!;
-        const total = this.checkedLength(type, chunk.readUInt32BE(i + 1)) + 1;
+        const len = chunk.readUInt32BE(i + 1);
+        if (!this.validLength(len)) {
+          // What came before the bad header is delivered, so the outcome never depends on chunking.
+          if (i > rawStart) sink.raw(chunk.subarray(rawStart, i));
+          throw this.lengthError(type, len);
+        }
+        const total = len + 1;
         if (this.inspect[type]) {
           if (i > rawStart) sink.raw(chunk.subarray(rawStart, i));
           if (n - i >= total) {
@@ -104,7 +112,9 @@ export class Framer {
       if (this.headerLen < HEADER) break;
       this.headerLen = 0;
       const type = this.header[0]!;
-      const total = this.checkedLength(type, this.header.readUInt32BE(1)) + 1;
+      const len = this.header.readUInt32BE(1);
+      if (!this.validLength(len)) throw this.lengthError(type, len);
+      const total = len + 1;
       if (this.inspect[type]) {
         this.startWhole(type, total, this.header);
         if (this.wholeLen === total) {
@@ -127,11 +137,12 @@ export class Framer {
     this.wholeType = type;
   }
 
-  private checkedLength(type: number, len: number): number {
-    if (len < 4 || len > this.maxLength) {
-      throw new FramingError(`invalid message length ${len} for message type ${JSON.stringify(String.fromCharCode(type))}`, type);
-    }
-    return len;
+  private validLength(len: number): boolean {
+    return len >= 4 && len <= this.maxLength;
+  }
+
+  private lengthError(type: number, len: number): FramingError {
+    return new FramingError(`invalid message length ${len} for message type ${JSON.stringify(String.fromCharCode(type))}`, type);
   }
 }
 

@@ -96,6 +96,20 @@ describe('client-facing TLS', () => {
     await plain.end();
   });
 
+  test('queries of 40 to 300 KB over TLS (many TLS records, many reads) arrive whole', async () => {
+    // Issue 11: a message spanning three or more reads was corrupted, and TLS records (16 KB)
+    // make that happen from about 40 KB.
+    const c = await connected(proxy.port, 'app', { ssl: { ca: ca.pem, servername: 'localhost' } });
+    try {
+      for (const n of [40_000, 100_000, 300_000]) {
+        const r = await c.query(`SELECT length('${'t'.repeat(n)}') AS n, length($1::text) AS p`, ['p'.repeat(n)]);
+        expect(r.rows).toEqual([{ n, p: n }]);
+      }
+    } finally {
+      await c.end();
+    }
+  });
+
   test('data sent before the TLS handshake is refused (no plaintext injection)', async () => {
     const net = await import('node:net');
     const sock = net.connect(proxy.port, '127.0.0.1');

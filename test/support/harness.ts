@@ -17,15 +17,21 @@ export const USERS: PgUser[] = [
   { name: 'boss', password: 'boss-secret', auth: 'scram-sha-256', superuser: true },
 ];
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
+/**
+ * A free loopback port below the ephemeral range (32768+ on Linux): a port the kernel hands out
+ * there could be taken meanwhile as the source port of some client's connection.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+    if (attempt > 200) throw new Error('no free loopback port below 32768');
+  }
 }
 
 export async function startCluster(opts: { maxConnections?: number; users?: PgUser[] } = {}): Promise<PgCluster> {
