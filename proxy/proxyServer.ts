@@ -32,6 +32,7 @@ import { type BackendTlsSettings, backendTlsSettings } from './tls/backendTls.js
 import { ServerTls } from './tls/serverTls.js';
 import { KnownStatements } from './session/preparedStatements.js';
 import { startupSessionParams } from './session/sessionParams.js';
+import { StartupParamsCheck } from './session/startupCheck.js';
 import { TargetMonitor } from './target/targetMonitor.js';
 
 export interface ProxyServerOptions {
@@ -100,6 +101,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private readonly peers: PeerForwarder;
   private configWatch: NodeJS.Timeout | null = null;
   private configStamp = '';
+  private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -223,7 +225,9 @@ export class ProxyServer implements ProxyContext, AdminOperations {
 
   /** A pool connection: refused if the server turns out to be in recovery, whatever the last health check said. */
   private async openWriterBackend(key: PoolKey, endpoint: BackendEndpoint): Promise<BackendConnection> {
-    const b = await this.openBackend(key, endpoint, this.config.pool.initQuery);
+    // No application_name of its own: a client that sends none sees the server's default, as it
+    // would connecting directly (the proxy's own health-check connection is named).
+    const b = await this.openBackend(key, endpoint, this.config.pool.initQuery, '');
     if (b.serverParams.get('in_hot_standby') === 'on') {
       b.close();
       void this.monitor.checkNow();
@@ -242,7 +246,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     );
   }
 
-  private async openBackend(key: PoolKey, endpoint: BackendEndpoint, initQuery: string, applicationName = 'dbproxy'): Promise<BackendConnection> {
+  private async openBackend(key: PoolKey, endpoint: BackendEndpoint, initQuery: string, applicationName: string): Promise<BackendConnection> {
     const auth = this.config.users.find((u) => u.name === key.user)?.backendAuth;
     const iam = auth?.method === 'iam' ? auth : undefined;
     const password = iam
@@ -316,6 +320,16 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     }
     if (socket.destroyed) return;
     const wanted = startupSessionParams(startupParams);
+    try {
+      await this.startupCheck.check(key, wanted);
+    } catch (e) {
+      const err = e as Error;
+      const fields = err instanceof ServerError ? { code: err.code, message: err.message } : { code: SQLSTATE.connectionFailure, message: `could not check the startup parameters: ${err.message}` };
+      this.metrics.clientRejections.inc({ reason: 'startup_parameters' });
+      socket.end(errorResponse({ severity: 'FATAL', ...fields }));
+      return;
+    }
+    if (socket.destroyed) return;
     const session = new ClientSession(socket, key, wanted, this, ++this.nextSessionId);
     const ck = this.cancels.register(session);
     session.cancelPid = ck.pid;
@@ -326,6 +340,17 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     socket.write(readyForQuery('I'));
     socket.uncork();
     session.start(leftover);
+  }
+
+  /** One query on a pooled backend of `key`, for the proxy's own purposes. */
+  private async queryAs(key: PoolKey, sql: string): Promise<void> {
+    const b = await this.pool.borrow(key).promise;
+    try {
+      await b.query(sql, this.config.pool.connectTimeout);
+    } finally {
+      if (b.closed) this.pool.discard(b);
+      else this.pool.release(b);
+    }
   }
 
   /** The ParameterStatus set a new client is shown: what a server reported for this user and database. */

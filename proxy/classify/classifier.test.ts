@@ -94,6 +94,34 @@ describe('each pin reason pins, and its harmless neighbour does not', () => {
     expect(pins('do $$ begin perform pg_advisory_xact_lock(1); end $$')).toEqual([]);
   });
 
+  test('statements nested at any depth of a PL/pgSQL DO block count as if sent at top level', () => {
+    const nested = (sql: string): Classification => outside(`DO $$ DECLARE r record; BEGIN IF now() IS NOT NULL THEN FOR r IN SELECT 1 LOOP BEGIN ${sql}; EXCEPTION WHEN others THEN NULL; END; END LOOP; END IF; END $$`);
+    expect(nested('SET ROLE reader').pins).toEqual(['set_role']);
+    expect(nested('SET search_path = app, public').settings).toEqual([{ kind: 'set', name: 'search_path', sql: 'SET search_path = app, public' }]);
+    expect(nested("PERFORM set_config('work_mem', '64MB', false)").settings).toEqual([
+      { kind: 'set', name: 'work_mem', sql: "SELECT pg_catalog.set_config('work_mem', '64MB', false)" },
+    ]);
+    expect(nested('SET LOCAL work_mem = 1').pins).toEqual([]);
+    expect(nested('LISTEN x').pins).toEqual(['listen']);
+    expect(nested("EXECUTE 'SET work_mem = ''2MB'''").settings).toEqual([{ kind: 'set', name: 'work_mem', sql: "SET work_mem = '2MB'" }]);
+    expect(nested("EXECUTE 'CREATE TEMP TABLE t (a int)'").pins).toEqual(['temporary_object']);
+    expect(nested("EXECUTE 'SELECT 1'").pins).toEqual([]);
+    expect(nested('RESET ALL').settings).toEqual([{ kind: 'reset_all' }]);
+  });
+
+  test('SQL computed at run time, or in another language, cannot be read and pins', () => {
+    expect(pins("DO $$ BEGIN EXECUTE format('SET %I = 1', 'work_mem'); END $$")).toEqual(['dynamic_sql']);
+    expect(pins("DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT ' || 1 LOOP END LOOP; END $$")).toEqual(['dynamic_sql']);
+    expect(pins("DO LANGUAGE plperl $$ spi_exec_query('SET work_mem = 1') $$")).toEqual(['dynamic_sql']);
+    // A constant string is read like any statement; a DO inside it too.
+    expect(pins("DO $$ BEGIN EXECUTE 'DO $i$ BEGIN SET ROLE x; END $i$'; END $$")).toEqual(['set_role']);
+    expect(pins("DO $$ BEGIN EXECUTE 'SELECT 1' USING now(); END $$")).toEqual([]);
+  });
+
+  test('a DO body the PL/pgSQL parser refuses is still scanned for watched words', () => {
+    expect(pins('DO $$ BEGIN PERFORM pg_advisory_lock(1) END $$')).toEqual(['session_advisory_lock']);
+  });
+
   test('several reasons in one text are all reported, deduplicated, in PIN_REASONS order', () => {
     expect(pins('set x.y = 1; listen a; listen b; create temp table t(a int); set x.z = 2')).toEqual([
       'temporary_object',
@@ -158,6 +186,33 @@ describe('session resets', () => {
 });
 
 describe('session settings for tracking', () => {
+  test('statements that reset parameters are located, so startup values can be put back right after them', () => {
+    const sql = "SET a.b = 1; RESET ALL; SELECT 'é'; RESET search_path; SET work_mem TO DEFAULT; DO $$ BEGIN RESET x.y; END $$; DISCARD ALL";
+    const resets = outside(sql).resets;
+    const bytes = Buffer.from(sql);
+    expect(resets.map((r) => [r.statement, bytes.subarray(0, r.end).toString().split(';').pop()!.trim(), r.names])).toEqual([
+      [1, 'RESET ALL', null],
+      [3, 'RESET search_path', ['search_path']],
+      [4, 'SET work_mem TO DEFAULT', ['work_mem']],
+      [5, 'END $$', ['x.y']], // the DO statement's end
+      [6, 'DISCARD ALL', null],
+    ]);
+    expect(outside('select 1; set x.y = 2').resets).toEqual([]);
+    expect(outside('RESET ALL -- trailing comment').resets).toEqual([{ statement: 0, end: 'RESET ALL -- trailing comment'.length, names: null }]);
+    // A text that does not parse resets nothing: the server runs none of it.
+    expect(outside('RESET ALL; SELEC 1').resets).toEqual([]);
+  });
+
+  test('SET SESSION CHARACTERISTICS sets the default_transaction_* parameters', () => {
+    const c = outside('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE');
+    expect(c.pins).toEqual(['set']);
+    expect(c.settings.map((x) => (x.kind === 'set' ? x.name : x.kind))).toEqual([
+      'default_transaction_isolation',
+      'default_transaction_read_only',
+      'default_transaction_deferrable',
+    ]);
+  });
+
   test('SET, RESET and set_config report replayable changes', () => {
     expect(outside("SET search_path TO app, public; RESET work_mem; select set_config('App.X', 'v''1', false)").settings).toEqual([
       { kind: 'set', name: 'search_path', sql: 'SET search_path TO app, public' },

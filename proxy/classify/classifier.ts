@@ -5,7 +5,7 @@
 // whether the session is inside a transaction block, only selects between two precomputed
 // answers.
 
-import { loadModule, normalizeSync, parseSync } from 'libpg-query';
+import { loadModule, normalizeSync, parsePlPgSQLSync, parseSync } from 'libpg-query';
 import type {
   A_Const,
   CreateFunctionStmt,
@@ -59,6 +59,23 @@ export interface Classification {
   readonly parsed: boolean;
   /** Session-level SET / RESET / set_config changes, in statement order. */
   readonly settings: readonly SessionSetting[];
+  /**
+   * Top-level statements that reset parameters (RESET, SET ... TO DEFAULT, RESET ALL, DISCARD
+   * ALL, also inside a DO block): on PostgreSQL they return to the values the client gave at
+   * startup, which a proxy that applied those with SET must put back right after them.
+   */
+  readonly resets: readonly ResetPoint[];
+  /** How many statements the text holds (several run in one implicit transaction). */
+  readonly statements: number;
+}
+
+export interface ResetPoint {
+  /** Index of the top-level statement in the text (its CommandComplete is the (statement+1)-th). */
+  readonly statement: number;
+  /** Byte offset in the UTF-8 text just after the statement (before its semicolon). */
+  readonly end: number;
+  /** Parameters reset, or null for all of them. */
+  readonly names: readonly string[] | null;
 }
 
 export interface StatementClassifierOptions {
@@ -102,6 +119,7 @@ interface StatementFacts {
   readonly txn: Txn;
   readonly discardAll: boolean;
   readonly settings: readonly SessionSetting[];
+  readonly resets?: ResetPoint;
 }
 
 interface Analysis {
@@ -112,6 +130,7 @@ interface Analysis {
 const NO_PINS: ReadonlySet<PinReason> = new Set();
 const NO_SETTINGS: readonly SessionSetting[] = Object.freeze([]);
 const NO_PIN_LIST: readonly PinReason[] = Object.freeze([]);
+const NO_RESETS: readonly ResetPoint[] = Object.freeze([]);
 
 const LEXER_FACTS: Readonly<Record<Txn, StatementFacts>> = {
   [Txn.None]: { pins: NO_PINS, sequenceFunction: false, txn: Txn.None, discardAll: false, settings: NO_SETTINGS },
@@ -226,7 +245,8 @@ function analyze(sql: string): Analysis {
         continue;
       }
       try {
-        facts.push(...factsFromParse(sql.slice(s.start, s.end)));
+        // The server refuses the whole text, so nothing in it resets anything.
+        for (const f of factsFromParse(sql.slice(s.start, s.end))) facts.push({ ...f, resets: undefined });
       } catch {
         facts.push(UNPARSEABLE_FACTS);
       }
@@ -267,16 +287,19 @@ function contextualize(facts: readonly StatementFacts[], digest: string, parsed:
   let discardAll = false;
   let anySequence = false;
   let settings: SessionSetting[] | null = null;
+  let resets: ResetPoint[] | null = null;
   const always = new Set<PinReason>();
   for (const f of facts) {
     for (const p of f.pins) always.add(p);
     if (f.discardAll) discardAll = true;
     if (f.sequenceFunction) anySequence = true;
     if (f.settings.length > 0) (settings ??= []).push(...f.settings);
+    if (f.resets) (resets ??= []).push(f.resets);
   }
   const frozenSettings = settings === null ? NO_SETTINGS : Object.freeze(settings);
+  const frozenResets = resets === null ? NO_RESETS : Object.freeze(resets);
   const build = (pins: ReadonlySet<PinReason>): Classification =>
-    Object.freeze({ pins: orderedPins(pins), discardAll, digest, parsed, settings: frozenSettings });
+    Object.freeze({ pins: orderedPins(pins), discardAll, digest, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length });
 
   const inside = build(always);
   if (!anySequence || implicitBlock) return { outside: inside, inside };
@@ -325,13 +348,23 @@ class FactsBuilder {
   discardAll = false;
   readonly settings: SessionSetting[] = [];
 
-  build(): StatementFacts {
+  build(statement?: number, end?: number): StatementFacts {
+    let resets: ResetPoint | undefined;
+    if (statement !== undefined && end !== undefined) {
+      let names: string[] | null = [];
+      for (const s of this.settings) {
+        if (s.kind === 'reset_all') names = null;
+        else if (s.kind === 'reset' && names !== null) names.push(s.name);
+      }
+      if (names === null || names.length > 0) resets = { statement, end, names };
+    }
     return {
       pins: this.pins.size === 0 ? NO_PINS : this.pins,
       sequenceFunction: this.sequenceFunction,
       txn: this.txn,
       discardAll: this.discardAll,
       settings: this.settings.length === 0 ? NO_SETTINGS : this.settings,
+      ...(resets ? { resets } : {}),
     };
   }
 }
@@ -340,20 +373,23 @@ class FactsBuilder {
 function factsFromParse(sql: string): StatementFacts[] {
   const tree = parseSync(sql);
   const stmts = tree.stmts ?? [];
-  const ascii = Buffer.byteLength(sql) === sql.length;
-  const bytes = ascii ? null : Buffer.from(sql);
-  const sourceOf = (raw: RawStmt): string => {
-    // Locations are byte offsets into the UTF-8 text; stmt_len 0 means "to the end".
-    const from = raw.stmt_location ?? 0;
-    const len = raw.stmt_len ?? 0;
-    if (bytes === null) return (len === 0 ? sql.slice(from) : sql.slice(from, from + len)).trim();
-    return (len === 0 ? bytes.subarray(from) : bytes.subarray(from, from + len)).toString('utf8').trim();
-  };
-  return stmts.map((raw) => {
+  const length = Buffer.byteLength(sql);
+  return stmts.map((raw, i) => {
     const f = new FactsBuilder();
-    if (raw.stmt !== undefined) analyzeTopLevel(raw.stmt, () => sourceOf(raw), f);
-    return f.build();
+    if (raw.stmt !== undefined) analyzeTopLevel(raw.stmt, () => sourceOfStatement(sql, raw), f);
+    const from = raw.stmt_location ?? 0;
+    return f.build(i, raw.stmt_len ? from + raw.stmt_len : length);
   });
+}
+
+/** The text of one parsed statement. */
+function sourceOfStatement(sql: string, raw: RawStmt): string {
+  // Locations are byte offsets into the UTF-8 text; stmt_len 0 means "to the end".
+  const from = raw.stmt_location ?? 0;
+  const len = raw.stmt_len ?? 0;
+  if (Buffer.byteLength(sql) === sql.length) return (len === 0 ? sql.slice(from) : sql.slice(from, from + len)).trim();
+  const bytes = Buffer.from(sql);
+  return (len === 0 ? bytes.subarray(from) : bytes.subarray(from, from + len)).toString('utf8').trim();
 }
 
 /** The node type and body of a node-type-keyed object ({SelectStmt: {...}}). */
@@ -362,7 +398,7 @@ function unwrap(node: Node): [string, unknown] {
   return ['', undefined];
 }
 
-function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder): void {
+function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder, depth = 0): void {
   const [type, body] = unwrap(stmt);
   switch (type) {
     case 'TransactionStmt':
@@ -401,7 +437,7 @@ function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder): voi
       }
       return;
     case 'DoStmt':
-      analyzeDoBody(body as DoStmt, f);
+      analyzeDoBody(body as DoStmt, f, depth);
       return;
     default:
       walk(stmt, f);
@@ -434,9 +470,21 @@ function analyzeVariableSet(v: VariableSetStmt, source: () => string, f: FactsBu
       f.settings.push({ kind: 'reset_all' });
       return;
     case 'VAR_SET_MULTI':
-      // SET TRANSACTION ... and SET TRANSACTION SNAPSHOT last one transaction; SET SESSION
-      // CHARACTERISTICS AS TRANSACTION ... lasts the session.
+      // SET TRANSACTION ... and SET TRANSACTION SNAPSHOT last one transaction.
       if (name.startsWith('transaction')) return;
+      if (name === 'session characteristics') {
+        // Lasts the session: it sets default_transaction_isolation, _read_only and _deferrable,
+        // which are tracked like any SET (read back, replayed elsewhere).
+        f.pins.add('set');
+        for (const arg of v.args ?? []) {
+          if ('DefElem' in arg && arg.DefElem.defname?.startsWith('transaction_')) {
+            f.settings.push({ kind: 'set', name: `default_${arg.DefElem.defname}`, sql: source() });
+          } else {
+            f.settings.push({ kind: 'opaque' });
+          }
+        }
+        return;
+      }
       break;
     default:
       break;
@@ -447,7 +495,8 @@ function analyzeVariableSet(v: VariableSetStmt, source: () => string, f: FactsBu
   }
   if (v.is_local === true) return;
   f.pins.add(ROLE_SETTINGS.has(name) ? 'set_role' : 'set');
-  f.settings.push(v.kind === 'VAR_RESET' ? { kind: 'reset', name } : { kind: 'set', name, sql: source() });
+  // SET x TO DEFAULT is RESET x.
+  f.settings.push(v.kind === 'VAR_RESET' || v.kind === 'VAR_SET_DEFAULT' ? { kind: 'reset', name } : { kind: 'set', name, sql: source() });
 }
 
 /**
@@ -596,16 +645,135 @@ function analyzeSetConfig(args: readonly Node[], f: FactsBuilder): void {
 }
 
 /**
- * DO bodies are strings to the grammar but run in this session. Look for the same words the
- * lexer watches; dynamic SQL (EXECUTE '...') and called functions stay invisible, as they do
- * everywhere.
+ * DO bodies are strings to the grammar but run in this session. A PL/pgSQL body is parsed with
+ * PostgreSQL's own PL/pgSQL parser, and every SQL statement in it, at any depth (IF, LOOP,
+ * exception blocks, EXECUTE of a constant string), is analyzed as if the client had sent it:
+ * a SET three levels deep lasts the session just as a top-level one does. What cannot be seen
+ * before it runs (EXECUTE of a computed string, another language) pins.
  */
-function analyzeDoBody(d: DoStmt, f: FactsBuilder): void {
+function analyzeDoBody(d: DoStmt, f: FactsBuilder, depth: number): void {
   let source: string | undefined;
+  let language = 'plpgsql';
   for (const arg of d.args ?? []) {
-    if ('DefElem' in arg && arg.DefElem.defname === 'as') source = stringValue(arg.DefElem.arg);
+    if (!('DefElem' in arg)) continue;
+    if (arg.DefElem.defname === 'as') source = stringValue(arg.DefElem.arg);
+    if (arg.DefElem.defname === 'language') language = (stringValue(arg.DefElem.arg) ?? '').toLowerCase();
   }
   if (source === undefined) return;
+  if (language !== 'plpgsql' || depth > MAX_NESTING) {
+    f.pins.add('dynamic_sql');
+    return;
+  }
+  let tree: unknown;
+  try {
+    tree = parsePlPgSQLSync(wrapAsFunction(source));
+  } catch {
+    // The server refuses it too; look for the watched words anyway, in case it does not.
+    scanWords(source, f);
+    return;
+  }
+  walkPlPgSql(tree, f, depth);
+}
+
+/** Nested DO blocks and EXECUTE strings deeper than this are not followed: they pin. */
+const MAX_NESTING = 8;
+
+/** The PL/pgSQL parser takes a CREATE FUNCTION; a dollar quote the body does not contain wraps it. */
+function wrapAsFunction(body: string): string {
+  let tag = 'dbproxy';
+  while (body.includes(`$${tag}$`)) tag += '_';
+  return `CREATE FUNCTION dbproxy_do() RETURNS void LANGUAGE plpgsql AS $${tag}$${body}$${tag}$`;
+}
+
+/** PL/pgSQL statement types whose `query` is a string expression computed at run time (dynamic SQL). */
+const DYNAMIC_SQL_NODES: ReadonlySet<string> = new Set(['PLpgSQL_stmt_dynexecute', 'PLpgSQL_stmt_dynfors']);
+
+interface PlPgSqlExpr {
+  query?: string;
+  parseMode?: number;
+}
+
+function walkPlPgSql(node: unknown, f: FactsBuilder, depth: number): void {
+  if (typeof node !== 'object' || node === null) return;
+  if (Array.isArray(node)) {
+    for (const item of node) walkPlPgSql(item, f, depth);
+    return;
+  }
+  const record = node as Record<string, unknown>;
+  for (const key in record) {
+    const value = record[key];
+    if (typeof value !== 'object' || value === null) continue;
+    if (key === 'PLpgSQL_expr') {
+      analyzePlPgSqlExpr(value as PlPgSqlExpr, f, depth);
+      continue;
+    }
+    if (DYNAMIC_SQL_NODES.has(key) || (key === 'PLpgSQL_stmt_open' && 'dynquery' in value) || (key === 'PLpgSQL_stmt_return_query' && 'dynquery' in value)) {
+      const body = value as Record<string, unknown>;
+      const expr = ((body.query ?? body.dynquery) as { PLpgSQL_expr?: PlPgSqlExpr } | undefined)?.PLpgSQL_expr;
+      analyzeDynamicSql(expr?.query, f, depth);
+      // Its other expressions (USING arguments, loop bodies) are ordinary ones.
+      const rest: Record<string, unknown> = { ...body };
+      delete rest.query;
+      delete rest.dynquery;
+      walkPlPgSql(rest, f, depth);
+      continue;
+    }
+    walkPlPgSql(value, f, depth);
+  }
+}
+
+/** PostgreSQL's RawParseMode values that PL/pgSQL stores with each expression. */
+const PARSE_MODE_DEFAULT = 0;
+const PARSE_MODE_EXPR = 2;
+
+function analyzePlPgSqlExpr(expr: PlPgSqlExpr, f: FactsBuilder, depth: number): void {
+  const text = expr.query;
+  if (text === undefined) return;
+  const mode = expr.parseMode ?? PARSE_MODE_DEFAULT;
+  const sql = mode === PARSE_MODE_DEFAULT ? text : mode === PARSE_MODE_EXPR ? `SELECT ${text}` : null;
+  if (sql !== null && analyzeNestedSql(sql, f, depth)) return;
+  // Assignments ("x := expr") and anything that does not parse alone: the watched words.
+  scanWords(text, f);
+}
+
+/** EXECUTE of a string: a constant string is analyzed like any statement; a computed one cannot be. */
+function analyzeDynamicSql(text: string | undefined, f: FactsBuilder, depth: number): void {
+  if (text === undefined) {
+    f.pins.add('dynamic_sql');
+    return;
+  }
+  let constant: string | undefined;
+  try {
+    const stmts = parseSync(`SELECT ${text}`).stmts ?? [];
+    const select = stmts.length === 1 && stmts[0]!.stmt !== undefined && 'SelectStmt' in stmts[0]!.stmt ? stmts[0]!.stmt.SelectStmt : undefined;
+    const targets = select?.targetList ?? [];
+    if (targets.length === 1 && select?.fromClause === undefined && 'ResTarget' in targets[0]!) constant = literalString(targets[0].ResTarget.val);
+  } catch {
+    constant = undefined;
+  }
+  if (constant === undefined || !analyzeNestedSql(constant, f, depth + 1)) f.pins.add('dynamic_sql');
+}
+
+/** Analyzes SQL run from inside a DO block; false when it does not parse. */
+function analyzeNestedSql(sql: string, f: FactsBuilder, depth: number): boolean {
+  let stmts: RawStmt[];
+  try {
+    stmts = parseSync(sql).stmts ?? [];
+  } catch {
+    return false;
+  }
+  for (const raw of stmts) {
+    if (raw.stmt === undefined) continue;
+    const txn = f.txn;
+    analyzeTopLevel(raw.stmt, () => sourceOfStatement(sql, raw), f, depth + 1);
+    // COMMIT inside a DO block ends that block's own transaction, not the client's view of it.
+    f.txn = txn;
+  }
+  return true;
+}
+
+/** The watched words of a text the grammar cannot take alone (PL/pgSQL assignments, unparseable bodies). */
+function scanWords(source: string, f: FactsBuilder): void {
   for (const s of lexStatements(source)) {
     for (const w of s.words) {
       switch (w) {

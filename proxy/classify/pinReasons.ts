@@ -13,6 +13,7 @@ export const PIN_REASONS = [
   'set',
   'set_role',
   'unparseable_statement',
+  'dynamic_sql',
 ] as const;
 
 export type PinReason = (typeof PIN_REASONS)[number];
@@ -34,6 +35,8 @@ const DESCRIPTIONS: Readonly<Record<PinReason, string>> = {
   set_role: 'the client changed its role or session authorization (SET ROLE, SET SESSION AUTHORIZATION, RESET ROLE)',
   unparseable_statement:
     'the proxy could not parse a statement it could not otherwise clear, so it keeps the backend connection to be safe',
+  dynamic_sql:
+    'the client ran SQL the proxy cannot read before it runs (EXECUTE of a computed string, or a DO block in a language other than PL/pgSQL), which may change session state',
 };
 
 /** One human sentence (no trailing period) for logs, e.g. `session pinned: <sentence>`. */

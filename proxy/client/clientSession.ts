@@ -13,15 +13,25 @@ import type { DataRowMessage } from 'pg-protocol/dist/messages.js';
 import { Parser } from 'pg-protocol/dist/parser.js';
 import type { PinReason } from '../classify/pinReasons.js';
 import { describePinReason } from '../classify/pinReasons.js';
-import type { SessionSetting } from '../classify/classifier.js';
+import type { Classification, SessionSetting } from '../classify/classifier.js';
+import { functionCallEffect } from '../classify/functionCalls.js';
 import type { PoolKey, BorrowHandle } from '../pool/backendPool.js';
 import { BorrowTimeoutError } from '../pool/backendPool.js';
 import { Framer, FramingError, inspectTable, type FrameSink } from '../protocol/framer.js';
-import { ProtocolViolation, readBindNames, readErrorFields, readParse, readQuery, readTarget } from '../protocol/clientMessages.js';
-import { closeComplete, errorResponse, parseComplete, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
+import {
+  ProtocolViolation,
+  readBindNames,
+  readErrorFields,
+  readExecutePortal,
+  readFunctionCall,
+  readParse,
+  readQuery,
+  readTarget,
+} from '../protocol/clientMessages.js';
+import { closeComplete, errorResponse, frame, parseComplete, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
 import { ServerError, type BackendConnection, type BackendOwner } from '../server/backendConnection.js';
-import { paramSyncSql, readBackSql } from '../session/sessionParams.js';
+import { paramSyncSql, readBackSql, restoreParamsSql } from '../session/sessionParams.js';
 import {
   type ClientStatement,
   rewriteBindStatement,
@@ -33,8 +43,16 @@ import type { ProxyContext } from '../proxyContext.js';
 /** Every message type a client may send after startup. */
 const FRONTEND_TYPES = new Set('QPBEDCHSFdcfX'.split('').map((c) => c.charCodeAt(0)));
 
-/** Client messages the session looks at: all but CopyData, which streams through untouched. */
-const CLIENT_INSPECT = inspectTable('', true).map((v, i) => (i === 'd'.charCodeAt(0) ? 0 : v));
+/**
+ * Client messages the session looks at: all of them, except CopyData while the server is in
+ * COPY FROM STDIN, when it streams through untouched. Outside a COPY a CopyData is a whole
+ * message like any other, so a stray one can be dropped (PostgreSQL ignores it) without ever
+ * sending half a message to a backend.
+ */
+const CLIENT_INSPECT = inspectTable('', true);
+const CLIENT_INSPECT_COPY = inspectTable('', true).map((v, i) => (i === 'd'.charCodeAt(0) ? 0 : v));
+/** CopyData, CopyDone, CopyFail: no answer is due, and outside a COPY the server ignores them. */
+const COPY_TYPES = new Set('dcf'.split('').map((c) => c.charCodeAt(0)));
 /** Server messages that answer a request or carry state; DataRow and CopyData pass through. */
 const SERVER_INSPECT = inspectTable('123tTnCIsEZSNAGHWV');
 /** While a proxy-issued request is at the head: everything, so its answers can be swallowed. */
@@ -42,6 +60,19 @@ const SERVER_INSPECT_ALL = inspectTable('', true);
 
 const Z = 'Z'.charCodeAt(0);
 const E = 'E'.charCodeAt(0);
+const COPY_IN = 'G'.charCodeAt(0);
+const COPY_BOTH = 'W'.charCodeAt(0);
+const PARAMETER_STATUS = 'S'.charCodeAt(0);
+
+/**
+ * Reported parameters that follow the server or the role, not a SET: a change of any other one
+ * (ParameterStatus) during a client's request is read back, even when no SQL the proxy saw made it
+ * (a function that calls set_config, for one).
+ */
+const NOT_SESSION_SETTINGS: ReadonlySet<string> = new Set(['in_hot_standby', 'is_superuser', 'session_authorization', 'server_version', 'server_encoding', 'integer_datetimes']);
+
+/** The proxy's own statement and portal that put startup values back after an extended-protocol RESET. */
+const RESTORE_NAME = 'dbproxy_restore';
 
 type TxStatus = 'I' | 'T' | 'E';
 
@@ -74,6 +105,12 @@ export class ClientSession implements BackendOwner, FrameSink {
    * the pipeline): run newest first, so the client's names end as PostgreSQL would have them.
    */
   private readonly undo: Array<() => void> = [];
+  /** Portals bound to a statement that resets startup parameters: once executed, the values go back. */
+  private readonly portalRestores = new Map<string, Map<string, string>>();
+  /** The backend is being brought to the client's settings; the client's messages wait for it. */
+  private syncing = false;
+  /** The backend's settings could not be read back: it is closed rather than lent on. */
+  private backendUnknown = false;
   /** The client's latest unnamed Parse, for a Bind("") that lands on another backend. */
   private unnamedParse: Buffer | null = null;
   private unnamedQuery = '';
@@ -167,6 +204,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     try {
       this.framer.push(chunk, this);
       this.flushOut();
+      if (this.backend && !this.framer.inRawMessage) this.maybeRelease();
     } catch (e) {
       if (e instanceof FramingError || e instanceof ProtocolViolation) {
         this.ctx.metrics.protocolErrors.inc();
@@ -180,10 +218,11 @@ export class ClientSession implements BackendOwner, FrameSink {
     }
   }
 
-  /** FrameSink: CopyData bytes from the client. */
+  /** FrameSink: CopyData bytes from the client, during a COPY FROM STDIN. */
   raw(bytes: Buffer): void {
-    if (this.backend && this.pending.length === 0) this.write(bytes);
-    else this.enqueuePending(bytes);
+    if (this.backend && this.pending.length === 0 && !this.syncing) this.write(bytes);
+    else if (this.backend || this.borrowing || this.pending.length > 0) this.enqueuePending(bytes);
+    // else: the COPY's backend is gone (its client got the error); the rest of its data goes nowhere.
   }
 
   /** FrameSink: a whole client message. */
@@ -193,6 +232,11 @@ export class ClientSession implements BackendOwner, FrameSink {
     if (type === 0x58 /* X: Terminate */) {
       this.onClientClosed();
       this.socket.end();
+      return;
+    }
+    if (COPY_TYPES.has(type) && !this.backend && !this.borrowing && this.pending.length === 0) {
+      // Outside a COPY: PostgreSQL accepts and ignores these, and they expect no answer, so no
+      // backend is borrowed for them (it would never be returned).
       return;
     }
     if (this.skipToSync) {
@@ -211,7 +255,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     }
     if (!this.backend && !this.borrowing && this.txStatus === 'I' && this.answerWithoutBackend(type, msg)) return;
     this.localBatch = false;
-    if (this.backend && this.pending.length === 0) {
+    if (this.backend && this.pending.length === 0 && !this.syncing) {
       this.process(String.fromCharCode(type), msg);
       this.runUndo();
     } else {
@@ -254,7 +298,7 @@ export class ClientSession implements BackendOwner, FrameSink {
       return true;
     }
     const serverName = serverStatementName(this.wanted.get('search_path') ?? '', parse.query, parse.paramTypes);
-    if (!this.ctx.knownStatements.has(serverName)) return false;
+    if (!this.ctx.knownStatements.has(this.key, serverName)) return false;
     const c = this.ctx.classifier.classify(parse.query, false);
     if (c.pins.length > 0 || c.settings.length > 0) return false;
     this.statements.set(parse.name, { serverName, query: parse.query, parse: serialize.parse({ name: serverName, text: parse.query, types: parse.paramTypes }) });
@@ -276,10 +320,23 @@ export class ClientSession implements BackendOwner, FrameSink {
     }
     if (this.queue.waiting === 0 && this.requestStartedAt === 0) this.requestStartedAt = this.ctx.clock.now();
     switch (t) {
-      case 'Q':
-        this.classify(readQuery(msg));
-        this.forward(msg, 'Q');
+      case 'Q': {
+        const c = this.classify(readQuery(msg));
+        if (c.resets.length === 0) {
+          this.forward(msg, 'Q');
+        } else if (c.statements === 1) {
+          // Alone (DISCARD ALL may not share a query string): the values go back right after it,
+          // in the same transaction block if it runs in one, or fail with it in an aborted one.
+          this.forward(msg, 'Q');
+          const values = this.startupValuesReset(c.resets[0]!.names);
+          if (values.size > 0) this.hidden(serialize.query(restoreParamsSql(values)), { req: 'Q' });
+        } else {
+          const restore = this.restoringQuery(msg, c);
+          this.queue.push({ kind: 'client', req: 'Q', ...(restore ? { swallow: restore.swallow } : {}) });
+          this.write(restore?.msg ?? msg);
+        }
         return;
+      }
       case 'P':
         this.extendedPending = true;
         this.onParse(msg);
@@ -296,19 +353,24 @@ export class ClientSession implements BackendOwner, FrameSink {
         this.extendedPending = true;
         this.onClose(msg);
         return;
-      case 'E':
+      case 'E': {
         this.extendedPending = true;
         this.forward(msg, 'E');
+        const restore = this.portalRestores.size > 0 ? this.portalRestores.get(readExecutePortal(msg)) : undefined;
+        if (restore) this.restoreAfterExecute(restore);
         return;
+      }
       case 'H':
         this.extendedPending = true;
         this.write(msg);
         return;
       case 'S':
         this.extendedPending = false;
+        this.portalRestores.clear();
         this.forward(msg, 'S');
         return;
       case 'F':
+        this.onFunctionCall(msg);
         this.forward(msg, 'F');
         return;
       case 'd':
@@ -372,7 +434,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.forward(entry.parse, 'P', (ok) => {
       if (ok) {
         b.statements.confirm(serverName);
-        this.ctx.knownStatements.add(serverName);
+        this.ctx.knownStatements.add(this.key, serverName);
       } else {
         b.statements.forget(serverName);
         this.undo.push(unregister);
@@ -395,7 +457,7 @@ export class ClientSession implements BackendOwner, FrameSink {
           return;
         }
         b.statements.confirm(entry.serverName);
-        this.ctx.knownStatements.add(entry.serverName);
+        this.ctx.knownStatements.add(this.key, entry.serverName);
       },
     });
   }
@@ -427,9 +489,9 @@ export class ClientSession implements BackendOwner, FrameSink {
   }
 
   private onBind(msg: Buffer): void {
-    const { statement } = readBindNames(msg);
+    const { statement, portal } = readBindNames(msg);
     if (statement === '') {
-      if (this.unnamedParse) this.classify(this.unnamedQuery);
+      if (this.unnamedParse) this.notePortalRestore(portal, this.classify(this.unnamedQuery));
       this.ensureUnnamed();
       this.forward(msg, 'B');
       return;
@@ -444,7 +506,7 @@ export class ClientSession implements BackendOwner, FrameSink {
       this.failLocally('0A000', 'cached plan must not change result type');
       return;
     }
-    this.classify(entry.query);
+    this.notePortalRestore(portal, this.classify(entry.query));
     this.ensurePrepared(entry);
     this.forward(rewriteBindStatement(msg, entry.serverName), 'B', this.invalidateOnError(entry));
   }
@@ -485,11 +547,11 @@ export class ClientSession implements BackendOwner, FrameSink {
    * Pins for what the text does, and tracks its SETs. For the extended protocol the SETs take
    * effect when the statement runs, so they are tracked at Bind (`execute`), not at Parse.
    */
-  private classify(sql: string, execute = true): void {
+  private classify(sql: string, execute = true): Classification {
     const c = this.ctx.classifier.classify(sql, this.txStatus !== 'I');
     if (!execute) {
       for (const reason of c.pins) if (reason !== 'set' || !this.ctx.config.session.trackSettings) this.pin(reason, c.digest);
-      return;
+      return c;
     }
     const tracked = c.settings.length > 0 && this.trackSettings(c.settings);
     for (const reason of c.pins) {
@@ -501,6 +563,69 @@ export class ClientSession implements BackendOwner, FrameSink {
       this.unnamedParse = null;
       this.backend?.statements.clear();
     }
+    return c;
+  }
+
+  /** The startup values a statement's resets take away, which PostgreSQL would have put back. */
+  private startupValuesReset(names: readonly string[] | null): Map<string, string> {
+    const out = new Map<string, string>();
+    if (names === null) for (const [k, v] of this.startupParams) out.set(k, v);
+    else for (const n of names) if (this.startupParams.has(n)) out.set(n, this.startupParams.get(n)!);
+    return out;
+  }
+
+  /**
+   * A Query whose statements reset parameters the client gave at startup: PostgreSQL resets those
+   * to the startup values, but the proxy applied them with SET, so a RESET alone would go back to
+   * the server's defaults. After each such statement the startup values are put back in the same
+   * query string (same transaction, before any later statement reads them), and the extra
+   * statement's CommandComplete is kept from the client.
+   */
+  private restoringQuery(msg: Buffer, c: Classification): { msg: Buffer; swallow: number[] } | null {
+    const text = msg.subarray(5, msg.length - 1);
+    const parts: Buffer[] = [];
+    const swallow: number[] = [];
+    let from = 0;
+    for (const r of c.resets) {
+      const values = this.startupValuesReset(r.names);
+      if (values.size === 0) continue;
+      // Offsets are bytes of the UTF-8 text; a client in another encoding keeps its text as sent.
+      if (r.end > text.length) return null;
+      parts.push(text.subarray(from, r.end), Buffer.from(`\n;${restoreParamsSql(values)}`));
+      from = r.end;
+      swallow.push(r.statement + 1 + swallow.length);
+    }
+    if (swallow.length === 0) return null;
+    parts.push(text.subarray(from), Buffer.of(0));
+    return { msg: frame('Q', Buffer.concat(parts)), swallow };
+  }
+
+  private notePortalRestore(portal: string, c: Classification): void {
+    for (const r of c.resets) {
+      const values = this.startupValuesReset(r.names);
+      if (values.size === 0) continue;
+      const all = this.portalRestores.get(portal) ?? new Map<string, string>();
+      for (const [k, v] of values) all.set(k, v);
+      this.portalRestores.set(portal, all);
+    }
+  }
+
+  /** After an Execute that reset startup parameters: put them back, unseen, before anything else runs. */
+  private restoreAfterExecute(values: ReadonlyMap<string, string>): void {
+    this.hidden(serialize.parse({ name: RESTORE_NAME, text: restoreParamsSql(values) }), { req: 'P' });
+    this.hidden(serialize.bind({ portal: RESTORE_NAME, statement: RESTORE_NAME }), { req: 'B' });
+    this.hidden(serialize.execute({ portal: RESTORE_NAME }), { req: 'E' });
+    this.hidden(serialize.close({ type: 'P', name: RESTORE_NAME }), { req: 'C' });
+    this.hidden(serialize.close({ type: 'S', name: RESTORE_NAME }), { req: 'C' });
+  }
+
+  /** FunctionCall carries no SQL: its effect comes from the function's OID. */
+  private onFunctionCall(msg: Buffer): void {
+    const call = readFunctionCall(msg);
+    if (!call) return;
+    const effect = functionCallEffect(call, this.txStatus !== 'I');
+    const tracked = effect.settings.length > 0 && this.trackSettings(effect.settings);
+    for (const reason of effect.pins) if (reason !== 'set' || !tracked) this.pin(reason, `FunctionCall ${call.oid}`);
   }
 
   /** Records SET/RESET for replay; false when they cannot be tracked and the session must pin. */
@@ -514,17 +639,14 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.settingsVersion++;
     for (const s of settings) {
       if (s.kind === 'opaque') continue;
+      // Whatever the statement did, the values are read back once the transaction ends: a RESET
+      // that a later error rolled back, or one whose startup value was put back, is then known
+      // exactly as the server has it.
       this.settingsChangedAt.set(s.kind === 'reset_all' ? '*' : s.name, this.settingsVersion);
       if (s.kind === 'reset_all') {
-        // Back to the session's defaults: the startup values, which the backend lost too.
-        this.wanted.clear();
-        for (const [k, v] of this.startupParams) this.wanted.set(k, v);
-        this.settingsToRead.clear();
-        this.backend?.appliedParams.clear();
-      } else if (s.kind === 'reset' && this.startupParams.has(s.name)) {
-        this.wanted.set(s.name, this.startupParams.get(s.name)!);
-        this.settingsToRead.delete(s.name);
-        this.backend?.appliedParams.delete(s.name);
+        for (const k of this.wanted.keys()) this.settingsToRead.add(k);
+        for (const k of this.startupParams.keys()) this.settingsToRead.add(k);
+        for (const k of this.backend?.appliedParams.keys() ?? []) this.settingsToRead.add(k);
       } else {
         this.settingsToRead.add(s.name);
       }
@@ -584,8 +706,15 @@ export class ClientSession implements BackendOwner, FrameSink {
     b.statements.capacity = this.ctx.config.session.maxPreparedStatements;
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
     if (this.pinReasons.size > 0) this.ctx.pool.markPinned(b);
+    // The client's messages wait until the backend has its settings: if that fails, they must not
+    // run with the previous client's.
+    if (this.syncParams(b)) return;
+    this.sendPending(b);
+  }
+
+  /** Sends what the client said while it had no backend (or while the backend was being synced). */
+  private sendPending(b: BackendConnection): void {
     b.socket.cork();
-    this.syncParams(b);
     try {
       while (this.pending.length > 0 && this.backend === b && !this.closed) {
         const m = this.pending.shift()!;
@@ -606,22 +735,34 @@ export class ClientSession implements BackendOwner, FrameSink {
     if (!this.clientBlocked) this.socket.resume();
   }
 
-  /** Brings the backend's session parameters to the client's, in one round trip, unseen. */
-  private syncParams(b: BackendConnection): void {
+  /**
+   * Brings the backend's session parameters to the client's, in one round trip, unseen; true when
+   * one was sent (the client's messages then wait for its answer). Several statements in one
+   * Query run in one implicit transaction, so a failure leaves the backend as it was.
+   */
+  private syncParams(b: BackendConnection): boolean {
     const sql = paramSyncSql(this.wanted, b.appliedParams);
-    if (!sql) return;
+    if (!sql) return false;
     const wanted = new Map(this.wanted);
-    b.appliedParams.clear();
-    for (const [k, v] of wanted) b.appliedParams.set(k, v);
+    this.syncing = true;
+    b.socket.cork();
     this.hidden(serialize.query(sql), {
       req: 'Q',
       done: (ok) => {
-        if (!ok) {
+        this.syncing = false;
+        if (ok) {
           b.appliedParams.clear();
+          for (const [k, v] of wanted) b.appliedParams.set(k, v);
+        } else {
           this.ctx.log.warn({ client: this.id, err: this.lastServerErrorMessage }, 'could not apply session parameters on a backend connection');
         }
+        if (this.backend !== b || this.closed) return;
+        if (ok) this.sendPending(b);
+        else this.failPending(new ServerError(this.lastServerErrorCode ?? SQLSTATE.connectionFailure, this.lastServerErrorMessage ?? 'could not apply session parameters', 'ERROR'));
       },
     });
+    b.socket.uncork();
+    return true;
   }
 
   /** Reads back the values of parameters this session SET, so they can follow it to other backends. */
@@ -634,7 +775,11 @@ export class ClientSession implements BackendOwner, FrameSink {
       req: 'Q',
       rows,
       done: (ok) => {
-        if (!ok || rows.length !== 1) return;
+        if (!ok || rows.length !== 1) {
+          // Nobody knows what this connection's settings are now: it is not lent again.
+          this.backendUnknown = true;
+          return;
+        }
         const values: Array<string | null> = [];
         new Parser().parse(rows[0]!, (m) => {
           if (m.name === 'dataRow') values.push(...((m as DataRowMessage).fields as Array<string | null>));
@@ -721,10 +866,15 @@ export class ClientSession implements BackendOwner, FrameSink {
         const f = readErrorFields(msg);
         this.lastServerErrorCode = f.get('C');
         this.lastServerErrorMessage = f.get('M');
+      } else if (type === PARAMETER_STATUS && this.queue.waiting > 0 && !this.queue.headIsHidden) {
+        const name = msg.toString('utf8', 5, msg.indexOf(0, 5)).toLowerCase();
+        if (!NOT_SESSION_SETTINGS.has(name)) this.settingsToRead.add(name);
       }
       const completed = this.queue.onServer(type, msg);
       this.runUndo();
+      if ((type === COPY_IN || type === COPY_BOTH) && !this.queue.headIsHidden) this.framer.inspect = CLIENT_INSPECT_COPY;
       if (type === Z) {
+        this.framer.inspect = CLIENT_INSPECT;
         this.txStatus = String.fromCharCode(msg[5]!) as TxStatus;
         if (completed?.kind === 'client' && this.queue.waiting === 0 && this.requestStartedAt > 0) {
           this.ctx.metrics.queryLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
@@ -763,12 +913,19 @@ export class ClientSession implements BackendOwner, FrameSink {
       return;
     }
     if (!b.framer || !b.framer.atBoundary) return;
+    // Half of a passed-through client message went to this backend: the rest must follow it.
+    if (this.framer.inRawMessage) return;
     if (this.settingsToRead.size > 0) {
       this.readBackSettings(b);
       return;
     }
     this.detachBackend();
-    this.ctx.pool.release(b);
+    if (this.backendUnknown) {
+      this.backendUnknown = false;
+      this.ctx.pool.discard(b);
+    } else {
+      this.ctx.pool.release(b);
+    }
     if (this.closeAfterTransaction) this.drain();
   }
 
@@ -794,12 +951,22 @@ export class ClientSession implements BackendOwner, FrameSink {
     if (!b) return;
     this.backend = null;
     b.owner = null;
+    this.framer.inspect = CLIENT_INSPECT;
     if (this.clientBlocked) {
       // It was waiting for this backend to drain, which it never will.
       this.clientBlocked = false;
       this.socket.resume();
     }
     this.ctx.pool.discard(b);
+    if (this.syncing) {
+      // Lost before the client's messages were sent: they go to another backend.
+      this.syncing = false;
+      this.queue.abandon();
+      if (this.pinReasons.size === 0 && !this.closed) {
+        this.borrow();
+        return;
+      }
+    }
     const waiting = this.queue.waiting > 0;
     const inTransaction = this.txStatus !== 'I' || this.extendedPending;
     this.queue.abandon();
@@ -835,7 +1002,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     }
     const b = this.backend;
     if (b) {
-      const clean = this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I' && b.framer?.atBoundary !== false;
+      const clean = this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I' && b.framer?.atBoundary !== false && !this.framer.inRawMessage;
       this.detachBackend();
       this.queue.abandon();
       if (!clean) {

@@ -83,6 +83,50 @@ export function readBindNames(msg: Buffer): { portal: string; statement: string 
   return { portal: portal.value, statement: statement.value };
 }
 
+/** Execute ('E'): the portal name (the row limit stays opaque). */
+export function readExecutePortal(msg: Buffer): string {
+  return cstring(msg, 5).value;
+}
+
+export interface FunctionCall {
+  /** pg_proc OID of the function called. */
+  oid: number;
+  /** Arguments as sent (null for SQL NULL), each with its format: 0 text, 1 binary. */
+  args: Array<{ value: Buffer | null; format: number }>;
+}
+
+/** FunctionCall ('F'); null when the message is malformed (the server will say so). */
+export function readFunctionCall(msg: Buffer): FunctionCall | null {
+  let i = 5;
+  const need = (n: number): boolean => i + n <= msg.length;
+  if (!need(6)) return null;
+  const oid = msg.readUInt32BE(i);
+  const nFormats = msg.readInt16BE(i + 4);
+  i += 6;
+  if (nFormats < 0 || !need(2 * nFormats + 2)) return null;
+  const formats: number[] = [];
+  for (let k = 0; k < nFormats; k++) formats.push(msg.readInt16BE(i + 2 * k));
+  i += 2 * nFormats;
+  const nArgs = msg.readInt16BE(i);
+  i += 2;
+  if (nArgs < 0) return null;
+  const args: FunctionCall['args'] = [];
+  for (let k = 0; k < nArgs; k++) {
+    if (!need(4)) return null;
+    const len = msg.readInt32BE(i);
+    i += 4;
+    const format = nFormats === 0 ? 0 : nFormats === 1 ? formats[0]! : (formats[k] ?? 0);
+    if (len === -1) {
+      args.push({ value: null, format });
+      continue;
+    }
+    if (len < 0 || !need(len)) return null;
+    args.push({ value: msg.subarray(i, i + len), format });
+    i += len;
+  }
+  return { oid, args };
+}
+
 /** Describe ('D') and Close ('C'): target kind ('S' statement, 'P' portal) and name. */
 export function readTarget(msg: Buffer): { kind: string; name: string } {
   if (msg.length < 7) throw new ProtocolViolation('invalid Describe/Close message');

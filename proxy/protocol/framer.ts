@@ -44,6 +44,11 @@ export class Framer {
     private readonly maxLength: number,
   ) {}
 
+  /** True while the rest of a passed-through (raw) message is still to come. */
+  get inRawMessage(): boolean {
+    return this.skip > 0;
+  }
+
   /** True when the stream sits exactly on a message boundary. */
   get atBoundary(): boolean {
     return this.headerLen === 0 && this.skip === 0 && this.whole === null;

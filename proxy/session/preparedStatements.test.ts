@@ -34,11 +34,14 @@ test('a rewritten Bind keeps everything but the statement name', () => {
   expect(rewritten.subarray(5 + 3 + 'dbproxy_abc'.length + 1)).toEqual(bind.subarray(5 + 3 + 5));
 });
 
-test('known statements are bounded', () => {
+test('known statements are bounded, and kept per user and database', () => {
   const k = new KnownStatements(2);
-  k.add('a');
-  k.add('b');
-  k.add('c');
-  expect(k.has('a')).toBe(false);
-  expect(k.has('c')).toBe(true);
+  const app = { user: 'app', database: 'db' };
+  k.add(app, 'a');
+  k.add(app, 'b');
+  k.add(app, 'c');
+  expect(k.has(app, 'a')).toBe(false);
+  expect(k.has(app, 'c')).toBe(true);
+  expect(k.has({ user: 'other', database: 'db' }, 'c')).toBe(false);
+  expect(k.has({ user: 'app', database: 'other' }, 'c')).toBe(false);
 });

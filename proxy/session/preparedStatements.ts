@@ -98,23 +98,31 @@ export function rewriteBindStatement(msg: Buffer, statement: string): Buffer {
 }
 
 /**
- * Server statement names that some backend has prepared successfully: valid SQL for their
- * search_path. A client preparing one of these while it holds no backend is answered without
- * borrowing one, which keeps clients that prepare synchronously (libpq's PQprepare, pgbench
- * -M prepared) from waiting on backends held by their own idle-in-transaction siblings.
+ * Server statement names that some backend has prepared successfully, per (user, database): valid
+ * SQL for their search_path that this user may prepare. A client preparing one of these while it
+ * holds no backend is answered without borrowing one, which keeps clients that prepare
+ * synchronously (libpq's PQprepare, pgbench -M prepared) from waiting on backends held by their
+ * own idle-in-transaction siblings. Keyed by user and database because whether a text prepares
+ * depends on who prepares it (privileges, the user's own schema in search_path): a Parse answered
+ * locally for another tenant would reveal that tenant's query texts and move its errors.
  */
 export class KnownStatements {
   private readonly names = new Set<string>();
 
   constructor(private readonly capacity = 10_000) {}
 
-  has(name: string): boolean {
-    return this.names.has(name);
+  private static entry(owner: { user: string; database: string }, name: string): string {
+    return `${owner.user}\0${owner.database}\0${name}`;
   }
 
-  add(name: string): void {
-    if (this.names.has(name)) return;
+  has(owner: { user: string; database: string }, name: string): boolean {
+    return this.names.has(KnownStatements.entry(owner, name));
+  }
+
+  add(owner: { user: string; database: string }, name: string): void {
+    const e = KnownStatements.entry(owner, name);
+    if (this.names.has(e)) return;
     if (this.names.size >= this.capacity) this.names.delete(this.names.values().next().value as string);
-    this.names.add(name);
+    this.names.add(e);
   }
 }

@@ -120,3 +120,10 @@ test('a hidden query collects its rows; abandon fails whatever is open', () => {
   expect(done).toEqual([true, false]);
   expect(q.waiting).toBe(0);
 });
+
+test('CommandCompletes of statements the proxy added to a query are kept from the client', () => {
+  const { q, seen, server } = harness();
+  q.push({ kind: 'client', req: 'Q', swallow: [1, 3] });
+  server('CCTDCCCZ');
+  expect(seen).toEqual(['C', 'T', 'D', 'C', 'C', 'Z']);
+});

@@ -18,10 +18,18 @@ export interface Slot {
   rows?: Buffer[];
   /** Called once: ok is false when the server answered with an error or skipped the request. */
   done?: (ok: boolean) => void;
+  /**
+   * client Query: ordinals (from 0) of CommandComplete messages that answer statements the proxy
+   * added to the client's query string, kept from the client.
+   */
+  swallow?: readonly number[];
+  /** CommandComplete messages seen so far for `swallow`. */
+  completions?: number;
 }
 
 const code = (c: string): number => c.charCodeAt(0);
 const ERROR = code('E');
+const COMMAND_COMPLETE = code('C');
 const READY = code('Z');
 const DATA_ROW = code('D');
 const ASYNC = new Set([code('N'), code('S'), code('A')]);
@@ -43,6 +51,14 @@ function completes(slot: Slot, type: number): boolean {
     case 'F':
       return type === READY;
   }
+}
+
+/** Counts a Query's CommandCompletes; true for one that answers a statement the proxy added. */
+function isAddedCompletion(slot: Slot, type: number): boolean {
+  if (type !== COMMAND_COMPLETE || slot.swallow === undefined) return false;
+  const n = slot.completions ?? 0;
+  slot.completions = n + 1;
+  return slot.swallow.includes(n);
 }
 
 export class ResponseQueue {
@@ -111,7 +127,7 @@ export class ResponseQueue {
       if (visible || slot.forwardErrors) this.emit(msg);
       return null;
     }
-    if (visible) this.emit(msg);
+    if (visible && !isAddedCompletion(slot, type)) this.emit(msg);
     if (completes(slot, type)) {
       this.complete((slot as { failed?: boolean }).failed !== true);
       return slot;

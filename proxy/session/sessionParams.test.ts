@@ -1,4 +1,4 @@
-import { paramSyncSql, parseOptions, readBackSql, startupSessionParams } from './sessionParams.js';
+import { paramSyncSql, parseOptions, readBackSql, restoreParamsSql, startupSessionParams } from './sessionParams.js';
 
 test('options: -c, --name=value, escaped spaces', () => {
   expect([...parseOptions('-c search_path=a,b --statement-timeout=5s -cwork_mem=4MB -c application_name=a\\ b')]).toEqual([
@@ -41,9 +41,21 @@ test('sync sql sends only the difference, quoting values and names', () => {
         ['search_path', 'x'],
       ]),
     ),
-  ).toBe(`SELECT set_config('application_name', 'o''k', false); RESET "search_path"`);
+  ).toBe(`SELECT pg_catalog.set_config(E'application_name', E'o''k', false); RESET "search_path"`);
 });
 
-test('read-back sql asks for each parameter, quoted, NULL when unknown', () => {
-  expect(readBackSql(['timezone', "odd'name"])).toBe(`SELECT current_setting('timezone', true), current_setting('odd''name', true)`);
+test('literals read the same with standard_conforming_strings off: backslashes are escaped too', () => {
+  expect(paramSyncSql(new Map([['app.x', "a\\'; SELECT 1; --"]]), new Map())).toBe(`SELECT pg_catalog.set_config(E'app.x', E'a\\\\''; SELECT 1; --', false)`);
+});
+
+test('restoring parameters is one DO block whose dollar quote no value contains', () => {
+  const sql = restoreParamsSql(new Map([['search_path', 'a, b'], ['app.x', '$dbproxy$']]));
+  expect(sql).toBe(`DO $dbproxy_$ BEGIN PERFORM pg_catalog.set_config(E'search_path', E'a, b', false); PERFORM pg_catalog.set_config(E'app.x', E'$dbproxy$', false); END $dbproxy_$`);
+});
+
+test('read-back sql asks for each parameter, quoted, one column each', () => {
+  const sql = readBackSql(['timezone', "odd'name"]);
+  expect(sql).toContain(`pg_catalog.current_setting(E'timezone', true)`);
+  expect(sql).toContain(`pg_catalog.current_setting(E'odd''name', true)`);
+  expect(sql.match(/\(SELECT CASE/g)).toHaveLength(2);
 });

@@ -49,12 +49,35 @@ export function startupSessionParams(params: Map<string, string>): Map<string, s
   return out;
 }
 
-const literal = (s: string): string => `'${s.replaceAll("'", "''")}'`;
+/**
+ * A string literal that reads the same whatever the session's standard_conforming_strings: a
+ * client may turn that off, and a value with a backslash must not change the proxy's SQL.
+ */
+export const literal = (s: string): string => `E'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
 const ident = (s: string): string => `"${s.replaceAll('"', '""')}"`;
 
-/** SQL that reads the current values of parameters, one column each, NULL for an unknown one. */
+/**
+ * SQL that reads the current values of parameters, one column each: NULL for a parameter that
+ * does not exist or is at the connection's own default (its reset value), which is what the
+ * session's state holds for "not changed", so a RESET is remembered as one.
+ */
 export function readBackSql(names: readonly string[]): string {
-  return `SELECT ${names.map((n) => `current_setting(${literal(n)}, true)`).join(', ')}`;
+  const column = (n: string): string =>
+    `(SELECT CASE WHEN s.name IS NOT NULL AND s.setting IS NOT DISTINCT FROM s.reset_val THEN NULL ELSE v.value END ` +
+    `FROM (SELECT pg_catalog.current_setting(${literal(n)}, true) AS value) v ` +
+    `LEFT JOIN pg_catalog.pg_settings s ON pg_catalog.lower(s.name) = ${literal(n.toLowerCase())})`;
+  return `SELECT ${names.map(column).join(', ')}`;
+}
+
+/**
+ * A statement that puts parameters back to the given values, for a simple Query (inserted after
+ * a RESET) or an Execute: a DO block, whose only answer is one CommandComplete.
+ */
+export function restoreParamsSql(values: ReadonlyMap<string, string>): string {
+  const calls = [...values].map(([k, v]) => `PERFORM pg_catalog.set_config(${literal(k)}, ${literal(v)}, false);`).join(' ');
+  let tag = 'dbproxy';
+  while (calls.includes(`$${tag}$`)) tag += '_';
+  return `DO $${tag}$ BEGIN ${calls} END $${tag}$`;
 }
 
 /**
@@ -64,7 +87,7 @@ export function readBackSql(names: readonly string[]): string {
 export function paramSyncSql(wanted: ReadonlyMap<string, string>, applied: ReadonlyMap<string, string>): string | null {
   const sets: string[] = [];
   const resets: string[] = [];
-  for (const [k, v] of wanted) if (applied.get(k) !== v) sets.push(`set_config(${literal(k)}, ${literal(v)}, false)`);
+  for (const [k, v] of wanted) if (applied.get(k) !== v) sets.push(`pg_catalog.set_config(${literal(k)}, ${literal(v)}, false)`);
   for (const k of applied.keys()) if (!wanted.has(k)) resets.push(`RESET ${ident(k)}`);
   if (sets.length === 0 && resets.length === 0) return null;
   const parts: string[] = [];

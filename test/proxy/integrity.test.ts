@@ -4,7 +4,7 @@
 // are compared.
 import pg from 'pg';
 import type { PgCluster } from '../../hack/postgres.js';
-import { type RunningProxy, USERS, connected, psql, startCluster, startProxy } from '../support/harness.js';
+import { type RunningProxy, USERS, connected, eventually, psql, startCluster, startProxy } from '../support/harness.js';
 import { RawClient, serialize } from '../support/rawClient.js';
 
 let cluster: PgCluster;
@@ -131,5 +131,99 @@ test('a large message written one byte at a time arrives whole', async () => {
     expect((answer[1] as unknown as { fields: string[] }).fields).toEqual(['3000']);
   } finally {
     c.close();
+  }
+});
+
+/** A frontend message of any type with any body. */
+function message(type: string, body: Buffer | string = Buffer.alloc(0)): Buffer {
+  const b = typeof body === 'string' ? Buffer.from(body) : body;
+  const out = Buffer.alloc(5 + b.length);
+  out[0] = type.charCodeAt(0);
+  out.writeUInt32BE(4 + b.length, 1);
+  b.copy(out, 5);
+  return out;
+}
+
+/** The same raw exchange against PostgreSQL directly and through the proxy: the messages each returns. */
+async function rawBoth(exchange: (c: RawClient) => Promise<string[]>): Promise<{ direct: string[]; proxied: string[] }> {
+  const out: string[][] = [];
+  for (const port of [cluster.port, proxy.port]) {
+    const c = await RawClient.login(port, app.name, app.password);
+    try {
+      out.push(await exchange(c));
+    } finally {
+      c.close();
+    }
+  }
+  return { direct: out[0]!, proxied: out[1]! };
+}
+
+const names = (ms: Array<{ name: string }>): string[] => ms.map((m) => m.name);
+
+describe('COPY messages outside a COPY (defect 3)', () => {
+  test('are ignored as PostgreSQL ignores them, and hold no backend', async () => {
+    const { direct, proxied } = await rawBoth(async (c) => {
+      // A 6-byte CopyData, a CopyDone and a CopyFail, sent while idle: no answer is due.
+      c.send([message('d', 'x'), message('c'), message('f', 'stop\0')]);
+      c.send(serialize.query('SELECT 1 AS one'));
+      return names(await c.untilReady());
+    });
+    expect(direct).toEqual(['rowDescription', 'dataRow', 'commandComplete', 'readyForQuery']);
+    expect(proxied).toEqual(direct);
+    // Nothing is borrowed once the client is idle again, so the only backend serves others.
+    await expect(connected(proxy.port).then(async (c) => ((await c.query('SELECT 2 AS two')).rows as unknown[]).concat(await c.end()))).resolves.toEqual([{ two: 2 }, undefined]);
+  });
+
+  test('a lone CopyData never drains the pool', async () => {
+    const stray = await RawClient.login(proxy.port, app.name, app.password);
+    try {
+      stray.send(message('d', 'x'));
+      // The stray message is the last thing this client sends; it keeps its connection open.
+      const other = await connected(proxy.port, 'app', { query_timeout: 5000 } as object);
+      try {
+        expect((await other.query('SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
+      } finally {
+        await other.end();
+      }
+      expect(proxy.server.stats().borrowed).toBe(0);
+    } finally {
+      stray.close();
+    }
+  });
+
+  test('CopyData pipelined behind a COPY FROM STDIN still reaches the server in order', async () => {
+    cluster.psql('CREATE TABLE IF NOT EXISTS public.copied (v text); GRANT ALL ON public.copied TO app;');
+    const { direct, proxied } = await rawBoth(async (c) => {
+      c.send([serialize.query('COPY public.copied FROM STDIN'), message('d', 'one\n'), message('d', 'two\n'), message('c')]);
+      const answer = names(await c.untilReady());
+      c.send(serialize.query("SELECT count(*) FROM public.copied WHERE v IN ('one','two')"));
+      const rows = (await c.untilReady()).filter((m) => m.name === 'dataRow').map((m) => String((m as unknown as { fields: string[] }).fields[0]));
+      c.send(serialize.query('TRUNCATE public.copied'));
+      await c.untilReady();
+      return [...answer, ...rows];
+    });
+    expect(direct).toEqual(['copyInResponse', 'commandComplete', 'readyForQuery', '2']);
+    expect(proxied).toEqual(direct);
+  });
+});
+
+test('half a CopyData left behind by a client never reaches the next client of its backend', async () => {
+  cluster.psql('CREATE TABLE IF NOT EXISTS public.copied (v text); GRANT ALL ON public.copied TO app;');
+  const c = await RawClient.login(proxy.port, app.name, app.password);
+  c.send(serialize.query('COPY public.copied FROM STDIN'));
+  expect((await c.next()).name).toBe('copyInResponse');
+  // CopyDone, then the first 10 bytes of a CopyData announcing 100: the server ends the COPY
+  // (CommandComplete, ReadyForQuery) while the client is in the middle of a message.
+  const partial = message('d', 'x'.repeat(95)).subarray(0, 10);
+  c.send([message('c'), partial]);
+  expect(names(await c.untilReady())).toEqual(['commandComplete', 'readyForQuery']);
+  c.close();
+  await eventually(() => proxy.server.stats().clientConnections === 0, 'the client to be gone');
+  // The next client on the only backend: its query is not swallowed as the rest of that CopyData.
+  const next = await connected(proxy.port, 'app', { query_timeout: 5000 } as object);
+  try {
+    expect((await next.query("SELECT 'whole' AS v")).rows).toEqual([{ v: 'whole' }]);
+  } finally {
+    await next.end();
   }
 });

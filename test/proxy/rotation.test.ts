@@ -38,7 +38,7 @@ async function stats(): Promise<ProxyStats> {
 /** Server pids of the proxy's pool connections for a user. */
 function backendPids(user: string): number[] {
   return cluster
-    .psql(`SELECT pid FROM pg_stat_activity WHERE usename = '${user}' AND application_name = 'dbproxy' ORDER BY pid`)
+    .psql(`SELECT pid FROM pg_stat_activity WHERE usename = '${user}' AND application_name <> 'dbproxy health check' ORDER BY pid`)
     .split('\n')
     .filter(Boolean)
     .map(Number);
