@@ -18,7 +18,7 @@ import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { CancelRegistry } from './cancel/cancelRegistry.js';
 import { PeerForwarder } from './cancel/peerForwarder.js';
-import { handleClientConnection } from './client/clientConnection.js';
+import { closeWithError, handleClientConnection } from './client/clientConnection.js';
 import { ClientSession } from './client/clientSession.js';
 import { BackendPool, type PoolKey, keyString, type PoolSettings } from './pool/backendPool.js';
 import { computeBudget } from './pool/budget.js';
@@ -311,7 +311,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
           ? { code: err.code, message: err.message }
           : { code: err.name === 'BorrowTimeoutError' ? SQLSTATE.tooManyConnections : SQLSTATE.connectionFailure, message: `could not connect to the database: ${err.message}` };
       this.metrics.clientRejections.inc({ reason: 'backend_unavailable' });
-      socket.end(errorResponse({ severity: 'FATAL', ...fields }));
+      closeWithError(socket, errorResponse({ severity: 'FATAL', ...fields }), this.clock);
       return;
     }
     if (socket.destroyed) return;

@@ -27,11 +27,38 @@ import {
 } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
 import type { ProxyContext } from '../proxyContext.js';
+import type { Clock } from '../runtime/clock.js';
 import { ClientGone, SocketReader } from './socketReader.js';
 
 /** PostgreSQL's authentication_timeout default. */
 const STARTUP_TIMEOUT_MS = 60_000;
+/** How long a refused client gets to take in its ErrorResponse before its socket is destroyed anyway. */
+const FATAL_FLUSH_TIMEOUT_MS = 5_000;
 export const ADMIN_DATABASE = 'dbproxy';
+
+/**
+ * What PostgreSQL does after a FATAL: send the ErrorResponse, then close the connection for good.
+ * A half-close would leave the socket open for as long as the client keeps its end open — holding
+ * the listener's slot and reading whatever it sends — so the socket is destroyed once the error is
+ * flushed (or after a bounded wait for a client that does not read). The caller has stopped
+ * reading; anything still arriving is discarded.
+ */
+export function closeWithError(socket: net.Socket, error: Buffer, clock: Clock): void {
+  if (socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const timer = clock.setTimeout(() => socket.destroy(), FATAL_FLUSH_TIMEOUT_MS);
+  timer.unref?.();
+  socket.end(error, () => {
+    clock.clearTimeout(timer);
+    socket.destroy();
+  });
+  // Flowing without a 'data' listener drops what arrives, so the peer's data neither piles up in
+  // memory nor turns the close into a reset before the error has gone out.
+  socket.resume();
+}
 
 class AuthFailure extends Error {
   constructor(
@@ -64,8 +91,12 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
   }, STARTUP_TIMEOUT_MS);
   const fatal = (code: string, message: string, metric: string): void => {
     ctx.metrics.clientRejections.inc({ reason: metric });
-    if (socket.writable) socket.end(errorResponse({ severity: 'FATAL', code, message }));
-    else socket.destroy();
+    try {
+      reader.detach();
+    } catch {
+      /* whatever the client sent beyond the limit is dropped with the connection */
+    }
+    closeWithError(socket, errorResponse({ severity: 'FATAL', code, message }), ctx.clock);
   };
   try {
     let params: Map<string, string> | undefined;
@@ -157,9 +188,9 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
       fatal(e.code, e.message, e.metric);
       return;
     }
+    const leftover = reader.detach();
     socket.write(authenticationOk());
     ctx.clock.clearTimeout(timer);
-    const leftover = reader.detach();
     if (database === ADMIN_DATABASE) {
       ctx.startAdminSession(socket, user, leftover);
       return;
