@@ -242,9 +242,10 @@ async function authenticate(
       ctx.log.error({ user, err: (e as Error).message }, 'password for user is not readable');
     }
   }
+  // PostgreSQL answers an unknown role exactly like a wrong password (after a mock exchange), so
+  // that logins cannot probe which users exist; only the metric and the log tell them apart.
   const refuse = (): never => {
-    if (!known) throw new AuthFailure(SQLSTATE.invalidAuthorizationSpecification, `role "${user}" does not exist`, 'unknown_user');
-    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, 'wrong_password');
+    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, known ? 'wrong_password' : 'unknown_user');
   };
 
   if (ctx.config.clientAuth.method === 'md5') {
@@ -319,6 +320,6 @@ async function authenticateWithToken(socket: net.Socket, reader: SocketReader, c
   // Compare digests, so neither the length nor the content leaks through timing.
   const digest = (v: string): Buffer => createHash('sha256').update(v, 'utf8').digest();
   if (expected === undefined || !timingSafeEqual(digest(expected), digest(secret))) {
-    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, 'wrong_password');
+    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, ctx.credentials.has(user) ? 'wrong_password' : 'unknown_user');
   }
 }
