@@ -13,7 +13,7 @@ import type { ClientTokenAuth } from './auth/tokenAuth.js';
 import { StatementClassifier } from './classify/classifier.js';
 import { type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
 import type { ProxyStats } from './contract/stats.js';
-import { AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
+import { type AdminAccess, adminAccess, AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
 import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { CancelRegistry } from './cancel/cancelRegistry.js';
@@ -394,8 +394,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
 
   // ---- AdminOperations ----
 
-  mayControl(user: string): boolean {
-    return this.config.adminUsers.includes(user);
+  access(user: string): AdminAccess {
+    return adminAccess(this.config, user);
   }
 
   async pause(): Promise<void> {

@@ -7,6 +7,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { TokenRefused, type ClientTokenAuth } from '../auth/tokenAuth.js';
 import type { ServerTls } from '../tls/serverTls.js';
+import { adminAccess } from '../admin/adminConsole.js';
 import { fakeScramVerifier, ScramServerExchange, type ScramVerifier } from '../auth/scramServer.js';
 import { verifyMd5Response } from '../auth/md5.js';
 import {
@@ -186,6 +187,12 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
       await new Promise<void>((r) => ctx.clock.setTimeout(r, ctx.config.clientAuth.failureDelay));
       ctx.log.info({ user, database, remote: socket.remoteAddress, reason: e.metric }, 'client authentication failed');
       fatal(e.code, e.message, e.metric);
+      return;
+    }
+    // Like PgBouncer, only after the password: who is in adminUsers is nobody else's business.
+    if (database === ADMIN_DATABASE && adminAccess(ctx.config, user) === 'none') {
+      ctx.log.info({ user, remote: socket.remoteAddress }, 'admin database login refused: user is not in adminUsers or statsUsers');
+      fatal(SQLSTATE.invalidAuthorizationSpecification, `user "${user}" is not allowed to use the admin database "${ADMIN_DATABASE}" (not in adminUsers or statsUsers)`, 'admin_not_allowed');
       return;
     }
     const leftover = reader.detach();

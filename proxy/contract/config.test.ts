@@ -27,6 +27,8 @@ test('defaults are filled in and documented values hold', () => {
   });
   expect(c.clientAuth.method).toBe('scram-sha-256');
   expect(c.healthCheck.interval).toBe(1000);
+  expect(c.adminUsers).toEqual([]);
+  expect(c.statsUsers).toEqual([]);
 });
 
 test('maxIdleConnectionsPercent defaults to half of maxConnectionsPercent', () => {

@@ -236,8 +236,13 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
-    /** Users allowed to run PAUSE, RESUME and RELOAD on the admin database "dbproxy" (SHOW is open to all users). */
+    /**
+     * Users allowed everything on the admin database "dbproxy": SHOW, PAUSE, RESUME, RELOAD.
+     * Default: none. Users in neither adminUsers nor statsUsers cannot log in to it.
+     */
     adminUsers: z.array(z.string()).default([]),
+    /** Users allowed the SHOW commands on the admin database "dbproxy", like PgBouncer's stats_users. Default: none. */
+    statsUsers: z.array(z.string()).default([]),
     peers: z
       .object({
         /** A name resolving to every replica (a headless Service): cancels this replica does not know go to them. */
