@@ -137,11 +137,14 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
           // No GSS encryption: the client may go on (and ask for TLS next).
           socket.write('N');
           break;
-        case 'cancel':
+        case 'cancel': {
+          // Read before destroy(): a destroyed socket no longer knows its peer.
+          const source = rawSocket.remoteAddress;
           reader.detach();
           socket.destroy();
-          await ctx.cancel(packet.processId, packet.secretKey);
+          await ctx.cancel(packet.processId, packet.secretKey, source);
           return;
+        }
         case 'startup':
           if (packet.major !== 3) {
             fatal(SQLSTATE.featureNotSupported, `unsupported frontend protocol ${packet.major}.${packet.minor}: server supports 3.0 to 3.0`, 'protocol_version');

@@ -256,6 +256,24 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Cancel requests accepted per source address (IPv4 address, IPv6 /64), a token bucket: the
+     * only bound on guessing cancel keys. Requests over it are dropped and counted
+     * (dbproxy_cancel_requests_total{result="rate_limited"}).
+     */
+    cancelRateLimit: z
+      .object({
+        /** CancelRequests on the client port from one address, per second. Default 20. */
+        perSecond: z.number().positive().default(20),
+        /** ... and at once. Default 100. */
+        burst: z.number().int().min(1).default(100),
+        /** POST /cancel from one peer address, per second: a peer forwards for all its clients. Default 200. */
+        peerPerSecond: z.number().positive().default(200),
+        /** ... and at once. Default 1000. */
+        peerBurst: z.number().int().min(1).default(1000),
+      })
+      .strict()
+      .prefault({}),
     /** 0-255, part of every cancel key so a cancel can be routed to the replica that issued it. */
     replicaId: z.number().int().min(0).max(255).default(0),
     /** On SIGTERM: how long transactions may run on before every connection is closed. */
