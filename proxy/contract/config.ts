@@ -85,8 +85,8 @@ const userSchema = z
     path: ['backendAuth', 'region'],
   });
 
-/** STS hosts accepted in client IAM tokens by default: the global endpoint and every regional one. */
-export const DEFAULT_STS_HOSTS = ['sts.amazonaws.com', 'sts.*.amazonaws.com', 'sts.*.amazonaws.com.cn'];
+/** STS hosts accepted in client IAM tokens by default: the global endpoint, every regional one (China's too), and the FIPS ones. */
+export const DEFAULT_STS_HOSTS = ['sts.amazonaws.com', 'sts.*.amazonaws.com', 'sts.*.amazonaws.com.cn', 'sts-fips.*.amazonaws.com'];
 
 const tlsSchema = z
   .object({
@@ -131,8 +131,12 @@ const iamSchema = z
      */
     proxyId: z.string().min(1).max(256),
     /**
-     * STS hosts a client token may name: exact names, "*" standing for one DNS label, ":port" for a
-     * port other than 443. Default: sts.amazonaws.com, sts.*.amazonaws.com, sts.*.amazonaws.com.cn.
+     * STS hosts a client token may name, ":port" for a port other than 443. An exact name is taken
+     * as given (e.g. a private STS endpoint). "*" stands for one AWS region name (eu-west-1,
+     * us-gov-west-1, cn-north-1, ...), and a name matched through it must be an AWS STS endpoint
+     * (global, regional, China, FIPS). A token's credential scope must be service sts, in the
+     * region of an AWS STS host (us-east-1 for the global sts.amazonaws.com). Default:
+     * sts.amazonaws.com, sts.*.amazonaws.com, sts.*.amazonaws.com.cn, sts-fips.*.amazonaws.com.
      */
     stsHosts: z.array(z.string().min(1)).min(1).default(DEFAULT_STS_HOSTS),
     /** IAM role or user ARNs (assumed-role ARNs are canonicalized to role ARNs) and the database user each may log in as. Default: none. */
