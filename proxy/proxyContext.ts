@@ -25,8 +25,8 @@ export interface ProxyContext {
   readonly knownStatements: KnownStatements;
   readonly shuttingDown: boolean;
   clientCount(): number;
-  /** Routes a CancelRequest to the session it names. */
-  cancel(pid: number, secret: number): Promise<void>;
+  /** Routes a CancelRequest to the session it names; `source` is the sender's address, for the rate limit. */
+  cancel(pid: number, secret: number, source: string | undefined): Promise<void>;
   /** After authentication: sends the session's ParameterStatus, BackendKeyData and ReadyForQuery. */
   startSession(socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void>;
   startAdminSession(socket: net.Socket, user: string, leftover: Buffer): void;

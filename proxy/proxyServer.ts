@@ -13,12 +13,13 @@ import type { ClientTokenAuth } from './auth/tokenAuth.js';
 import { StatementClassifier } from './classify/classifier.js';
 import { type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
 import type { ProxyStats } from './contract/stats.js';
-import { AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
+import { type AdminAccess, adminAccess, AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
 import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { CancelRegistry } from './cancel/cancelRegistry.js';
 import { PeerForwarder } from './cancel/peerForwarder.js';
-import { handleClientConnection } from './client/clientConnection.js';
+import { SourceRateLimiter, sourceKey } from './cancel/rateLimiter.js';
+import { closeWithError, handleClientConnection } from './client/clientConnection.js';
 import { ClientSession } from './client/clientSession.js';
 import { BackendPool, type PoolKey, keyString, type PoolSettings } from './pool/backendPool.js';
 import { computeBudget } from './pool/budget.js';
@@ -99,6 +100,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private targetMaxConnections: number | null = null;
   private stopped: Promise<void> | null = null;
   private readonly peers: PeerForwarder;
+  private readonly cancelLimiter: SourceRateLimiter;
+  private readonly peerCancelLimiter: SourceRateLimiter;
   private configWatch: NodeJS.Timeout | null = null;
   private configStamp = '';
   private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
@@ -129,6 +132,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.rdsTokens = opts.rdsTokens ?? new RdsTokenProvider();
     this.tokenAuth = this.config.iamAuth === 'DISABLED' ? undefined : buildTokenAuth(this.config, this.log);
     this.cancels = new CancelRegistry(this.config.replicaId);
+    this.cancelLimiter = new SourceRateLimiter(() => this.clock.now());
+    this.peerCancelLimiter = new SourceRateLimiter(() => this.clock.now());
     this.peers = new PeerForwarder({
       config: { ...this.config.peers, timeoutMs: this.config.peers.timeout },
       self: () => `${splitHostPort(this.config.adminListen, true)!.host}:${this.http?.port ?? 0}`,
@@ -187,7 +192,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       stats: () => this.stats(),
       metrics: () => this.metrics.registry.metrics(),
       metricsContentType: this.metrics.registry.contentType,
-      cancel: (pid, secret) => this.cancelLocal(pid, secret),
+      forwardedCancel: (pid, secret, source) => this.forwardedCancel(pid, secret, source),
     });
     void this.monitor.start();
     this.janitor = setInterval(() => this.sweep(), 1000);
@@ -281,14 +286,34 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return this.sessions.size + this.adminSockets.size;
   }
 
-  async cancel(pid: number, secret: number): Promise<void> {
+  async cancel(pid: number, secret: number, source: string | undefined): Promise<void> {
+    const limit = this.config.cancelRateLimit;
+    if (!this.cancelLimiter.take(sourceKey(source), { perSecond: limit.perSecond, burst: limit.burst })) {
+      this.metrics.cancelRequests.inc({ via: 'client', result: 'rate_limited' });
+      this.log.debug({ source }, 'cancel request dropped: source over cancelRateLimit');
+      return;
+    }
+    this.metrics.cancelRequests.inc({ via: 'client', result: 'processed' });
     if (await this.cancelLocal(pid, secret)) return;
     if (!this.peers.enabled) {
       if (!this.cancels.isLocal(pid)) this.log.info({ pid }, 'cancel request names another replica; no peers configured');
       return;
     }
-    const accepted = await this.peers.forward(pid, secret);
-    this.log.info({ pid, accepted }, 'cancel request forwarded to peers');
+    const peers = await this.peers.forward(pid, secret);
+    this.log.info({ pid, peers }, 'cancel request forwarded to peers');
+  }
+
+  /** POST /cancel from a peer: rate-limited per source, then looked up here only (never forwarded again). */
+  forwardedCancel(pid: number, secret: number, source: string | undefined): boolean {
+    const limit = this.config.cancelRateLimit;
+    if (!this.peerCancelLimiter.take(sourceKey(source), { perSecond: limit.peerPerSecond, burst: limit.peerBurst })) {
+      this.metrics.cancelRequests.inc({ via: 'peer', result: 'rate_limited' });
+      this.log.debug({ source }, 'forwarded cancel dropped: source over cancelRateLimit');
+      return false;
+    }
+    this.metrics.cancelRequests.inc({ via: 'peer', result: 'processed' });
+    this.cancelLocal(pid, secret).catch((e: Error) => this.log.warn({ err: e.message }, 'forwarded cancel could not be sent to the server'));
+    return true;
   }
 
   /** Cancels the query of a session of this replica; false when no session here has that key. */
@@ -315,7 +340,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
           ? { code: err.code, message: err.message }
           : { code: err.name === 'BorrowTimeoutError' ? SQLSTATE.tooManyConnections : SQLSTATE.connectionFailure, message: `could not connect to the database: ${err.message}` };
       this.metrics.clientRejections.inc({ reason: 'backend_unavailable' });
-      socket.end(errorResponse({ severity: 'FATAL', ...fields }));
+      closeWithError(socket, errorResponse({ severity: 'FATAL', ...fields }), this.clock);
       return;
     }
     if (socket.destroyed) return;
@@ -419,8 +444,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
 
   // ---- AdminOperations ----
 
-  mayControl(user: string): boolean {
-    return this.config.adminUsers.includes(user);
+  access(user: string): AdminAccess {
+    return adminAccess(this.config, user);
   }
 
   async pause(): Promise<void> {

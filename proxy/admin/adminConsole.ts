@@ -1,6 +1,7 @@
 // The PgBouncer-style admin database: connect to database "dbproxy" and run SHOW POOLS, SHOW
 // CLIENTS, SHOW SERVERS, SHOW STATS, SHOW TARGETS, PAUSE, RESUME, RELOAD. Simple protocol only.
 // Commands are a handful of fixed words, so they are matched as words, not parsed as SQL.
+// statsUsers may SHOW, adminUsers may do everything; nobody else gets past the login.
 import type net from 'node:net';
 import { Framer, FramingError, inspectTable, type FrameSink } from '../protocol/framer.js';
 import { readQuery } from '../protocol/clientMessages.js';
@@ -21,6 +22,18 @@ export interface ResultSet {
   rows: Array<Array<string | number | boolean | null>>;
 }
 
+/**
+ * What a user may do on the admin database, like PgBouncer's admin_users and stats_users: SHOW
+ * tells who is connected from where and how the pool is set up, so it is not for every tenant.
+ */
+export type AdminAccess = 'admin' | 'stats' | 'none';
+
+export function adminAccess(config: { adminUsers: readonly string[]; statsUsers: readonly string[] }, user: string): AdminAccess {
+  if (config.adminUsers.includes(user)) return 'admin';
+  if (config.statsUsers.includes(user)) return 'stats';
+  return 'none';
+}
+
 /** What the console can see and do; implemented by the proxy server. */
 export interface AdminOperations {
   show(what: 'pools' | 'clients' | 'servers' | 'stats' | 'targets' | 'config'): ResultSet;
@@ -28,8 +41,8 @@ export interface AdminOperations {
   resume(): void;
   /** Re-reads the config file; resolves to a note on what could not be applied without a restart. */
   reload(): Promise<string>;
-  /** Whether this user may change state (PAUSE, RESUME, RELOAD); SHOW is open to every user. */
-  mayControl(user: string): boolean;
+  /** This user's rights, read from the current config on every command (a RELOAD may change them). */
+  access(user: string): AdminAccess;
 }
 
 const SHOWABLE = new Set(['pools', 'clients', 'servers', 'stats', 'targets', 'config']);
@@ -109,6 +122,11 @@ export class AdminSession implements FrameSink {
       if (words.length === 0) {
         s.write(emptyQueryResponse());
       } else if (words[0] === 'show' && words.length === 2 && SHOWABLE.has(words[1]!)) {
+        if (this.ops.access(this.user) === 'none') {
+          error(SQLSTATE.insufficientPrivilege, 'permission denied: SHOW needs a user listed in adminUsers or statsUsers');
+          s.write(readyForQuery('I'));
+          return;
+        }
         const rs = this.ops.show(words[1] as 'pools');
         s.cork();
         s.write(rowDescription(rs.columns));
@@ -116,7 +134,7 @@ export class AdminSession implements FrameSink {
         s.write(commandComplete('SHOW'));
         s.uncork();
       } else if (words.length === 1 && ['pause', 'resume', 'reload'].includes(words[0]!)) {
-        if (!this.ops.mayControl(this.user)) {
+        if (this.ops.access(this.user) !== 'admin') {
           error(SQLSTATE.insufficientPrivilege, `permission denied: ${words[0]!.toUpperCase()} needs a user listed in adminUsers`);
         } else if (words[0] === 'pause') {
           await this.ops.pause();

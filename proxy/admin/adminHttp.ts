@@ -8,8 +8,11 @@ export interface AdminHttpSource {
   stats(): ProxyStats;
   metrics(): Promise<string>;
   metricsContentType: string;
-  /** A cancel forwarded by a peer replica; true when a session here matched it. */
-  cancel(pid: number, secret: number): Promise<boolean>;
+  /**
+   * A cancel forwarded by a peer replica, from `source` (the sender's address). False when the
+   * source is over its rate limit; otherwise the cancel is carried out in the background.
+   */
+  forwardedCancel(pid: number, secret: number, source: string | undefined): boolean;
 }
 
 export interface AdminHttp {
@@ -39,10 +42,11 @@ export async function startAdminHttp(addr: { host: string; port: number }, sourc
           return send(400, 'bad request\n');
         }
         if (typeof msg.pid !== 'number' || typeof msg.secret !== 'number') return send(400, 'pid and secret must be numbers\n');
-        source.cancel(msg.pid, msg.secret).then(
-          (hit) => send(hit ? 202 : 404, hit ? 'cancel sent\n' : 'no such session here\n'),
-          () => send(500, 'cancel failed\n'),
-        );
+        // One answer for every key, sent before the key is even looked up: like PostgreSQL's
+        // cancel port, this endpoint must not tell a guesser (by status or by timing) whether a
+        // guess named a session.
+        if (!source.forwardedCancel(msg.pid, msg.secret, req.socket.remoteAddress)) return send(429, 'too many cancel requests\n');
+        send(202, 'cancel request received\n');
       });
       return;
     }

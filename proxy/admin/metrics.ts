@@ -23,6 +23,7 @@ export class ProxyMetrics {
   readonly queryLatency: Histogram;
   readonly protocolErrors: Counter;
   readonly failovers: Counter;
+  readonly cancelRequests: Counter<'via' | 'result'>;
 
   constructor(source: GaugeSource) {
     const r = this.registry;
@@ -91,6 +92,14 @@ export class ProxyMetrics {
       },
     });
     this.protocolErrors = new Counter({ name: 'dbproxy_client_protocol_errors_total', help: 'Malformed or unexpected client messages.', registers: [r] });
+    // Never by whether a key matched: /metrics is as open as the cancel port, and a count of
+    // matches would tell a guesser when a guess was right.
+    this.cancelRequests = new Counter({
+      name: 'dbproxy_cancel_requests_total',
+      help: 'Cancel requests received, by where from (client port, peer) and whether they were processed or dropped by the rate limit.',
+      labelNames: ['via', 'result'],
+      registers: [r],
+    });
   }
 
   pinned(reason: PinReason): void {

@@ -6,13 +6,16 @@
 // altered, or signed with the wrong keys is refused by STS itself.
 //
 // Checks, in order, each with its own refusal message (never echoing the token):
-//   prefix and base64url; https; no user info, fragment or odd port; host on the allow-list;
-//   path "/"; only allow-listed query parameters, each exactly once; Action=GetCallerIdentity;
-//   signed (SigV4 parameters present); host and the binding header among SignedHeaders;
-//   X-Amz-Date within 15 minutes; then STS: no redirects followed, a timeout, a size cap.
+//   prefix and base64url; https; no user info, fragment or odd port; host on the allow-list
+//   (AWS STS endpoints by their exact shapes); path "/"; only allow-listed query parameters, each
+//   exactly once; Action=GetCallerIdentity; signed (SigV4 parameters present); credential scope
+//   service sts in the host's region; host and the binding header among SignedHeaders;
+//   X-Amz-Date within 15 minutes; then STS: no redirects followed, a timeout, a size cap, and the
+//   ARN read only from GetCallerIdentityResponse/GetCallerIdentityResult/Arn of a well-formed answer.
 // Assumed-role ARNs are canonicalized to the role's ARN, then mapped to database users.
 import https from 'node:https';
 import tls from 'node:tls';
+import { parseXML } from '@aws-sdk/xml-builder';
 import { parseAmzDate } from './rdsToken.js';
 import { BINDING_HEADER, STS_TOKEN_PREFIX } from './iamToken.js';
 import { TokenRefused, type TokenVerifier, type VerifiedIdentity } from './tokenAuth.js';
@@ -43,7 +46,36 @@ export interface StsVerifierOptions {
   now?: () => number;
 }
 
-/** "sts.*.amazonaws.com[:port]" style patterns: "*" is one DNS label; no port means 443. */
+/**
+ * An AWS region name: us-east-1, eu-central-2, us-gov-west-1, cn-north-1, us-isob-east-1 (two
+ * letters, an optional partition infix, a direction word, a number).
+ */
+const AWS_REGION = /^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$/;
+
+/**
+ * The signing region of an AWS STS endpoint, or undefined when the name is not one: the global
+ * sts.amazonaws.com (us-east-1), sts.<region>.amazonaws.com, sts-fips.<region>.amazonaws.com,
+ * and sts.<region>.amazonaws.com.cn for the China regions (which exist only there).
+ */
+export function awsStsRegion(hostname: string): string | undefined {
+  const host = hostname.toLowerCase();
+  if (host === 'sts.amazonaws.com') return 'us-east-1';
+  const m = /^(sts|sts-fips)\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(host);
+  if (!m || !AWS_REGION.test(m[2]!)) return undefined;
+  const china = m[2]!.startsWith('cn-');
+  if (china !== (m[3] !== undefined)) return undefined;
+  if (china && m[1] === 'sts-fips') return undefined;
+  return m[2];
+}
+
+/**
+ * Whether a token's host may be called. Patterns are host names with an optional ":port" (none
+ * means 443). An exact name is taken as given (a private STS endpoint, a test's local one). A "*"
+ * stands for one AWS region name, and a name matched through it must be an AWS STS endpoint: the
+ * proxy hands a token's host its own binding header and believes the ARN it answers, so a
+ * wildcard must never reach a host someone else could answer for (sts.s3.amazonaws.com is an S3
+ * bucket).
+ */
 export function hostAllowed(hostname: string, port: string, patterns: readonly string[]): boolean {
   const host = hostname.toLowerCase();
   return patterns.some((p) => {
@@ -51,9 +83,17 @@ export function hostAllowed(hostname: string, port: string, patterns: readonly s
     if (!m) return false;
     if ((m[2] ?? '') !== port && !(m[2] === '443' && port === '')) return false;
     const labels = m[1]!.split('.');
+    if (!labels.includes('*')) return labels.join('.') === host;
     const got = host.split('.');
-    return labels.length === got.length && labels.every((l, i) => (l === '*' ? /^[a-z0-9-]+$/.test(got[i]!) : l === got[i]));
+    return labels.length === got.length && labels.every((l, i) => (l === '*' ? AWS_REGION.test(got[i]!) : l === got[i])) && awsStsRegion(host) !== undefined;
   });
+}
+
+/** X-Amz-Credential: <access key id>/<yyyymmdd>/<region>/<service>/aws4_request. */
+function credentialScope(credential: string): { date: string; region: string; service: string } | undefined {
+  const parts = credential.split('/');
+  if (parts.length !== 5 || parts[0] === '' || parts[4] !== 'aws4_request' || !/^\d{8}$/.test(parts[1]!)) return undefined;
+  return { date: parts[1]!, region: parts[2]!, service: parts[3]! };
 }
 
 /** arn:aws:sts::123:assumed-role/Role/session -> arn:aws:iam::123:role/Role; IAM user and role ARNs stay. */
@@ -124,6 +164,19 @@ export class StsVerifier implements TokenVerifier {
     if (seen.get('Action') !== 'GetCallerIdentity') throw new TokenRefused('action', 'token must be for Action=GetCallerIdentity');
     if (REQUIRED_SIGV4.some((p) => !seen.get(p))) throw new TokenRefused('unsigned', 'token is not a SigV4-presigned request');
     if (seen.get('X-Amz-Algorithm') !== 'AWS4-HMAC-SHA256') throw new TokenRefused('unsigned', 'token must be signed with AWS4-HMAC-SHA256');
+    // STS checks the signature against its own scope too, but only the proxy knows which host the
+    // token was meant for: a token signed for another service or region is not an STS login.
+    const scope = credentialScope(seen.get('X-Amz-Credential')!);
+    if (!scope) throw new TokenRefused('credential', 'token has a malformed X-Amz-Credential');
+    if (scope.service !== 'sts') throw new TokenRefused('credential', `token is signed for service "${scope.service.slice(0, 40)}", not sts`);
+    const hostRegion = awsStsRegion(url.hostname);
+    if (hostRegion !== undefined && scope.region !== hostRegion) {
+      throw new TokenRefused('credential', `token is signed for region ${scope.region.slice(0, 40)}, but ${url.hostname} signs in ${hostRegion}`);
+    }
+    if (hostRegion === undefined && !AWS_REGION.test(scope.region)) throw new TokenRefused('credential', `token is signed for an invalid region "${scope.region.slice(0, 40)}"`);
+    if (!seen.get('X-Amz-Date')!.startsWith(scope.date)) {
+      throw new TokenRefused('credential', `token's credential scope date ${scope.date} does not match X-Amz-Date`);
+    }
     const signed = seen.get('X-Amz-SignedHeaders')!.split(';');
     if (!signed.includes(BINDING_HEADER)) throw new TokenRefused('binding', `the ${BINDING_HEADER} header is not among the signed headers: the token is not bound to a proxy`);
     if (!signed.includes('host')) throw new TokenRefused('binding', 'the host header is not among the signed headers');
@@ -185,8 +238,8 @@ export class StsVerifier implements TokenVerifier {
               if (status >= 500) return reject(new TokenRefused('sts_unavailable', `STS is unavailable (HTTP ${status}${code ? ` ${code}` : ''})`));
               return reject(new TokenRefused('sts', `STS refused the token (HTTP ${status}${code ? ` ${code}` : ''}): it is expired, altered, signed with other keys, or made for another proxy`));
             }
-            const arn = callerArn(body);
-            if (!arn) return reject(new TokenRefused('sts', 'STS answer holds no caller ARN'));
+            const arn = callerArn(body, String(res.headers['content-type'] ?? ''));
+            if (!arn) return reject(new TokenRefused('sts', 'STS answer is not a well-formed GetCallerIdentity response with the caller ARN'));
             resolve(arn);
           });
           res.on('error', (e) => reject(new TokenRefused('sts_unavailable', `STS call failed: ${e.message}`)));
@@ -213,13 +266,35 @@ function errorCode(body: string): string | undefined {
   return m?.[1];
 }
 
-function callerArn(body: string): string | undefined {
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The caller's ARN from a GetCallerIdentity answer: GetCallerIdentityResponse /
+ * GetCallerIdentityResult / Arn, a single string, in a document that parses whole as what its
+ * Content-Type says (JSON, which the proxy asks for, or STS's usual XML). Anything else — an Arn
+ * elsewhere, two of them, a wrapper element, trailing content — is no answer.
+ */
+export function callerArn(body: string, contentType: string): string | undefined {
+  const type = contentType.split(';')[0]!.trim().toLowerCase();
+  let doc: unknown;
   try {
-    const doc = JSON.parse(body) as { GetCallerIdentityResponse?: { GetCallerIdentityResult?: { Arn?: unknown } } };
-    const arn = doc.GetCallerIdentityResponse?.GetCallerIdentityResult?.Arn;
-    if (typeof arn === 'string') return arn;
+    if (type === 'application/json') {
+      doc = JSON.parse(body);
+    } else if (type === 'text/xml' || type === 'application/xml') {
+      // The parser reads the first root element and stops: anything after it must be whitespace.
+      if (!body.trimEnd().endsWith('</GetCallerIdentityResponse>')) return undefined;
+      doc = parseXML(body);
+    } else {
+      return undefined;
+    }
   } catch {
-    /* XML */
+    return undefined;
   }
-  return /<Arn>([^<]{1,2048})<\/Arn>/.exec(body)?.[1];
+  if (!isObject(doc) || Object.keys(doc).length !== 1) return undefined;
+  const response = doc.GetCallerIdentityResponse;
+  if (!isObject(response)) return undefined;
+  const result = response.GetCallerIdentityResult;
+  if (!isObject(result)) return undefined;
+  const arn = result.Arn;
+  return typeof arn === 'string' && arn.length > 0 && arn.length <= 2048 ? arn : undefined;
 }

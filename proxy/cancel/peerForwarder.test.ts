@@ -15,7 +15,7 @@ test('peers: static ones plus every address of the DNS name, never this replica'
   expect(f.enabled).toBe(true);
 });
 
-test('forward: counts the peers that accepted; unreachable peers are logged, not fatal', async () => {
+test('forward: counts the peers that took the cancel in; unreachable or refusing peers are logged, not fatal', async () => {
   const posted: string[] = [];
   const f = new PeerForwarder({
     config: { static: ['a:1', 'b:2', 'c:3'], adminPort: 9090, timeoutMs: 100 },
@@ -24,7 +24,7 @@ test('forward: counts the peers that accepted; unreachable peers are logged, not
     post: async (url, body) => {
       posted.push(`${url} ${body}`);
       if (url.includes('c:3')) throw new Error('ECONNREFUSED');
-      return url.includes('a:1') ? 202 : 404;
+      return url.includes('a:1') ? 202 : 429;
     },
   });
   expect(await f.forward(7, 9)).toBe(1);

@@ -2,7 +2,9 @@
 // client's CancelRequest often reaches a replica other than the one running its query. A cancel
 // whose key is not known here is sent to every peer's admin HTTP endpoint (POST /cancel); peers
 // only look up their own sessions and never forward again, so there are no loops, and replicas
-// that happen to share a replicaId still find the right session by pid and secret.
+// that happen to share a replicaId still find the right session by pid and secret. Peers answer
+// every well-formed cancel alike (202), matched or not, so the forwarder only learns which peers
+// it reached.
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
@@ -62,14 +64,18 @@ export class PeerForwarder {
     return [...out];
   }
 
-  /** Sends the cancel to every peer; resolves to how many accepted it (at most one should). */
+  /** Sends the cancel to every peer; resolves to how many took it in (202). */
   async forward(pid: number, secret: number): Promise<number> {
     const body = JSON.stringify({ pid, secret });
     const post = this.deps.post ?? httpPost;
     const results = await Promise.all(
       (await this.peers()).map((peer) =>
         post(`http://${peer}/cancel`, body, this.deps.config.timeoutMs).then(
-          (status) => status === 202,
+          (status) => {
+            if (status === 202) return true;
+            this.deps.log.warn({ peer, status }, 'peer did not take the forwarded cancel');
+            return false;
+          },
           (e: Error) => {
             this.deps.log.warn({ peer, err: e.message }, 'cancel could not be forwarded to a peer');
             return false;

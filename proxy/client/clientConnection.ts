@@ -7,6 +7,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { TokenRefused, type ClientTokenAuth } from '../auth/tokenAuth.js';
 import type { ServerTls } from '../tls/serverTls.js';
+import { adminAccess } from '../admin/adminConsole.js';
 import { fakeScramVerifier, ScramServerExchange, type ScramVerifier } from '../auth/scramServer.js';
 import { verifyMd5Response } from '../auth/md5.js';
 import {
@@ -27,11 +28,38 @@ import {
 } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
 import type { ProxyContext } from '../proxyContext.js';
+import type { Clock } from '../runtime/clock.js';
 import { ClientGone, SocketReader } from './socketReader.js';
 
 /** PostgreSQL's authentication_timeout default. */
 const STARTUP_TIMEOUT_MS = 60_000;
+/** How long a refused client gets to take in its ErrorResponse before its socket is destroyed anyway. */
+const FATAL_FLUSH_TIMEOUT_MS = 5_000;
 export const ADMIN_DATABASE = 'dbproxy';
+
+/**
+ * What PostgreSQL does after a FATAL: send the ErrorResponse, then close the connection for good.
+ * A half-close would leave the socket open for as long as the client keeps its end open — holding
+ * the listener's slot and reading whatever it sends — so the socket is destroyed once the error is
+ * flushed (or after a bounded wait for a client that does not read). The caller has stopped
+ * reading; anything still arriving is discarded.
+ */
+export function closeWithError(socket: net.Socket, error: Buffer, clock: Clock): void {
+  if (socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const timer = clock.setTimeout(() => socket.destroy(), FATAL_FLUSH_TIMEOUT_MS);
+  timer.unref?.();
+  socket.end(error, () => {
+    clock.clearTimeout(timer);
+    socket.destroy();
+  });
+  // Flowing without a 'data' listener drops what arrives, so the peer's data neither piles up in
+  // memory nor turns the close into a reset before the error has gone out.
+  socket.resume();
+}
 
 class AuthFailure extends Error {
   constructor(
@@ -64,8 +92,12 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
   }, STARTUP_TIMEOUT_MS);
   const fatal = (code: string, message: string, metric: string): void => {
     ctx.metrics.clientRejections.inc({ reason: metric });
-    if (socket.writable) socket.end(errorResponse({ severity: 'FATAL', code, message }));
-    else socket.destroy();
+    try {
+      reader.detach();
+    } catch {
+      /* whatever the client sent beyond the limit is dropped with the connection */
+    }
+    closeWithError(socket, errorResponse({ severity: 'FATAL', code, message }), ctx.clock);
   };
   try {
     let params: Map<string, string> | undefined;
@@ -105,11 +137,14 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
           // No GSS encryption: the client may go on (and ask for TLS next).
           socket.write('N');
           break;
-        case 'cancel':
+        case 'cancel': {
+          // Read before destroy(): a destroyed socket no longer knows its peer.
+          const source = rawSocket.remoteAddress;
           reader.detach();
           socket.destroy();
-          await ctx.cancel(packet.processId, packet.secretKey);
+          await ctx.cancel(packet.processId, packet.secretKey, source);
           return;
+        }
         case 'startup':
           if (packet.major !== 3) {
             fatal(SQLSTATE.featureNotSupported, `unsupported frontend protocol ${packet.major}.${packet.minor}: server supports 3.0 to 3.0`, 'protocol_version');
@@ -157,9 +192,15 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
       fatal(e.code, e.message, e.metric);
       return;
     }
+    // Like PgBouncer, only after the password: who is in adminUsers is nobody else's business.
+    if (database === ADMIN_DATABASE && adminAccess(ctx.config, user) === 'none') {
+      ctx.log.info({ user, remote: socket.remoteAddress }, 'admin database login refused: user is not in adminUsers or statsUsers');
+      fatal(SQLSTATE.invalidAuthorizationSpecification, `user "${user}" is not allowed to use the admin database "${ADMIN_DATABASE}" (not in adminUsers or statsUsers)`, 'admin_not_allowed');
+      return;
+    }
+    const leftover = reader.detach();
     socket.write(authenticationOk());
     ctx.clock.clearTimeout(timer);
-    const leftover = reader.detach();
     if (database === ADMIN_DATABASE) {
       ctx.startAdminSession(socket, user, leftover);
       return;
@@ -211,9 +252,10 @@ async function authenticate(
       ctx.log.error({ user, err: (e as Error).message }, 'password for user is not readable');
     }
   }
+  // PostgreSQL answers an unknown role exactly like a wrong password (after a mock exchange), so
+  // that logins cannot probe which users exist; only the metric and the log tell them apart.
   const refuse = (): never => {
-    if (!known) throw new AuthFailure(SQLSTATE.invalidAuthorizationSpecification, `role "${user}" does not exist`, 'unknown_user');
-    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, 'wrong_password');
+    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, known ? 'wrong_password' : 'unknown_user');
   };
 
   if (ctx.config.clientAuth.method === 'md5') {
@@ -288,6 +330,6 @@ async function authenticateWithToken(socket: net.Socket, reader: SocketReader, c
   // Compare digests, so neither the length nor the content leaks through timing.
   const digest = (v: string): Buffer => createHash('sha256').update(v, 'utf8').digest();
   if (expected === undefined || !timingSafeEqual(digest(expected), digest(secret))) {
-    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, 'wrong_password');
+    throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, ctx.credentials.has(user) ? 'wrong_password' : 'unknown_user');
   }
 }

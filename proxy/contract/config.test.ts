@@ -27,6 +27,9 @@ test('defaults are filled in and documented values hold', () => {
   });
   expect(c.clientAuth.method).toBe('scram-sha-256');
   expect(c.healthCheck.interval).toBe(1000);
+  expect(c.adminUsers).toEqual([]);
+  expect(c.statsUsers).toEqual([]);
+  expect(c.cancelRateLimit).toEqual({ perSecond: 20, burst: 100, peerPerSecond: 200, peerBurst: 1000 });
 });
 
 test('maxIdleConnectionsPercent defaults to half of maxConnectionsPercent', () => {

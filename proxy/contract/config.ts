@@ -85,8 +85,8 @@ const userSchema = z
     path: ['backendAuth', 'region'],
   });
 
-/** STS hosts accepted in client IAM tokens by default: the global endpoint and every regional one. */
-export const DEFAULT_STS_HOSTS = ['sts.amazonaws.com', 'sts.*.amazonaws.com', 'sts.*.amazonaws.com.cn'];
+/** STS hosts accepted in client IAM tokens by default: the global endpoint, every regional one (China's too), and the FIPS ones. */
+export const DEFAULT_STS_HOSTS = ['sts.amazonaws.com', 'sts.*.amazonaws.com', 'sts.*.amazonaws.com.cn', 'sts-fips.*.amazonaws.com'];
 
 const tlsSchema = z
   .object({
@@ -131,8 +131,12 @@ const iamSchema = z
      */
     proxyId: z.string().min(1).max(256),
     /**
-     * STS hosts a client token may name: exact names, "*" standing for one DNS label, ":port" for a
-     * port other than 443. Default: sts.amazonaws.com, sts.*.amazonaws.com, sts.*.amazonaws.com.cn.
+     * STS hosts a client token may name, ":port" for a port other than 443. An exact name is taken
+     * as given (e.g. a private STS endpoint). "*" stands for one AWS region name (eu-west-1,
+     * us-gov-west-1, cn-north-1, ...), and a name matched through it must be an AWS STS endpoint
+     * (global, regional, China, FIPS). A token's credential scope must be service sts, in the
+     * region of an AWS STS host (us-east-1 for the global sts.amazonaws.com). Default:
+     * sts.amazonaws.com, sts.*.amazonaws.com, sts.*.amazonaws.com.cn, sts-fips.*.amazonaws.com.
      */
     stsHosts: z.array(z.string().min(1)).min(1).default(DEFAULT_STS_HOSTS),
     /** IAM role or user ARNs (assumed-role ARNs are canonicalized to role ARNs) and the database user each may log in as. Default: none. */
@@ -236,8 +240,13 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
-    /** Users allowed to run PAUSE, RESUME and RELOAD on the admin database "dbproxy" (SHOW is open to all users). */
+    /**
+     * Users allowed everything on the admin database "dbproxy": SHOW, PAUSE, RESUME, RELOAD.
+     * Default: none. Users in neither adminUsers nor statsUsers cannot log in to it.
+     */
     adminUsers: z.array(z.string()).default([]),
+    /** Users allowed the SHOW commands on the admin database "dbproxy", like PgBouncer's stats_users. Default: none. */
+    statsUsers: z.array(z.string()).default([]),
     peers: z
       .object({
         /** A name resolving to every replica (a headless Service): cancels this replica does not know go to them. */
@@ -248,6 +257,24 @@ const configSchema = z
         adminPort: z.number().int().min(1).max(65535).default(9090),
         /** How long a forwarded cancel may take per peer. */
         timeout: duration('2s'),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Cancel requests accepted per source address (IPv4 address, IPv6 /64), a token bucket: the
+     * only bound on guessing cancel keys. Requests over it are dropped and counted
+     * (dbproxy_cancel_requests_total{result="rate_limited"}).
+     */
+    cancelRateLimit: z
+      .object({
+        /** CancelRequests on the client port from one address, per second. Default 20. */
+        perSecond: z.number().positive().default(20),
+        /** ... and at once. Default 100. */
+        burst: z.number().int().min(1).default(100),
+        /** POST /cancel from one peer address, per second: a peer forwards for all its clients. Default 200. */
+        peerPerSecond: z.number().positive().default(200),
+        /** ... and at once. Default 1000. */
+        peerBurst: z.number().int().min(1).default(1000),
       })
       .strict()
       .prefault({}),

@@ -1,10 +1,28 @@
 // Issue 2, behaviours 7 and 9 against real PostgreSQL 15: the HTTP admin endpoints (/healthz,
 // /readyz, /metrics, /stats), the admin database "dbproxy" (SHOW ..., PAUSE, RESUME, RELOAD), and
 // logs that never carry a password.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type pg from 'pg';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
 import type { PgCluster } from '../../hack/postgres.js';
+import { parseConfigYaml } from '../../proxy/contract/config.js';
 import type { ProxyStats } from '../../proxy/contract/stats.js';
-import { type RunningProxy, USERS, adminQuery, client, connected, eventually, proxyBackendCount, startCluster, startProxy } from '../support/harness.js';
+import { ProxyServer } from '../../proxy/proxyServer.js';
+import {
+  type RunningProxy,
+  USERS,
+  adminQuery,
+  client,
+  connected,
+  eventually,
+  proxyBackendCount,
+  startCluster,
+  startProxy,
+  writePasswordFiles,
+} from '../support/harness.js';
 
 const MAX_CONNECTIONS = 40;
 
@@ -14,7 +32,8 @@ const open: pg.Client[] = [];
 
 beforeAll(async () => {
   cluster = await startCluster({ maxConnections: MAX_CONNECTIONS });
-  proxy = await startProxy(cluster);
+  // boss may do everything (adminUsers, from the harness), legacy may look (statsUsers), app neither.
+  proxy = await startProxy(cluster, { statsUsers: ['legacy'] });
 });
 
 afterAll(async () => {
@@ -277,9 +296,28 @@ describe('admin database "dbproxy"', () => {
     await eventually(async () => (await stats()).clientConnections === 0, 'clients to be gone');
   });
 
-  test('SHOW is open to a user that is not an admin user', async () => {
-    const r = await adminQuery(proxy.port, 'SHOW POOLS', 'app');
-    expect(r.fields.map((f) => f.name)).toContain('pool_size');
+  test('a stats user may run every SHOW', async () => {
+    for (const what of ['POOLS', 'CLIENTS', 'SERVERS', 'STATS', 'TARGETS', 'CONFIG']) {
+      const r = await adminQuery(proxy.port, `SHOW ${what}`, 'legacy');
+      expect([what, r.command]).toEqual([what, 'SHOW']);
+    }
+  });
+
+  test('a user in neither adminUsers nor statsUsers is refused at login to the admin database (28000), after authenticating', async () => {
+    const before = (await proxy.server.metrics.clientRejections.get()).values.find((v) => v.labels.reason === 'admin_not_allowed')?.value ?? 0;
+    const e = await adminQuery(proxy.port, 'SHOW CLIENTS', 'app').then(
+      () => undefined,
+      (err: unknown) => err as { code?: string; message?: string; severity?: string },
+    );
+    expect(e).toMatchObject({ code: '28000', severity: 'FATAL', message: 'user "app" is not allowed to use the admin database "dbproxy" (not in adminUsers or statsUsers)' });
+    const after = (await proxy.server.metrics.clientRejections.get()).values.find((v) => v.labels.reason === 'admin_not_allowed')?.value ?? 0;
+    expect(after).toBe(before + 1);
+    // The password is checked first: a wrong one says nothing about adminUsers.
+    const c = client(proxy.port, 'app', { database: 'dbproxy', password: 'wrong' });
+    await expect(c.connect()).rejects.toMatchObject({ code: '28P01' });
+    // The same user still logs in to real databases.
+    const ok = await newClient('app');
+    await closeClient(ok);
   });
 
   test('PAUSE (as boss) holds new transactions; RESUME lets them run', async () => {
@@ -306,15 +344,49 @@ describe('admin database "dbproxy"', () => {
     await closeClient(admin);
   });
 
-  test('PAUSE, RESUME and RELOAD as a user not in adminUsers are refused with 42501', async () => {
+  test('PAUSE, RESUME and RELOAD as a stats user are refused with 42501', async () => {
     for (const cmd of ['PAUSE', 'RESUME', 'RELOAD']) {
-      const e = await adminQuery(proxy.port, cmd, 'app').then(
+      const e = await adminQuery(proxy.port, cmd, 'legacy').then(
         () => undefined,
         (err: unknown) => err,
       );
       expect([cmd, sqlstate(e)]).toEqual([cmd, '42501']);
     }
     expect((await stats()).paused).toBe(false);
+  });
+
+  test('a user dropped from statsUsers by a reload loses SHOW in a session already open (42501)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dbproxy-admin-'));
+    const configPath = join(dir, 'config.yaml');
+    const base = {
+      listen: '127.0.0.1:0',
+      adminListen: '127.0.0.1:0',
+      targets: [`127.0.0.1:${cluster.port}`],
+      users: writePasswordFiles().users,
+      healthCheck: { interval: '200ms' },
+      adminUsers: ['boss'],
+      statsUsers: ['legacy'],
+    };
+    writeFileSync(configPath, stringify(base));
+    const server = await ProxyServer.create({ config: parseConfigYaml(stringify(base)), configPath, configRecheckMs: 60_000, log: pino({ level: 'silent' }) });
+    const { port } = await server.start();
+    try {
+      await server.whenReady();
+      const watcher = await connected(port, 'legacy', { database: 'dbproxy' });
+      watcher.on('error', () => undefined);
+      expect((await watcher.query('SHOW CLIENTS')).command).toBe('SHOW');
+      writeFileSync(configPath, stringify({ ...base, statsUsers: [] }));
+      expect((await adminQuery(port, 'RELOAD', 'boss')).command).toBe('RELOAD');
+      await expect(watcher.query('SHOW CLIENTS')).rejects.toMatchObject({
+        code: '42501',
+        message: 'permission denied: SHOW needs a user listed in adminUsers or statsUsers',
+      });
+      await expect(watcher.query('PAUSE')).rejects.toMatchObject({ code: '42501' });
+      await watcher.end();
+      await expect(adminQuery(port, 'SHOW CLIENTS', 'legacy')).rejects.toMatchObject({ code: '28000' });
+    } finally {
+      await server.shutdown(1000);
+    }
   });
 
   test('an unknown admin command gives 42601 and the console stays usable', async () => {
@@ -351,7 +423,7 @@ describe('logs', () => {
         () => undefined,
         (err: unknown) => err,
       );
-      expect([user, sqlstate(e)]).toEqual([user, user === 'nobody' ? '28000' : '28P01']);
+      expect([user, sqlstate(e)]).toEqual([user, '28P01']);
       await c.end().catch(() => undefined);
     }
     const a = await newClient();
@@ -367,7 +439,7 @@ describe('logs', () => {
     await closeClient(l);
 
     // The logs were captured: the failed logins and the pin are there.
-    expect(proxy.logs.filter((line) => line.includes('client authentication failed'))).toHaveLength(3);
+    expect(proxy.logs.filter((line) => line.includes('client authentication failed') && line.includes('"database":"postgres"'))).toHaveLength(3);
     expect(proxy.logs.some((line) => line.includes('"reason":"temporary_object"'))).toBe(true);
     for (const line of proxy.logs) JSON.parse(line);
     const secrets = [...USERS.map((u) => u.password), wrong];

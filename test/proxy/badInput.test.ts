@@ -2,8 +2,11 @@
 // garbage startup packets, unsupported protocol versions and missing users each get an
 // ErrorResponse with the right SQLSTATE and a closed connection, never a crash or an unbounded
 // allocation; other clients carry on.
+import net from 'node:net';
+import { Parser } from 'pg-protocol/dist/parser.js';
 import type { PgCluster } from '../../hack/postgres.js';
-import { type RunningProxy, USERS, connected, eventually, startCluster, startProxy } from '../support/harness.js';
+import { ScramClientExchange } from '../../proxy/auth/scramClient.js';
+import { type RunningProxy, USERS, client, connected, eventually, startCluster, startProxy } from '../support/harness.js';
 import { type Msg, RawClient, serialize } from '../support/rawClient.js';
 
 let cluster: PgCluster;
@@ -263,6 +266,128 @@ describe('bad startup and authentication', () => {
     expect(s.clientConnections).toBe(0);
     for (const c of silent) expect(c.closed).toBe(false);
     for (const c of [...silent, half]) c.close();
+  });
+});
+
+/**
+ * A peer that never closes its end of the connection by itself (allowHalfOpen): whatever the proxy
+ * sends is parsed, and `closed` settles only when the proxy really closes the socket.
+ */
+class StubbornPeer {
+  readonly messages: Msg[] = [];
+  private readonly parser = new Parser();
+  private cursor = 0;
+  readonly closed: Promise<void>;
+  isClosed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => this.parser.parse(chunk, (m) => this.messages.push(m as Msg)));
+    socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) =>
+      socket.on('close', () => {
+        this.isClosed = true;
+        resolve();
+      }),
+    );
+  }
+
+  static connect(port: number): Promise<StubbornPeer> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      s.once('connect', () => resolve(new StubbornPeer(s)));
+      s.once('error', reject);
+    });
+  }
+
+  async next(what = 'a message from the proxy'): Promise<Msg> {
+    await eventually(() => this.cursor < this.messages.length, what);
+    return this.messages[this.cursor++]!;
+  }
+
+  async nextError(): Promise<Msg> {
+    for (;;) {
+      const m = await this.next('an ErrorResponse');
+      if (m.name === 'error') return m;
+    }
+  }
+
+  /** Keeps writing, as a client that ignores the FATAL would, until the socket is gone. */
+  keepTalking(chunk: Buffer): void {
+    const tick = (): void => {
+      if (this.isClosed || this.socket.destroyed) return;
+      this.socket.write(chunk, () => setTimeout(tick, 5));
+    };
+    tick();
+  }
+}
+
+describe('refused connections are closed, not half-closed', () => {
+  let small: RunningProxy;
+  const peers: StubbornPeer[] = [];
+
+  beforeAll(async () => {
+    // maxClientConnections 1: the listener itself takes at most 101 sockets at once.
+    small = await startProxy(cluster, { pool: { maxClientConnections: 1 }, clientAuth: { failureDelay: '500ms' } });
+  });
+
+  afterAll(async () => {
+    for (const p of peers) p.socket.destroy();
+    await small?.stop();
+  });
+
+  test('after a FATAL in startup the proxy closes the socket even if the client never does', async () => {
+    const p = await StubbornPeer.connect(proxy.port);
+    peers.push(p);
+    p.socket.write(startupPacket(3, 0, { database: 'postgres' }));
+    expect(await p.nextError()).toMatchObject({ code: '28000', severity: 'FATAL' });
+    // PostgreSQL exits after a FATAL: whatever the client sends next meets a closed socket.
+    p.keepTalking(Buffer.alloc(16 * 1024, 0x61));
+    await eventually(() => p.isClosed, 'the proxy to close the refused connection');
+  });
+
+  test('a flood sent while a failed login is being answered is not buffered: the answer comes on time', async () => {
+    const p = await StubbornPeer.connect(small.port);
+    peers.push(p);
+    p.socket.write(serialize.startup({ user: 'app', database: 'postgres' }));
+    expect((await p.next()).name).toBe('authenticationSASL');
+    const scram = new ScramClientExchange('not-the-password');
+    p.socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.clientFirst()));
+    const cont = await p.next();
+    expect(cont.name).toBe('authenticationSASLContinue');
+    p.socket.write(serialize.sendSCRAMClientFinalMessage(scram.handleServerFirst(cont.data as string)));
+    // 64 MiB of junk while the proxy waits out failureDelay before answering.
+    const started = Date.now();
+    const junk = Buffer.alloc(1024 * 1024, 0x61);
+    for (let i = 0; i < 64; i++) p.socket.write(junk);
+    expect(await p.nextError()).toMatchObject({ code: '28P01', severity: 'FATAL' });
+    await eventually(() => p.isClosed, 'the proxy to close the failed login');
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  test('refused connections that the client keeps open do not use up the listener', async () => {
+    const before = (await small.server.metrics.clientRejections.get()).values.find((v) => v.labels.reason === 'no_user')?.value ?? 0;
+    const refused = await Promise.all(Array.from({ length: 110 }, () => StubbornPeer.connect(small.port)));
+    peers.push(...refused);
+    for (const p of refused) p.socket.write(startupPacket(3, 0, { database: 'postgres' }));
+    // Every one that the listener took was refused with 28000 (the rest were dropped by maxConnections).
+    await eventually(() => refused.every((p) => p.messages.some((m) => m.name === 'error') || p.isClosed), 'every refused client to be answered');
+    const after = (await small.server.metrics.clientRejections.get()).values.find((v) => v.labels.reason === 'no_user')?.value ?? 0;
+    expect(after - before).toBeGreaterThanOrEqual(100);
+    // A well-behaved client still gets in: the refused sockets were closed, not parked.
+    await eventually(async () => {
+      const c = client(small.port);
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+      } catch {
+        return false;
+      }
+      try {
+        return (await c.query('SELECT 1 AS one')).rows[0].one === 1;
+      } finally {
+        await c.end();
+      }
+    }, 'a new client to log in past the refused ones');
   });
 });
 

@@ -101,7 +101,7 @@ describe('RDS IAM tokens (rds-signer)', () => {
     expect(() => parseConfig({ ...base, tls, iamAuth: 'OPTIONAL', iam: { ...iam, roleMappings: [{ arn: 'arn:aws:iam::123456789012:role/r', user: 'zz' }] } })).toThrow(/iam.roleMappings\[0\].user: unknown user zz/);
     expect(() => parseConfig({ ...base, tls, iamAuth: 'OPTIONAL', iam: { ...iam, roleMappings: [{ arn: 'arn:aws:sts::123456789012:assumed-role/r/s', user: 'a' }] } })).toThrow(/must be an IAM role or user ARN/);
     const c = parseConfig({ ...base, tls, iamAuth: 'OPTIONAL', iam, serviceAccountAuth: { mappings: [{ namespace: 'n', serviceAccount: 's', user: 'a' }] } });
-    expect(c.iam).toMatchObject({ stsHosts: ['sts.amazonaws.com', 'sts.*.amazonaws.com', 'sts.*.amazonaws.com.cn'], timeout: 5000, cacheTtl: 60_000 });
+    expect(c.iam).toMatchObject({ stsHosts: ['sts.amazonaws.com', 'sts.*.amazonaws.com', 'sts.*.amazonaws.com.cn', 'sts-fips.*.amazonaws.com'], timeout: 5000, cacheTtl: 60_000 });
     expect(c.serviceAccountAuth).toMatchObject({ audience: 'dbproxy', timeout: 5000, cacheTtl: 60_000 });
     expect(parseConfig(base)).toMatchObject({ iamAuth: 'DISABLED', tls: { requireTLS: false, reloadInterval: 5000, minVersion: 'TLSv1.2' }, backendTls: { mode: 'disable' } });
   });
@@ -346,6 +346,38 @@ describe('client logins with STS tokens', () => {
     expect(required.logs.join('\n')).not.toContain(t.slice(STS_TOKEN_PREFIX.length, STS_TOKEN_PREFIX.length + 40));
   });
 
+  test('refused before STS is called: a token signed for another service than sts', async () => {
+    const before = sts.requests.length;
+    const t = await presignWith(ORDERS_ROLE, { service: 's3', region: 'us-east-1' });
+    const r = await refusal(required.port, 'app', t);
+    expect(r.code).toBe('28P01');
+    expect(r.message).toBe('IAM authentication failed for user "app": token is signed for service "s3", not sts');
+    expect(sts.requests.length).toBe(before);
+  });
+
+  test('STS answering in XML: the caller ARN counts only from GetCallerIdentityResult', async () => {
+    const xmlAnswer = (inner: (arn: string) => string) => (id: { arn: string }) => ({
+      type: 'text/xml',
+      body: `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">${inner(id.arn)}<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>`,
+    });
+    try {
+      // The ARN where STS puts it: accepted.
+      sts.callerIdentityAnswer = xmlAnswer((arn) => `<GetCallerIdentityResult><Arn>${arn}</Arn><UserId>u</UserId><Account>123456789012</Account></GetCallerIdentityResult>`);
+      const ok = await token(ORDERS_ROLE, { signingDate: new Date(Date.now() - 41_000) });
+      const c = new pg.Client({ host: '127.0.0.1', port: required.port, user: 'app', database: 'postgres', ssl: ssl(), password: ok });
+      await c.connect();
+      expect((await c.query('SELECT current_user AS u')).rows[0].u).toBe('app');
+      await c.end();
+      // The same ARN anywhere else in the answer: refused.
+      sts.callerIdentityAnswer = xmlAnswer((arn) => `<GetCallerIdentityResult><UserId>u</UserId></GetCallerIdentityResult><Note><Arn>${arn}</Arn></Note>`);
+      const r = await refusal(required.port, 'app', await token(ORDERS_ROLE, { signingDate: new Date(Date.now() - 43_000) }));
+      expect(r.code).toBe('28P01');
+      expect(r.message).toBe('IAM authentication failed for user "app": STS answer is not a well-formed GetCallerIdentity response with the caller ARN');
+    } finally {
+      sts.callerIdentityAnswer = undefined;
+    }
+  });
+
   test('refused: STS does not answer in time', async () => {
     sts.delayMs = 1500;
     try {
@@ -379,6 +411,18 @@ describe('client logins with STS tokens', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/--proxy-id ID is required/);
   });
+
+  /** A token bound to this proxy, for the local STS, signed with any service and region. */
+  async function presignWith(keys: typeof ORDERS_ROLE, scope: { service: string; region: string }): Promise<string> {
+    const url = new URL(sts.httpsUrl);
+    const signer = new SignatureV4({ ...scope, credentials: keys, sha256: Hash.bind(null, 'sha256') });
+    const p = await signer.presign(
+      { method: 'GET', protocol: 'https:', hostname: url.hostname, port: Number(url.port), path: '/', query: { Action: 'GetCallerIdentity', Version: '2011-06-15' }, headers: { host: url.host, [BINDING_HEADER]: PROXY_ID } },
+      { expiresIn: 900 },
+    );
+    const q = Object.entries(p.query ?? {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`).join('&');
+    return STS_TOKEN_PREFIX + Buffer.from(`https://${url.host}/?${q}`).toString('base64url');
+  }
 
   /** A presigned GetCallerIdentity that signs only the host header (no binding to a proxy). */
   async function presignWithout(keys: typeof ORDERS_ROLE): Promise<string> {

@@ -47,6 +47,8 @@ export interface LocalSts {
   addIdentity(id: KnownIdentity): void;
   /** Makes every later answer wait this long (for timeout tests). */
   delayMs: number;
+  /** When set, the body (and its Content-Type) of every later successful GetCallerIdentity answer. */
+  callerIdentityAnswer: ((id: KnownIdentity) => { type: string; body: string }) | undefined;
   close(): Promise<void>;
 }
 
@@ -56,7 +58,7 @@ export async function startLocalSts(opts: LocalStsOptions): Promise<LocalSts> {
   const identities = new Map<string, KnownIdentity>();
   const requests: StsRequest[] = [];
   const region = opts.region ?? 'us-east-1';
-  const state = { delayMs: 0 };
+  const state: { delayMs: number; callerIdentityAnswer: LocalSts['callerIdentityAnswer'] } = { delayMs: 0, callerIdentityAnswer: undefined };
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const chunks: Buffer[] = [];
@@ -116,6 +118,10 @@ export async function startLocalSts(opts: LocalStsOptions): Promise<LocalSts> {
         const check = verifyPresigned('GET', req.url ?? '/', headers, (akid) => identities.get(akid), { service: 'sts', region });
         if (!check.ok) return fail(403, check.code!, check.message!);
         const id = identities.get(check.accessKeyId!)!;
+        if (state.callerIdentityAnswer) {
+          const custom = state.callerIdentityAnswer(id);
+          return send(200, custom.body, custom.type);
+        }
         if (json) {
           return send(200, JSON.stringify({ GetCallerIdentityResponse: { GetCallerIdentityResult: { Account: id.account, Arn: id.arn, UserId: id.userId }, ResponseMetadata: { RequestId: 'r' } } }), 'application/json');
         }
@@ -147,6 +153,12 @@ export async function startLocalSts(opts: LocalStsOptions): Promise<LocalSts> {
     },
     set delayMs(v: number) {
       state.delayMs = v;
+    },
+    get callerIdentityAnswer() {
+      return state.callerIdentityAnswer;
+    },
+    set callerIdentityAnswer(f) {
+      state.callerIdentityAnswer = f;
     },
     close: async () => {
       for (const s of [plain, secure]) {
