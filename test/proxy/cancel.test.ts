@@ -23,6 +23,14 @@ afterAll(async () => {
   cluster?.destroy();
 });
 
+/**
+ * Resolves once the server runs the query: a cancel that arrives before the query does is
+ * ignored by PostgreSQL, so "the session holds a backend" is not enough.
+ */
+async function running(sql: string): Promise<void> {
+  await eventually(() => cluster.psql(`SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '${sql}'`) === '1', `${sql} to run`);
+}
+
 function sendCancel(pid: number, secret: number): Promise<void> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port: proxy.port }, () => s.end(serialize.cancel(pid, secret)));
@@ -36,8 +44,7 @@ test('a CancelRequest with the proxy-issued key cancels the running query', asyn
   expect(c.pid).toBeGreaterThan(0);
   c.send(serialize.query('SELECT pg_sleep(30)'));
   const started = Date.now();
-  // The query is running once the session holds a backend.
-  while (proxy.server.stats().borrowed === 0) await new Promise((r) => setTimeout(r, 10));
+  await running('SELECT pg_sleep(30)');
   await sendCancel(c.pid, c.secret);
   const msgs = await c.untilReady();
   expect(msgs.find((m) => m.name === 'error')?.code).toBe('57014');
@@ -51,7 +58,7 @@ test('a cancel with the wrong secret, or for a client holding no backend, does n
   const c = await RawClient.login(proxy.port, app.name, app.password);
   await sendCancel(c.pid, c.secret); // idle: nothing to cancel
   c.send(serialize.query('SELECT pg_sleep(0.3)'));
-  while (proxy.server.stats().borrowed === 0) await new Promise((r) => setTimeout(r, 10));
+  await running('SELECT pg_sleep(0.3)');
   // pg-protocol writes the secret as a signed int32, as it reads it.
   await sendCancel(c.pid, (c.secret + 1) | 0);
   const msgs = await c.untilReady();
@@ -66,7 +73,7 @@ test("psql's Ctrl-C cancels through the proxy", async () => {
   });
   let stderr = '';
   p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  while (proxy.server.stats().borrowed === 0) await new Promise((r) => setTimeout(r, 10));
+  await running('SELECT pg_sleep(30)');
   p.kill('SIGINT');
   const code = await new Promise<number | null>((r) => p.on('close', r));
   expect(stderr).toMatch(/canceling statement due to user request/);
@@ -85,7 +92,7 @@ describe('a cancel that lands on another replica', () => {
     try {
       const c = await RawClient.login(a.port, app.name, app.password);
       c.send(serialize.query('SELECT pg_sleep(30)'));
-      while (a.server.stats().borrowed === 0) await new Promise((r) => setTimeout(r, 10));
+      await running('SELECT pg_sleep(30)');
       // The Service sent the cancel's TCP connection to replica b.
       await new Promise<void>((resolve) => {
         const s = net.connect({ host: '127.0.0.1', port: b.port }, () => s.end(serialize.cancel(c.pid, c.secret)));
