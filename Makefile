@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench demo e2e-kind clean
+.PHONY: all deps pydeps build test test-unit bench demo e2e-kind fuzz clean
 
 all: build
 
@@ -38,6 +38,12 @@ demo: build
 ## build machine (hack/kind/e2e.sh; CI runs it).
 e2e-kind:
 	bash hack/kind/e2e.sh
+
+## Random and mutated protocol traffic against a running proxy, bounded by time (not part of
+## `make test`): FUZZ_SECONDS=600 make fuzz for a longer run, FUZZ_SEED=n to repeat one.
+fuzz: build
+	bash hack/install-postgres.sh
+	npx --no-install node dist/test/fuzz/fuzz.js
 
 ## pgbench through PostgreSQL directly, dbproxy and PgBouncer; prints the comparison tables.
 bench: build

@@ -34,6 +34,8 @@ export interface Dbproxy {
   /** VmRSS from /proc/PID/status, in bytes. */
   rss(): number;
   logTail(bytes?: number): string;
+  /** Why the process ended, while it runs undefined. */
+  exitStatus(): string | undefined;
   stop(timeoutMs?: number): Promise<void>;
   kill(): void;
 }
@@ -136,6 +138,7 @@ export async function startDbproxy(o: DbproxyOptions): Promise<Dbproxy> {
     stats,
     rss: () => rssOf(child.pid!),
     logTail,
+    exitStatus: () => exitInfo,
     kill,
     async stop(timeoutMs = 10_000): Promise<void> {
       if (exitInfo === undefined) {
