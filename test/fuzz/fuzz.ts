@@ -224,7 +224,29 @@ function preLoginJunk(rnd: () => number): Buffer {
   return rnd() < 0.2 ? Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 300) }, () => Math.floor(rnd() * 256))) : mutate(base, rnd);
 }
 
-const MARK = /fz\d+x/g;
+/**
+ * Every statement carries its client's mark. A mark holds a check value, so a byte the mutator
+ * flipped inside the mark (which then reads as another client's) is told apart from a real one.
+ */
+const MARK = /fz(\d+)k([0-9a-f]{6})x/g;
+
+function markOf(n: number): string {
+  return `fz${n}k${check(String(n))}x`;
+}
+
+function check(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return (h & 0xffffff).toString(16).padStart(6, '0');
+}
+
+/** Marks in a message that are valid and not `own`. */
+function foreignMarks(m: Msg, own: string): string[] {
+  const text = JSON.stringify(m, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('latin1') : (v as object)));
+  const out: string[] = [];
+  for (const found of text.matchAll(MARK)) if (found[0] !== own && check(found[1]!) === found[2]) out.push(found[0]);
+  return out;
+}
 
 interface Tally {
   valid: number;
@@ -244,10 +266,7 @@ async function readValid(c: Conn, ready: number, mark: string, what: string): Pr
     count++;
     if (m.name === 'error' && m.severity === 'FATAL') throw new Failure(`${what}: FATAL on valid input: ${String(m.code)} ${String(m.message)}`);
     if (m.name === 'readyForQuery') seen++;
-    const text = JSON.stringify(m, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('latin1') : (v as object)));
-    for (const found of text.match(MARK) ?? []) {
-      if (found !== mark) throw new Failure(`${what}: client ${mark} received ${found}'s data in ${m.name}`);
-    }
+    for (const found of foreignMarks(m, mark)) throw new Failure(`${what}: client ${mark} received ${found}'s data in ${m.name}`);
   }
   return count;
 }
@@ -256,7 +275,7 @@ async function worker(id: number, port: number, deadline: number, tally: Tally):
   const rnd = prng(SEED + id * 7919);
   let round = 0;
   while (Date.now() < deadline) {
-    const mark = `fz${id * 1_000_000 + round++}x`;
+    const mark = markOf(id * 1_000_000 + round++);
     const scenario = rnd();
     if (scenario < 0.15) {
       const c = await Conn.open(port);
@@ -280,8 +299,7 @@ async function worker(id: number, port: number, deadline: number, tally: Tally):
         // Damaged input: an error and a closed connection are fine, a crash or a leak is not.
         await writeChunked(c, mutate(validBatch(rnd, mark).bytes, rnd), rnd);
         for (let m = await c.next(300); m !== null; m = await c.next(300)) {
-          const text = JSON.stringify(m, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('latin1') : (v as object)));
-          for (const found of text.match(MARK) ?? []) if (found !== mark) throw new Failure(`mutated client ${mark} received ${found}'s data`);
+          for (const found of foreignMarks(m, mark)) throw new Failure(`mutated client ${mark} received ${found}'s data`);
         }
         tally.mutated++;
       } else if (end < 0.5) {
@@ -330,8 +348,9 @@ async function main(): Promise<void> {
     else {
       // Afterwards: a plain query works, and nothing stays borrowed or connected.
       const c = await login(proxy.port);
-      c.write(serialize.query("SELECT 'fzcheckx'"));
-      await readValid(c, 1, 'fzcheckx', 'final check');
+      const finalMark = markOf(999_999_999);
+      c.write(serialize.query(`SELECT '${finalMark}'`));
+      await readValid(c, 1, finalMark, 'final check');
       c.close();
       const deadlineIdle = Date.now() + 15_000;
       for (;;) {
