@@ -28,6 +28,8 @@ import type {
   ViewStmt,
 } from 'libpg-query';
 import { lexStatements, redactLiterals } from './lexer.js';
+import { isPlainSql } from './prefilter.js';
+import { LruMap } from '../runtime/lruMap.js';
 import type { LexedStatement } from './lexer.js';
 import { PIN_REASONS } from './pinReasons.js';
 import type { PinReason } from './pinReasons.js';
@@ -49,13 +51,7 @@ export interface Classification {
   readonly pins: readonly PinReason[];
   /** DISCARD ALL or DEALLOCATE ALL is present: the session's prepared statements are gone. */
   readonly discardAll: boolean;
-  /**
-   * Normalized text for logs and metrics, at most DIGEST_MAX_LENGTH characters, never a literal
-   * value. Parsed texts use libpg-query's normalization ($n placeholders); texts cleared by the
-   * lexer, or that fail to parse, use redactLiterals (? placeholders).
-   */
-  readonly digest: string;
-  /** Whether the real parser ran (false: the lexer cleared every statement). */
+  /** Whether the real parser ran (false: the prefilter or the lexer cleared every statement). */
   readonly parsed: boolean;
   /** Session-level SET / RESET / set_config changes, in statement order. */
   readonly settings: readonly SessionSetting[];
@@ -65,7 +61,10 @@ export interface Classification {
    * startup, which a proxy that applied those with SET must put back right after them.
    */
   readonly resets: readonly ResetPoint[];
-  /** How many statements the text holds (several run in one implicit transaction). */
+  /**
+   * How many statements the text holds (several run in one implicit transaction); 0 when the
+   * prefilter cleared it without counting (it then resets nothing).
+   */
   readonly statements: number;
 }
 
@@ -146,8 +145,18 @@ const UNPARSEABLE_FACTS: StatementFacts = {
   settings: NO_SETTINGS,
 };
 
+/** What the prefilter's "nothing here" means, shared by every plain text. */
+const PLAIN: Classification = Object.freeze({
+  pins: Object.freeze([]) as readonly PinReason[],
+  discardAll: false,
+  parsed: false,
+  settings: Object.freeze([]) as readonly SessionSetting[],
+  resets: Object.freeze([]) as readonly ResetPoint[],
+  statements: 0,
+});
+
 export class StatementClassifier {
-  private readonly cache = new Map<string, Analysis>();
+  private readonly cache: LruMap<string, Analysis>;
   private readonly cacheSize: number;
   private readonly maxCachedLength: number;
   private hits = 0;
@@ -156,6 +165,7 @@ export class StatementClassifier {
   /** Requires libpg-query's WASM module to be loaded already; prefer `StatementClassifier.create()`. */
   constructor(opts: StatementClassifierOptions = {}) {
     this.cacheSize = Math.max(0, Math.floor(opts.cacheSize ?? 5000));
+    this.cache = new LruMap(this.cacheSize);
     this.maxCachedLength = opts.maxCachedLength ?? 8192;
     // Fail at startup, not by pinning every statement as unparseable later.
     try {
@@ -181,26 +191,51 @@ export class StatementClassifier {
     let analysis = this.cache.get(sql);
     if (analysis !== undefined) {
       this.hits++;
-      // Re-insert to mark as most recently used; Map iterates in insertion order.
-      this.cache.delete(sql);
-      this.cache.set(sql, analysis);
     } else {
       this.misses++;
       analysis = analyze(sql);
-      if (this.cacheSize > 0 && sql.length <= this.maxCachedLength) {
-        this.cache.set(sql, analysis);
-        if (this.cache.size > this.cacheSize) {
-          const oldest = this.cache.keys().next();
-          if (oldest.done !== true) this.cache.delete(oldest.value);
-        }
-      }
+      if (this.cacheSize > 0 && sql.length <= this.maxCachedLength) this.cache.set(sql, analysis);
     }
     return inTransactionBlock ? analysis.inside : analysis.outside;
   }
 
-  get cacheStats(): { readonly size: number; readonly hits: number; readonly misses: number } {
-    return { size: this.cache.size, hits: this.hits, misses: this.misses };
+  /**
+   * Classify SQL text that sits in a message, bytes [start, end) of `msg` (UTF-8): a byte-level
+   * prefilter clears ordinary statements without decoding them; the rest are decoded and
+   * classified in full. The text is decoded only when the prefilter cannot tell.
+   */
+  classifyBytes(msg: Buffer, start: number, end: number, inTransactionBlock: boolean): Classification {
+    if (isPlainSql(msg, start, end)) {
+      this.plain++;
+      return PLAIN;
+    }
+    return this.classify(msg.toString('utf8', start, end), inTransactionBlock);
   }
+
+  /**
+   * Normalized text for logs, at most DIGEST_MAX_LENGTH characters, never a literal value: built
+   * only when a pin is logged. Texts the real parser takes use libpg-query's normalization ($n
+   * placeholders); the others redactLiterals (? placeholders).
+   */
+  digest(sql: string): string {
+    const cleared = lexStatements(sql).every(lexerClears);
+    if (!cleared) {
+      try {
+        // normalize leaves constants in utility statements (COPY ... FROM 'file', column DEFAULTs,
+        // EXPLAIN EXECUTE p(1)) and keeps comments; redact what it left.
+        return digestOf(redactLiterals(normalizeSync(sql)));
+      } catch {
+        // Does not parse: redact the text as it is.
+      }
+    }
+    return digestOf(redactLiterals(sql));
+  }
+
+  get cacheStats(): { readonly size: number; readonly hits: number; readonly misses: number; readonly plain: number } {
+    return { size: this.cache.size, hits: this.hits, misses: this.misses, plain: this.plain };
+  }
+
+  private plain = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,24 +253,13 @@ function analyze(sql: string): Analysis {
   if (cleared) {
     return contextualize(
       lexed.map((s) => LEXER_FACTS[lexerTxn(s)]),
-      digestOf(redactLiterals(sql)),
       false,
     );
   }
 
   let facts: StatementFacts[];
-  let digest: string;
   try {
     facts = factsFromParse(sql);
-    let normalized: string;
-    try {
-      normalized = normalizeSync(sql);
-    } catch {
-      normalized = sql;
-    }
-    // normalize leaves constants in utility statements (COPY ... FROM 'file', column DEFAULTs,
-    // EXPLAIN EXECUTE p(1)) and keeps comments; redact what it left.
-    digest = digestOf(redactLiterals(normalized));
   } catch {
     // One bad statement fails the whole text; find which ones, so the others still count.
     facts = [];
@@ -251,9 +275,8 @@ function analyze(sql: string): Analysis {
         facts.push(UNPARSEABLE_FACTS);
       }
     }
-    digest = digestOf(redactLiterals(sql));
   }
-  return contextualize(facts, digest, true);
+  return contextualize(facts, true);
 }
 
 /** Whether the lexer alone can decide the statement: no watched word, nothing opaque, no head that needs the grammar. */
@@ -282,7 +305,7 @@ function lexerTxn(s: LexedStatement): Txn {
  * (PostgreSQL wraps them in an implicit one, even after a COMMIT among them), so only a lone
  * statement outside an explicit block is exposed to its successor landing on another backend.
  */
-function contextualize(facts: readonly StatementFacts[], digest: string, parsed: boolean): Analysis {
+function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analysis {
   const implicitBlock = facts.length > 1;
   let discardAll = false;
   let anySequence = false;
@@ -299,7 +322,7 @@ function contextualize(facts: readonly StatementFacts[], digest: string, parsed:
   const frozenSettings = settings === null ? NO_SETTINGS : Object.freeze(settings);
   const frozenResets = resets === null ? NO_RESETS : Object.freeze(resets);
   const build = (pins: ReadonlySet<PinReason>): Classification =>
-    Object.freeze({ pins: orderedPins(pins), discardAll, digest, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length });
+    Object.freeze({ pins: orderedPins(pins), discardAll, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length });
 
   const inside = build(always);
   if (!anySequence || implicitBlock) return { outside: inside, inside };

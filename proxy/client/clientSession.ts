@@ -4,44 +4,34 @@
 // come from the protocol, never from the SQL text; the SQL is looked at only to decide pinning
 // and to learn which session settings to carry over to the next backend.
 //
-// Session state travels with the client instead of pinning it: startup parameters and SETs are
-// replayed on each backend it borrows (only the difference), and its prepared statements map to
-// proxy-owned server statements that are prepared lazily on whichever backend it lands on.
+// The session decides; others do the work: the stream core moves the bytes (stream/), the
+// response queue keeps answers in order (session/responseQueue.ts), ClientStatements maps the
+// client's prepared statements to shared server ones, SessionSettings carries its parameters
+// from backend to backend, SessionPins says why it must keep one.
 import type net from 'node:net';
 import { serialize } from 'pg-protocol';
 import type { DataRowMessage } from 'pg-protocol/dist/messages.js';
 import { Parser } from 'pg-protocol/dist/parser.js';
-import type { PinReason } from '../classify/pinReasons.js';
-import { describePinReason } from '../classify/pinReasons.js';
-import type { Classification, SessionSetting } from '../classify/classifier.js';
+import type { Classification } from '../classify/classifier.js';
 import { functionCallEffect } from '../classify/functionCalls.js';
-import type { PoolKey, BorrowHandle } from '../pool/backendPool.js';
+import type { PinReason } from '../classify/pinReasons.js';
+import type { BorrowHandle, PoolKey } from '../pool/backendPool.js';
 import { BorrowTimeoutError } from '../pool/backendPool.js';
-import { Framer, FramingError, inspectTable, type FrameSink } from '../protocol/framer.js';
-import {
-  ProtocolViolation,
-  readBindNames,
-  readErrorFields,
-  readExecutePortal,
-  readFunctionCall,
-  readParse,
-  readQuery,
-  readTarget,
-} from '../protocol/clientMessages.js';
-import { closeComplete, errorResponse, frame, parseComplete, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
+import { ProtocolViolation, readErrorFields, readExecutePortal, readFunctionCall } from '../protocol/clientMessages.js';
+import { Framer, type FrameSink, FramingError, inspectTable } from '../protocol/framer.js';
+import { errorResponse, frame, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
-import { ServerError, type BackendConnection, type BackendOwner } from '../server/backendConnection.js';
-import { paramSyncSql, readBackSql, restoreParamsSql } from '../session/sessionParams.js';
-import {
-  type ClientStatement,
-  rewriteBindStatement,
-  serverStatementName,
-} from '../session/preparedStatements.js';
-import { ResponseQueue, type RequestType, type Slot } from '../session/responseQueue.js';
 import type { ProxyContext } from '../proxyContext.js';
+import { type BackendConnection, type BackendOwner, ServerError } from '../server/backendConnection.js';
+import { ClientStatements, type StatementHost } from '../session/clientStatements.js';
+import { CLIENT_SLOT, type RequestType, ResponseQueue, type Slot } from '../session/responseQueue.js';
+import { SessionPins } from '../session/sessionPins.js';
+import { SessionSettings } from '../session/sessionSettings.js';
+import { restoreParamsSql } from '../session/sessionParams.js';
+import { PAUSE_BORROW, StreamPair, type StreamOwner } from '../stream/streamPair.js';
 
-/** Every message type a client may send after startup. */
-const FRONTEND_TYPES = new Set('QPBEDCHSFdcfX'.split('').map((c) => c.charCodeAt(0)));
+/** Every message type a client may send after startup, by type byte. */
+const FRONTEND_TYPE = inspectTable('QPBEDCHSFdcfX');
 
 /**
  * Client messages the session looks at: all of them, except CopyData while the server is in
@@ -50,60 +40,70 @@ const FRONTEND_TYPES = new Set('QPBEDCHSFdcfX'.split('').map((c) => c.charCodeAt
  * sending half a message to a backend.
  */
 const CLIENT_INSPECT = inspectTable('', true);
-const CLIENT_INSPECT_COPY = inspectTable('', true).map((v, i) => (i === 'd'.charCodeAt(0) ? 0 : v));
-/** CopyData, CopyDone, CopyFail: no answer is due, and outside a COPY the server ignores them. */
-const COPY_TYPES = new Set('dcf'.split('').map((c) => c.charCodeAt(0)));
-/** Server messages that answer a request or carry state; DataRow and CopyData pass through. */
+const CLIENT_INSPECT_COPY = inspectTable('', true).map((v, i) => (i === 0x64 /* d */ ? 0 : v));
+/**
+ * Server messages the session must see, by the request at the head of the queue: what completes
+ * it, errors, parameter changes, the start of a COPY. Everything else (RowDescription, DataRow,
+ * CommandComplete of a Query, notices...) passes through as bytes, so a simple query's answer
+ * costs one look, at its ReadyForQuery.
+ */
+const SERVER_WATCH: Readonly<Record<RequestType, Uint8Array>> = {
+  Q: inspectTable('EZSGW'),
+  F: inspectTable('EZS'),
+  S: inspectTable('EZS'),
+  P: inspectTable('1EZS'),
+  B: inspectTable('2EZS'),
+  C: inspectTable('3EZS'),
+  D: inspectTable('TnEZS'),
+  E: inspectTable('CIsEZSGW'),
+};
+/** Nothing is waiting: whatever comes (a notice, a notification, a server going away) is looked at. */
 const SERVER_INSPECT = inspectTable('123tTnCIsEZSNAGHWV');
-/** While a proxy-issued request is at the head: everything, so its answers can be swallowed. */
+/** While a proxy-issued request is at the head, or a Query's CommandCompletes are counted: everything. */
 const SERVER_INSPECT_ALL = inspectTable('', true);
 
-const Z = 'Z'.charCodeAt(0);
-const E = 'E'.charCodeAt(0);
-const COPY_IN = 'G'.charCodeAt(0);
-const COPY_BOTH = 'W'.charCodeAt(0);
-const PARAMETER_STATUS = 'S'.charCodeAt(0);
-
-/**
- * Reported parameters that follow the server or the role, not a SET: a change of any other one
- * (ParameterStatus) during a client's request is read back, even when no SQL the proxy saw made it
- * (a function that calls set_config, for one).
- */
-const NOT_SESSION_SETTINGS: ReadonlySet<string> = new Set(['in_hot_standby', 'is_superuser', 'session_authorization', 'server_version', 'server_encoding', 'integer_datetimes']);
+const Q = 0x51;
+const P = 0x50;
+const B = 0x42;
+const E = 0x45;
+const D = 0x44;
+const C = 0x43;
+const H = 0x48;
+const S = 0x53;
+const F = 0x46;
+const X = 0x58;
+const Z = 0x5a;
+const COPY_DATA = 0x64;
+const COPY_DONE = 0x63;
+const COPY_FAIL = 0x66;
+const COPY_IN = 0x47;
+const COPY_BOTH = 0x57;
+const PARAMETER_STATUS = 0x53;
+const ERROR_RESPONSE = 0x45;
 
 /** The proxy's own statement and portal that put startup values back after an extended-protocol RESET. */
 const RESTORE_NAME = 'dbproxy_restore';
 
 type TxStatus = 'I' | 'T' | 'E';
 
-export class ClientSession implements BackendOwner, FrameSink {
+export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   readonly id: number;
   readonly connectedAt: number;
   lastActivity: number;
   cancelPid = 0;
-  private backend: BackendConnection | null = null;
+  private readonly pair: StreamPair;
+  private backend_: BackendConnection | null = null;
   private borrowing: BorrowHandle | null = null;
-  private readonly framer: Framer;
-  /** Client messages waiting for a backend. */
+  /** Client messages waiting for a backend (or for its settings to be applied). */
   private readonly pending: Buffer[] = [];
   private readonly queue: ResponseQueue;
+  private readonly statements: ClientStatements;
+  private readonly settings: SessionSettings;
+  private readonly pins: SessionPins;
   /** Extended-protocol messages forwarded since the last Sync: the backend must stay. */
   private extendedPending = false;
   private txStatus: TxStatus = 'I';
-  private readonly pinReasons = new Set<PinReason>();
-  /** The client's session parameters: its startup values plus its tracked SETs. */
-  private readonly wanted: Map<string, string>;
-  /** Parameters SET in this session whose value must be read back before the backend is returned. */
-  private readonly settingsToRead = new Set<string>();
-  /** When each parameter (or, under '*', all of them) was last changed, so a late read-back loses to a newer change. */
-  private readonly settingsChangedAt = new Map<string, number>();
-  private settingsVersion = 0;
-  /** The client's prepared statements by its own names. */
-  private readonly statements = new Map<string, ClientStatement>();
-  /**
-   * Undo steps for statement-name changes whose message the server skipped (an earlier error in
-   * the pipeline): run newest first, so the client's names end as PostgreSQL would have them.
-   */
+  /** Undo steps for statement-name changes whose message the server skipped, run newest first. */
   private readonly undo: Array<() => void> = [];
   /** Portals bound to a statement that resets startup parameters: once executed, the values go back. */
   private readonly portalRestores = new Map<string, Map<string, string>>();
@@ -111,72 +111,71 @@ export class ClientSession implements BackendOwner, FrameSink {
   private syncing = false;
   /** The backend's settings could not be read back: it is closed rather than lent on. */
   private backendUnknown = false;
-  /** The client's latest unnamed Parse, for a Bind("") that lands on another backend. */
-  private unnamedParse: Buffer | null = null;
-  private unnamedQuery = '';
-  private unnamedGeneration = 0;
   /** The backend died while the client sat inside a transaction: its next request gets this error. */
   private transactionLost: string | null = null;
   /** No backend answered the client's batch (failed borrow, lost backend): skip to its Sync locally. */
   private skipToSync = false;
+  /** Every message since the last Sync was answered by the proxy: the Sync is too. */
+  private localBatch = false;
   private closed = false;
   private closeAfterTransaction = false;
-  private clientBlocked = false;
-  private backendBlocked = false;
   private requestStartedAt = 0;
-  private readonly out: Buffer[] = [];
+  private lastServerErrorCode: string | undefined;
+  private lastServerErrorMessage: string | undefined;
 
   constructor(
     private readonly socket: net.Socket,
     readonly key: PoolKey,
-    private readonly startupParams: ReadonlyMap<string, string>,
+    startupParams: ReadonlyMap<string, string>,
     private readonly ctx: ProxyContext,
     id: number,
   ) {
     this.id = id;
     this.connectedAt = ctx.clock.now();
     this.lastActivity = this.connectedAt;
-    this.wanted = new Map(startupParams);
-    this.framer = new Framer(CLIENT_INSPECT, ctx.config.maxMessageBytes);
-    this.queue = new ResponseQueue((bytes) => this.out.push(bytes));
+    this.pair = new StreamPair(socket, new Framer(CLIENT_INSPECT, ctx.config.maxMessageBytes), this);
+    this.queue = new ResponseQueue((bytes) => this.pair.toClient.push(bytes));
+    this.settings = new SessionSettings(startupParams, () => this.ctx.config.session);
+    this.pins = new SessionPins({ log: ctx.log, counted: (r) => ctx.metrics.pinned(r), client: id, user: key.user, database: key.database });
+    this.statements = new ClientStatements(this);
   }
+
+  // ---- what others see ----
 
   get remoteAddress(): string {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
   }
 
   get state(): 'idle' | 'waiting' | 'active' | 'pinned' {
-    if (this.pinReasons.size > 0) return 'pinned';
-    if (this.backend) return 'active';
+    if (this.pins.pinned) return 'pinned';
+    if (this.backend_) return 'active';
     if (this.borrowing) return 'waiting';
     return 'idle';
   }
 
   get pinnedReasons(): PinReason[] {
-    return [...this.pinReasons];
+    return this.pins.list;
   }
 
   get currentBackend(): BackendConnection | null {
-    return this.backend;
+    return this.backend_;
   }
 
   /** Between transactions: holding no backend, or holding only a pinned one with nothing in flight. */
   get isIdle(): boolean {
     if (this.borrowing || this.pending.length > 0) return false;
-    if (!this.backend) return true;
-    return this.pinReasons.size > 0 && this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I';
+    if (!this.backend_) return true;
+    return this.pins.pinned && this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I';
   }
 
   start(leftover: Buffer): void {
-    this.socket.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    this.socket.on('close', () => this.onClientClosed());
-    this.socket.on('drain', () => {
-      if (this.backendBlocked) {
-        this.backendBlocked = false;
-        this.backend?.socket.resume();
-      }
+    this.socket.on('data', (chunk: Buffer) => {
+      if (this.closed) return;
+      this.lastActivity = this.ctx.clock.now();
+      this.pair.clientData(chunk);
     });
-    if (leftover.length > 0) this.onClientData(leftover);
+    this.socket.on('close', () => this.onClientClosed());
+    if (leftover.length > 0) this.pair.clientData(leftover);
   }
 
   /** Closes the session from the proxy's side with a FATAL error (idle timeout, shutdown, ...). */
@@ -195,54 +194,47 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   // ---- client -> server ----
 
-  private onClientData(chunk: Buffer): void {
-    if (this.closed) return;
-    this.lastActivity = this.ctx.clock.now();
-    // Everything this read produces for the server goes out in one write (writev), not one per message.
-    const corked = this.backend;
-    corked?.socket.cork();
-    try {
-      this.framer.push(chunk, this);
-      this.flushOut();
-      if (this.backend && !this.framer.inRawMessage) this.maybeRelease();
-    } catch (e) {
-      if (e instanceof FramingError || e instanceof ProtocolViolation) {
-        this.ctx.metrics.protocolErrors.inc();
-        this.ctx.log.warn({ client: this.id, err: e.message }, 'protocol violation from client');
-        this.terminate({ code: SQLSTATE.protocolViolation, message: e.message });
-        return;
-      }
-      throw e;
-    } finally {
-      corked?.socket.uncork();
-    }
-  }
+  readonly fromClient: FrameSink = {
+    raw: (bytes) => this.clientRaw(bytes),
+    message: (type, msg) => this.clientMessage(type, msg),
+  };
 
-  /** FrameSink: CopyData bytes from the client, during a COPY FROM STDIN. */
-  raw(bytes: Buffer): void {
-    if (this.backend && this.pending.length === 0 && !this.syncing) this.write(bytes);
-    else if (this.backend || this.borrowing || this.pending.length > 0) this.enqueuePending(bytes);
+  /** CopyData bytes from the client, during a COPY FROM STDIN. */
+  private clientRaw(bytes: Buffer): void {
+    if (this.backend_ && this.pending.length === 0 && !this.syncing) this.pair.toServer.push(bytes);
+    else if (this.backend_ || this.borrowing || this.pending.length > 0) this.pending.push(bytes);
     // else: the COPY's backend is gone (its client got the error); the rest of its data goes nowhere.
   }
 
-  /** FrameSink: a whole client message. */
-  message(type: number, msg: Buffer): void {
+  private clientMessage(type: number, msg: Buffer): void {
     if (this.closed) return;
-    if (!FRONTEND_TYPES.has(type)) throw new ProtocolViolation(`invalid frontend message type ${type}`);
-    if (type === 0x58 /* X: Terminate */) {
+    if (!FRONTEND_TYPE[type]) throw new ProtocolViolation(`invalid frontend message type ${type}`);
+    if (this.backend_ !== null && this.pending.length === 0 && !this.syncing && !this.skipToSync && this.transactionLost === null) {
+      // The common case: a backend is attached and nothing waits before this message.
+      if (type === X) {
+        this.onClientClosed();
+        this.socket.end();
+        return;
+      }
+      this.localBatch = false;
+      this.process(type, msg);
+      if (this.undo.length > 0) this.runUndo();
+      return;
+    }
+    if (type === X) {
       this.onClientClosed();
       this.socket.end();
       return;
     }
-    if (COPY_TYPES.has(type) && !this.backend && !this.borrowing && this.pending.length === 0) {
+    if ((type === COPY_DATA || type === COPY_DONE || type === COPY_FAIL) && !this.backend_ && !this.borrowing && this.pending.length === 0) {
       // Outside a COPY: PostgreSQL accepts and ignores these, and they expect no answer, so no
       // backend is borrowed for them (it would never be returned).
       return;
     }
     if (this.skipToSync) {
-      if (type === 0x53 /* S: Sync */) {
+      if (type === S) {
         this.skipToSync = false;
-        this.out.push(readyForQuery('I'));
+        this.pair.toClient.push(readyForQuery('I'));
       }
       return;
     }
@@ -253,325 +245,203 @@ export class ClientSession implements BackendOwner, FrameSink {
       this.failPending(new Error(message), { code: SQLSTATE.connectionFailure, message });
       return;
     }
-    if (!this.backend && !this.borrowing && this.txStatus === 'I' && this.answerWithoutBackend(type, msg)) return;
+    if (!this.backend_ && !this.borrowing && this.txStatus === 'I' && this.answerWithoutBackend(type, msg)) return;
     this.localBatch = false;
-    if (this.backend && this.pending.length === 0 && !this.syncing) {
-      this.process(String.fromCharCode(type), msg);
-      this.runUndo();
-    } else {
-      this.enqueuePending(msg);
-    }
+    this.pending.push(msg);
+    if (!this.backend_ && !this.borrowing) this.getBackend();
   }
-
-  /** Every message since the last Sync was answered by the proxy: the Sync is too. */
-  private localBatch = false;
 
   /**
    * Outside a transaction and holding no backend, a client that prepares an already known
    * statement or closes one of its names needs no server: answer it here.
    */
   private answerWithoutBackend(type: number, msg: Buffer): boolean {
-    const t = String.fromCharCode(type);
-    if (t === 'S' || t === 'H') {
+    if (type === S || type === H) {
       if (!this.localBatch) return false;
-      if (t === 'S') {
+      if (type === S) {
         this.localBatch = false;
-        this.out.push(readyForQuery('I'));
+        this.pair.toClient.push(readyForQuery('I'));
       }
       return true;
     }
-    if (t === 'C') {
-      const target = readTarget(msg);
-      if (target.kind !== 'S' || target.name === '') return false;
-      this.statements.delete(target.name);
-      this.out.push(closeComplete());
-      this.localBatch = true;
-      return true;
-    }
-    if (t !== 'P') return false;
-    const parse = readParse(msg);
-    if (parse.name === '') return false;
-    if (this.statements.has(parse.name)) {
-      this.out.push(errorResponse({ severity: 'ERROR', code: '42P05', message: `prepared statement "${parse.name}" already exists` }));
+    const r = this.statements.answerWithoutBackend(type, msg);
+    if (!r) return false;
+    this.pair.toClient.push(r.answer);
+    if (r.skipToSync) {
       this.localBatch = false;
       this.skipToSync = true;
-      return true;
+    } else {
+      this.localBatch = true;
     }
-    const serverName = serverStatementName(this.wanted.get('search_path') ?? '', parse.query, parse.paramTypes);
-    if (!this.ctx.knownStatements.has(this.key, serverName)) return false;
-    const c = this.ctx.classifier.classify(parse.query, false);
-    if (c.pins.length > 0 || c.settings.length > 0) return false;
-    this.statements.set(parse.name, { serverName, query: parse.query, parse: serialize.parse({ name: serverName, text: parse.query, types: parse.paramTypes }) });
-    this.out.push(parseComplete());
-    this.localBatch = true;
     return true;
   }
 
-  private enqueuePending(msg: Buffer): void {
-    this.pending.push(msg);
-    if (!this.backend && !this.borrowing) this.borrow();
-  }
-
   /** Handles one client message with a backend attached. */
-  private process(t: string, msg: Buffer): void {
-    if (this.queue.skipping && t !== 'S') {
+  private process(type: number, msg: Buffer): void {
+    if (this.queue.skipping && type !== S) {
       // After an error the server (or the proxy on its behalf) ignores everything until Sync.
-      if (t === 'P' || t === 'B' || t === 'D' || t === 'E' || t === 'C' || t === 'H') return;
+      if (type === P || type === B || type === D || type === E || type === C || type === H) return;
     }
-    if (this.queue.waiting === 0 && this.requestStartedAt === 0) this.requestStartedAt = this.ctx.clock.now();
-    switch (t) {
-      case 'Q': {
-        const c = this.classify(readQuery(msg));
-        if (c.resets.length === 0) {
-          this.forward(msg, 'Q');
-        } else if (c.statements === 1) {
-          // Alone (DISCARD ALL may not share a query string): the values go back right after it,
-          // in the same transaction block if it runs in one, or fail with it in an aborted one.
-          this.forward(msg, 'Q');
-          const values = this.startupValuesReset(c.resets[0]!.names);
-          if (values.size > 0) this.hidden(serialize.query(restoreParamsSql(values)), { req: 'Q' });
-        } else {
-          const restore = this.restoringQuery(msg, c);
-          this.queue.push({ kind: 'client', req: 'Q', ...(restore ? { swallow: restore.swallow } : {}) });
-          this.write(restore?.msg ?? msg);
-        }
+    if (this.requestStartedAt === 0 && this.queue.waiting === 0) this.requestStartedAt = this.ctx.clock.now();
+    const b = this.backend_!;
+    switch (type) {
+      case Q:
+        this.onQuery(msg);
+        return;
+      case P:
+        this.extendedPending = true;
+        this.statements.onParse(b, msg);
+        return;
+      case B: {
+        this.extendedPending = true;
+        const bound = this.statements.onBind(b, msg);
+        if (bound.classification) this.notePortalRestore(bound.portal, bound.classification);
         return;
       }
-      case 'P':
+      case D:
         this.extendedPending = true;
-        this.onParse(msg);
+        this.statements.onDescribe(b, msg);
         return;
-      case 'B':
+      case C:
         this.extendedPending = true;
-        this.onBind(msg);
+        this.statements.onClose(msg);
         return;
-      case 'D':
-        this.extendedPending = true;
-        this.onDescribe(msg);
-        return;
-      case 'C':
-        this.extendedPending = true;
-        this.onClose(msg);
-        return;
-      case 'E': {
+      case E: {
         this.extendedPending = true;
         this.forward(msg, 'E');
         const restore = this.portalRestores.size > 0 ? this.portalRestores.get(readExecutePortal(msg)) : undefined;
         if (restore) this.restoreAfterExecute(restore);
         return;
       }
-      case 'H':
+      case H:
         this.extendedPending = true;
-        this.write(msg);
+        this.pair.toServer.push(msg);
         return;
-      case 'S':
+      case S:
         this.extendedPending = false;
-        this.portalRestores.clear();
+        if (this.portalRestores.size > 0) this.portalRestores.clear();
         this.forward(msg, 'S');
         return;
-      case 'F':
+      case F:
         this.onFunctionCall(msg);
         this.forward(msg, 'F');
         return;
-      case 'd':
-      case 'c':
-      case 'f':
-        this.write(msg);
+      case COPY_DATA:
+      case COPY_DONE:
+      case COPY_FAIL:
+        this.pair.toServer.push(msg);
         return;
       default:
-        throw new ProtocolViolation(`invalid frontend message type ${t.charCodeAt(0)}`);
+        throw new ProtocolViolation(`invalid frontend message type ${type}`);
     }
   }
 
-  private forward(msg: Buffer, req: RequestType, done?: Slot['done']): void {
-    this.queue.push({ kind: 'client', req, done });
-    this.write(msg);
+  private onQuery(msg: Buffer): void {
+    if (msg[msg.length - 1] !== 0) throw new ProtocolViolation('invalid string in message');
+    const c = this.judge(this.ctx.classifier.classifyBytes(msg, 5, msg.length - 1, this.txStatus !== 'I'), true, () => msg.toString('utf8', 5, msg.length - 1));
+    if (c.resets.length === 0) {
+      this.forward(msg, 'Q');
+    } else if (c.statements === 1) {
+      // Alone (DISCARD ALL may not share a query string): the values go back right after it,
+      // in the same transaction block if it runs in one, or fail with it in an aborted one.
+      this.forward(msg, 'Q');
+      const values = this.settings.startupValuesReset(c.resets[0]!.names);
+      if (values.size > 0) this.hidden(serialize.query(restoreParamsSql(values)), { req: 'Q' });
+    } else {
+      const restore = this.restoringQuery(msg, c);
+      this.queue.push(restore ? { kind: 'client', req: 'Q', swallow: restore.swallow } : CLIENT_SLOT.Q);
+      this.pair.toServer.push(restore?.msg ?? msg);
+    }
   }
 
-  private hidden(msg: Buffer, slot: Omit<Slot, 'kind'>): void {
+  // ---- requests (StatementHost) ----
+
+  forward(msg: Buffer, req: RequestType, done?: (ok: boolean) => void): void {
+    this.queue.push(done ? { kind: 'client', req, done } : CLIENT_SLOT[req]);
+    this.pair.toServer.push(msg);
+  }
+
+  hidden(msg: Buffer, slot: Omit<Slot, 'kind'>): void {
     this.queue.push({ kind: 'hidden', ...slot });
-    this.write(msg);
+    this.pair.toServer.push(msg);
   }
 
-  private local(bytes: Buffer, req: RequestType, undo?: () => void): void {
+  local(bytes: Buffer, req: RequestType, undo?: () => void): void {
     this.queue.push({ kind: 'local', req, bytes, done: undo && ((ok) => ok || this.undo.push(undo)) });
+  }
+
+  failLocally(code: string, message: string): void {
+    this.queue.failLocally(errorResponse({ severity: 'ERROR', code, message }));
+  }
+
+  pushUndo(step: () => void): void {
+    this.undo.push(step);
+  }
+
+  staleStatementError(): boolean {
+    return this.backend_ !== null && this.lastServerErrorCode === '0A000';
+  }
+
+  backend(): BackendConnection | null {
+    return this.backend_;
+  }
+
+  get knownStatements(): ProxyContext['knownStatements'] {
+    return this.ctx.knownStatements;
+  }
+
+  searchPath(): string {
+    return this.settings.searchPath;
+  }
+
+  judgeBytes(msg: Buffer, start: number, end: number, execute: boolean): Classification {
+    return this.judge(this.ctx.classifier.classifyBytes(msg, start, end, this.txStatus !== 'I'), execute, () => msg.toString('utf8', start, end));
+  }
+
+  judgeText(sql: string, execute: boolean): Classification {
+    return this.judge(this.ctx.classifier.classify(sql, this.txStatus !== 'I'), execute, () => sql);
   }
 
   private runUndo(): void {
     while (this.undo.length > 0) this.undo.pop()!();
   }
 
-  private failLocally(code: string, message: string): void {
-    this.queue.failLocally(errorResponse({ severity: 'ERROR', code, message }));
-  }
-
-  private onParse(msg: Buffer): void {
-    const parse = readParse(msg);
-    this.classify(parse.query, false);
-    const b = this.backend!;
-    if (parse.name === '') {
-      this.unnamedParse = msg;
-      this.unnamedQuery = parse.query;
-      const generation = ++this.unnamedGeneration;
-      b.unnamedOwner = { session: this, generation };
-      this.forward(msg, 'P');
-      return;
-    }
-    if (this.statements.has(parse.name)) {
-      this.failLocally('42P05', `prepared statement "${parse.name}" already exists`);
-      return;
-    }
-    const serverName = serverStatementName(this.wanted.get('search_path') ?? '', parse.query, parse.paramTypes);
-    const entry: ClientStatement = { serverName, query: parse.query, parse: serialize.parse({ name: serverName, text: parse.query, types: parse.paramTypes }) };
-    // Registered now so that a Bind pipelined behind this Parse finds it; undone if the Parse fails.
-    this.statements.set(parse.name, entry);
-    const unregister = (): void => void this.statements.delete(parse.name);
-    if (b.statements.has(serverName)) {
-      this.local(parseComplete(), 'P', unregister);
-      return;
-    }
-    this.closeEvicted(b, b.statements.add(serverName));
-    this.forward(entry.parse, 'P', (ok) => {
-      if (ok) {
-        b.statements.confirm(serverName);
-        this.ctx.knownStatements.add(this.key, serverName);
-      } else {
-        b.statements.forget(serverName);
-        this.undo.push(unregister);
-      }
-    });
-  }
-
-  /** Makes sure the backend has the server statement behind a client statement name. */
-  private ensurePrepared(entry: ClientStatement): void {
-    const b = this.backend!;
-    if (b.statements.has(entry.serverName)) return;
-    this.closeEvicted(b, b.statements.add(entry.serverName));
-    this.hidden(entry.parse, {
-      req: 'P',
-      // If the statement no longer prepares (a dropped table), the client sees why, as it would from the server.
-      forwardErrors: true,
-      done: (ok) => {
-        if (!ok) {
-          b.statements.forget(entry.serverName);
-          return;
-        }
-        b.statements.confirm(entry.serverName);
-        this.ctx.knownStatements.add(this.key, entry.serverName);
-      },
-    });
-  }
-
-  private ensureUnnamed(): void {
-    const b = this.backend!;
-    const owner = b.unnamedOwner;
-    if (!this.unnamedParse || (owner && owner.session === this && owner.generation === this.unnamedGeneration)) return;
-    b.unnamedOwner = { session: this, generation: this.unnamedGeneration };
-    this.hidden(this.unnamedParse, { req: 'P', forwardErrors: true });
-  }
-
-  /** Closes what must go before a Parse: least recently used statements, or a stale one of the same name. */
-  private closeEvicted(b: BackendConnection, toClose: string[]): void {
-    for (const name of toClose) this.hidden(serialize.close({ type: 'S', name }), { req: 'C' });
-  }
-
-  /** Whether a server error on this statement means its cached plan is stale (after DDL). */
-  private invalidateOnError(entry: ClientStatement): Slot['done'] {
-    const b = this.backend!;
-    return (ok) => {
-      // "cached plan must not change result type": the server statement is replaced on its next
-      // use (so other clients do not keep failing), and this client's name fails until re-prepared.
-      if (!ok && this.lastServerErrorCode === '0A000') {
-        b.statements.invalidate(entry.serverName);
-        entry.stale = true;
-      }
-    };
-  }
-
-  private onBind(msg: Buffer): void {
-    const { statement, portal } = readBindNames(msg);
-    if (statement === '') {
-      if (this.unnamedParse) this.notePortalRestore(portal, this.classify(this.unnamedQuery));
-      this.ensureUnnamed();
-      this.forward(msg, 'B');
-      return;
-    }
-    const entry = this.statements.get(statement);
-    if (!entry) {
-      this.failLocally('26000', `prepared statement "${statement}" does not exist`);
-      return;
-    }
-    if (entry.stale) {
-      // PostgreSQL fails a statement whose result type changed until the client prepares it again.
-      this.failLocally('0A000', 'cached plan must not change result type');
-      return;
-    }
-    this.notePortalRestore(portal, this.classify(entry.query));
-    this.ensurePrepared(entry);
-    this.forward(rewriteBindStatement(msg, entry.serverName), 'B', this.invalidateOnError(entry));
-  }
-
-  private onDescribe(msg: Buffer): void {
-    const target = readTarget(msg);
-    if (target.kind !== 'S') {
-      this.forward(msg, 'D');
-      return;
-    }
-    if (target.name === '') {
-      this.ensureUnnamed();
-      this.forward(msg, 'D');
-      return;
-    }
-    const entry = this.statements.get(target.name);
-    if (!entry) {
-      this.failLocally('26000', `prepared statement "${target.name}" does not exist`);
-      return;
-    }
-    this.ensurePrepared(entry);
-    this.forward(serialize.describe({ type: 'S', name: entry.serverName }), 'D');
-  }
-
-  private onClose(msg: Buffer): void {
-    const target = readTarget(msg);
-    if (target.kind === 'S' && target.name !== '') {
-      // The server statement stays for others; the client's name is gone, as PostgreSQL would have it.
-      const previous = this.statements.get(target.name);
-      this.statements.delete(target.name);
-      this.local(closeComplete(), 'C', previous && (() => void this.statements.set(target.name, previous)));
-      return;
-    }
-    this.forward(msg, 'C');
-  }
+  // ---- what the SQL does to the session ----
 
   /**
    * Pins for what the text does, and tracks its SETs. For the extended protocol the SETs take
    * effect when the statement runs, so they are tracked at Bind (`execute`), not at Parse.
    */
-  private classify(sql: string, execute = true): Classification {
-    const c = this.ctx.classifier.classify(sql, this.txStatus !== 'I');
+  private judge(c: Classification, execute: boolean, text: () => string): Classification {
+    if (c.pins.length === 0 && c.settings.length === 0 && !c.discardAll) return c;
+    const digest = (): string => this.ctx.classifier.digest(text());
     if (!execute) {
-      for (const reason of c.pins) if (reason !== 'set' || !this.ctx.config.session.trackSettings) this.pin(reason, c.digest);
+      for (const reason of c.pins) if (reason !== 'set' || !this.ctx.config.session.trackSettings) this.pin(reason, digest);
       return c;
     }
-    const tracked = c.settings.length > 0 && this.trackSettings(c.settings);
+    const tracked = c.settings.length > 0 && this.settings.track(c.settings, this.backend_?.appliedParams);
     for (const reason of c.pins) {
       if (reason === 'set' && tracked) continue;
-      this.pin(reason, c.digest);
+      this.pin(reason, digest);
     }
     if (c.discardAll) {
       this.statements.clear();
-      this.unnamedParse = null;
-      this.backend?.statements.clear();
+      this.backend_?.statements.clear();
     }
     return c;
   }
 
-  /** The startup values a statement's resets take away, which PostgreSQL would have put back. */
-  private startupValuesReset(names: readonly string[] | null): Map<string, string> {
-    const out = new Map<string, string>();
-    if (names === null) for (const [k, v] of this.startupParams) out.set(k, v);
-    else for (const n of names) if (this.startupParams.has(n)) out.set(n, this.startupParams.get(n)!);
-    return out;
+  private pin(reason: PinReason, digest: () => string): void {
+    if (this.pins.pin(reason, digest) && this.backend_) this.ctx.pool.markPinned(this.backend_);
+  }
+
+  /** FunctionCall carries no SQL: its effect comes from the function's OID. */
+  private onFunctionCall(msg: Buffer): void {
+    const call = readFunctionCall(msg);
+    if (!call) return;
+    const effect = functionCallEffect(call, this.txStatus !== 'I');
+    const tracked = effect.settings.length > 0 && this.settings.track(effect.settings, this.backend_?.appliedParams);
+    for (const reason of effect.pins) if (reason !== 'set' || !tracked) this.pin(reason, () => `FunctionCall ${call.oid}`);
   }
 
   /**
@@ -587,7 +457,7 @@ export class ClientSession implements BackendOwner, FrameSink {
     const swallow: number[] = [];
     let from = 0;
     for (const r of c.resets) {
-      const values = this.startupValuesReset(r.names);
+      const values = this.settings.startupValuesReset(r.names);
       if (values.size === 0) continue;
       // Offsets are bytes of the UTF-8 text; a client in another encoding keeps its text as sent.
       if (r.end > text.length) return null;
@@ -602,7 +472,7 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   private notePortalRestore(portal: string, c: Classification): void {
     for (const r of c.resets) {
-      const values = this.startupValuesReset(r.names);
+      const values = this.settings.startupValuesReset(r.names);
       if (values.size === 0) continue;
       const all = this.portalRestores.get(portal) ?? new Map<string, string>();
       for (const [k, v] of values) all.set(k, v);
@@ -619,93 +489,46 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.hidden(serialize.close({ type: 'S', name: RESTORE_NAME }), { req: 'C' });
   }
 
-  /** FunctionCall carries no SQL: its effect comes from the function's OID. */
-  private onFunctionCall(msg: Buffer): void {
-    const call = readFunctionCall(msg);
-    if (!call) return;
-    const effect = functionCallEffect(call, this.txStatus !== 'I');
-    const tracked = effect.settings.length > 0 && this.trackSettings(effect.settings);
-    for (const reason of effect.pins) if (reason !== 'set' || !tracked) this.pin(reason, `FunctionCall ${call.oid}`);
-  }
+  // ---- getting, keeping and returning a backend ----
 
-  /** Records SET/RESET for replay; false when they cannot be tracked and the session must pin. */
-  private trackSettings(settings: readonly SessionSetting[]): boolean {
-    const cfg = this.ctx.config.session;
-    if (!cfg.trackSettings) return false;
-    for (const s of settings) {
-      if (s.kind === 'opaque') return false;
-      if (s.kind !== 'reset_all' && cfg.untrackedParameters.includes(s.name)) return false;
+  /** An idle backend now if there is one (no Promise, no pause), else wait in line for one. */
+  private getBackend(): void {
+    const b = this.ctx.pool.tryBorrow(this.key);
+    if (b) {
+      this.attach(b);
+      return;
     }
-    this.settingsVersion++;
-    for (const s of settings) {
-      if (s.kind === 'opaque') continue;
-      // Whatever the statement did, the values are read back once the transaction ends: a RESET
-      // that a later error rolled back, or one whose startup value was put back, is then known
-      // exactly as the server has it.
-      this.settingsChangedAt.set(s.kind === 'reset_all' ? '*' : s.name, this.settingsVersion);
-      if (s.kind === 'reset_all') {
-        for (const k of this.wanted.keys()) this.settingsToRead.add(k);
-        for (const k of this.startupParams.keys()) this.settingsToRead.add(k);
-        for (const k of this.backend?.appliedParams.keys() ?? []) this.settingsToRead.add(k);
-      } else {
-        this.settingsToRead.add(s.name);
-      }
-    }
-    return true;
-  }
-
-  private pin(reason: PinReason, digest: string): void {
-    if (this.pinReasons.has(reason)) return;
-    const first = this.pinReasons.size === 0;
-    this.pinReasons.add(reason);
-    this.ctx.metrics.pinned(reason);
-    // One line per pin, with a normalized digest: never literal values.
-    this.ctx.log.info({ client: this.id, user: this.key.user, database: this.key.database, reason, statement: digest.slice(0, 200) }, `session pinned: ${describePinReason(reason)}`);
-    if (first && this.backend) this.ctx.pool.markPinned(this.backend);
-  }
-
-  private write(buf: Buffer): void {
-    const b = this.backend!;
-    // Closing (a writer change): its close event is on the way and will fail the request.
-    if (b.closed) return;
-    if (!b.write(buf) && !this.clientBlocked) {
-      this.clientBlocked = true;
-      this.socket.pause();
-      b.socket.once('drain', () => {
-        this.clientBlocked = false;
-        if (!this.borrowing && !this.closed) this.socket.resume();
-      });
-    }
-  }
-
-  private borrow(): void {
-    this.socket.pause();
+    this.pair.pauseClient(PAUSE_BORROW);
     const handle = this.ctx.pool.borrow(this.key);
     this.borrowing = handle;
     handle.promise.then(
-      (b) => {
+      (granted) => {
         if (this.borrowing !== handle) return;
         this.borrowing = null;
         if (this.closed) {
-          this.ctx.pool.release(b);
+          this.ctx.pool.release(granted);
           return;
         }
-        this.attach(b);
+        this.pair.unpauseClient(PAUSE_BORROW);
+        this.attach(granted);
+        this.pair.flush();
       },
       (err: Error) => {
         if (this.borrowing !== handle) return;
         this.borrowing = null;
+        this.pair.unpauseClient(PAUSE_BORROW);
         if (!this.closed) this.failPending(err);
       },
     );
   }
 
   private attach(b: BackendConnection): void {
-    this.backend = b;
+    this.backend_ = b;
     b.owner = this;
     b.statements.capacity = this.ctx.config.session.maxPreparedStatements;
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
-    if (this.pinReasons.size > 0) this.ctx.pool.markPinned(b);
+    this.pair.attach(b.socket, b.framer);
+    if (this.pins.pinned) this.ctx.pool.markPinned(b);
     // The client's messages wait until the backend has its settings: if that fails, they must not
     // run with the previous client's.
     if (this.syncParams(b)) return;
@@ -714,25 +537,20 @@ export class ClientSession implements BackendOwner, FrameSink {
 
   /** Sends what the client said while it had no backend (or while the backend was being synced). */
   private sendPending(b: BackendConnection): void {
-    b.socket.cork();
     try {
-      while (this.pending.length > 0 && this.backend === b && !this.closed) {
+      while (this.pending.length > 0 && this.backend_ === b && !this.closed) {
         const m = this.pending.shift()!;
         // A message may be CopyData bytes rather than a whole message; those have no type of their own.
-        if (this.framer.inspect[m[0]!] && m.length >= 5 && m.readUInt32BE(1) + 1 === m.length) this.process(String.fromCharCode(m[0]!), m);
-        else this.write(m);
+        if (m.length >= 5 && m.readUInt32BE(1) + 1 === m.length && this.pair.clientFramer.inspect[m[0]!]) this.process(m[0]!, m);
+        else this.pair.toServer.push(m);
       }
     } catch (e) {
       if (!(e instanceof ProtocolViolation)) throw e;
       this.ctx.metrics.protocolErrors.inc();
       this.terminate({ code: SQLSTATE.protocolViolation, message: e.message });
       return;
-    } finally {
-      b.socket.uncork();
     }
-    this.runUndo();
-    this.flushOut();
-    if (!this.clientBlocked) this.socket.resume();
+    if (this.undo.length > 0) this.runUndo();
   }
 
   /**
@@ -741,11 +559,10 @@ export class ClientSession implements BackendOwner, FrameSink {
    * Query run in one implicit transaction, so a failure leaves the backend as it was.
    */
   private syncParams(b: BackendConnection): boolean {
-    const sql = paramSyncSql(this.wanted, b.appliedParams);
+    const sql = this.settings.syncSql(b.appliedParams);
     if (!sql) return false;
-    const wanted = new Map(this.wanted);
+    const wanted = new Map(this.settings.wanted);
     this.syncing = true;
-    b.socket.cork();
     this.hidden(serialize.query(sql), {
       req: 'Q',
       done: (ok) => {
@@ -756,22 +573,19 @@ export class ClientSession implements BackendOwner, FrameSink {
         } else {
           this.ctx.log.warn({ client: this.id, err: this.lastServerErrorMessage }, 'could not apply session parameters on a backend connection');
         }
-        if (this.backend !== b || this.closed) return;
+        if (this.backend_ !== b || this.closed) return;
         if (ok) this.sendPending(b);
         else this.failPending(new ServerError(this.lastServerErrorCode ?? SQLSTATE.connectionFailure, this.lastServerErrorMessage ?? 'could not apply session parameters', 'ERROR'));
       },
     });
-    b.socket.uncork();
     return true;
   }
 
-  /** Reads back the values of parameters this session SET, so they can follow it to other backends. */
+  /** Reads back the values of parameters this session changed, so they can follow it to other backends. */
   private readBackSettings(b: BackendConnection): void {
-    const names = [...this.settingsToRead];
-    this.settingsToRead.clear();
-    const askedAt = this.settingsVersion;
+    const rb = this.settings.readBack();
     const rows: Buffer[] = [];
-    this.hidden(serialize.query(readBackSql(names)), {
+    this.hidden(serialize.query(rb.sql), {
       req: 'Q',
       rows,
       done: (ok) => {
@@ -784,18 +598,7 @@ export class ClientSession implements BackendOwner, FrameSink {
         new Parser().parse(rows[0]!, (m) => {
           if (m.name === 'dataRow') values.push(...((m as DataRowMessage).fields as Array<string | null>));
         });
-        const resetSince = (this.settingsChangedAt.get('*') ?? 0) > askedAt;
-        names.forEach((name, i) => {
-          if (resetSince || (this.settingsChangedAt.get(name) ?? 0) > askedAt) return;
-          const v = values[i];
-          if (v === null || v === undefined) {
-            this.wanted.delete(name);
-            b.appliedParams.delete(name);
-          } else {
-            this.wanted.set(name, v);
-            b.appliedParams.set(name, v);
-          }
-        });
+        rb.apply(values, b.appliedParams);
       },
     });
   }
@@ -815,16 +618,16 @@ export class ClientSession implements BackendOwner, FrameSink {
     const msgs = this.pending.splice(0);
     let errored = false;
     for (const m of msgs) {
-      const t = String.fromCharCode(m[0]!);
-      if (t === 'Q' || t === 'F') {
-        this.out.push(errorResponse({ severity: 'ERROR', ...fields }));
-        this.out.push(readyForQuery('I'));
-      } else if (t === 'S') {
-        if (!errored) this.out.push(errorResponse({ severity: 'ERROR', ...fields }));
-        this.out.push(readyForQuery('I'));
+      const t = m[0]!;
+      if (t === Q || t === F) {
+        this.pair.toClient.push(errorResponse({ severity: 'ERROR', ...fields }));
+        this.pair.toClient.push(readyForQuery('I'));
+      } else if (t === S) {
+        if (!errored) this.pair.toClient.push(errorResponse({ severity: 'ERROR', ...fields }));
+        this.pair.toClient.push(readyForQuery('I'));
         errored = false;
-      } else if (t === 'P' || t === 'B' || t === 'D' || t === 'E' || t === 'C') {
-        if (!errored) this.out.push(errorResponse({ severity: 'ERROR', ...fields }));
+      } else if (t === P || t === B || t === D || t === E || t === C) {
+        if (!errored) this.pair.toClient.push(errorResponse({ severity: 'ERROR', ...fields }));
         errored = true;
       }
     }
@@ -832,91 +635,103 @@ export class ClientSession implements BackendOwner, FrameSink {
     this.extendedPending = errored;
     this.skipToSync = errored;
     this.requestStartedAt = 0;
-    this.flushOut();
+    this.pair.flush();
     if (this.closeAfterTransaction) this.drain();
-    else this.socket.resume();
   }
 
   // ---- server -> client ----
 
-  private lastServerErrorCode: string | undefined;
-  private lastServerErrorMessage: string | undefined;
-
   onBackendData(b: BackendConnection, chunk: Buffer): void {
-    if (b !== this.backend) return;
-    try {
-      b.framer!.inspect = this.queue.headIsHidden ? SERVER_INSPECT_ALL : SERVER_INSPECT;
-      b.framer!.push(chunk, this.backendSink);
-    } catch (e) {
-      this.ctx.log.error({ backend: b.label, err: (e as Error).message }, 'malformed data from server');
-      this.out.length = 0;
-      this.loseBackend('malformed data from the database server');
-      return;
+    if (b !== this.backend_) return;
+    b.framer!.inspect = this.serverWatch();
+    this.pair.serverData(chunk);
+  }
+
+  onBackendDrain(b: BackendConnection): void {
+    if (b === this.backend_) this.pair.backendDrained();
+  }
+
+  /** Which server messages to look at next, for the request now at the head of the queue. */
+  private serverWatch(): Uint8Array {
+    const head = this.queue.headSlot;
+    if (head === null) return SERVER_INSPECT;
+    if (head.kind !== 'client' || head.swallow !== undefined) return SERVER_INSPECT_ALL;
+    return SERVER_WATCH[head.req];
+  }
+
+  readonly fromServer: FrameSink = {
+    raw: (bytes) => {
+      if (!this.queue.headIsHidden) this.pair.toClient.push(bytes);
+    },
+    message: (type, msg) => this.serverMessage(type, msg),
+  };
+
+  private serverMessage(type: number, msg: Buffer): void {
+    if (type === ERROR_RESPONSE) {
+      const f = readErrorFields(msg);
+      this.lastServerErrorCode = f.get('C');
+      this.lastServerErrorMessage = f.get('M');
+    } else if (type === PARAMETER_STATUS && this.queue.waiting > 0 && !this.queue.headIsHidden) {
+      this.settings.reported(msg.toString('utf8', 5, msg.indexOf(0, 5)).toLowerCase());
     }
-    this.flushOut();
+    const completed = this.queue.onServer(type, msg);
+    if (this.undo.length > 0) this.runUndo();
+    if ((type === COPY_IN || type === COPY_BOTH) && !this.queue.headIsHidden) this.pair.clientFramer.inspect = CLIENT_INSPECT_COPY;
+    if (type === Z) {
+      this.pair.clientFramer.inspect = CLIENT_INSPECT;
+      this.txStatus = String.fromCharCode(msg[5]!) as TxStatus;
+      if (completed?.kind === 'client' && this.queue.waiting === 0 && this.requestStartedAt > 0) {
+        this.ctx.metrics.queryLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
+        this.requestStartedAt = 0;
+      }
+    }
+    const b = this.backend_;
+    if (b?.framer) b.framer.inspect = this.serverWatch();
+  }
+
+  afterClientRead(): void {
+    if (this.backend_ && !this.pair.clientFramer.inRawMessage) this.maybeRelease();
+  }
+
+  afterServerRead(): void {
     this.maybeRelease();
   }
 
-  private readonly backendSink: FrameSink = {
-    raw: (bytes) => {
-      if (!this.queue.headIsHidden) this.out.push(bytes);
-    },
-    message: (type, msg) => {
-      if (type === E) {
-        const f = readErrorFields(msg);
-        this.lastServerErrorCode = f.get('C');
-        this.lastServerErrorMessage = f.get('M');
-      } else if (type === PARAMETER_STATUS && this.queue.waiting > 0 && !this.queue.headIsHidden) {
-        const name = msg.toString('utf8', 5, msg.indexOf(0, 5)).toLowerCase();
-        if (!NOT_SESSION_SETTINGS.has(name)) this.settingsToRead.add(name);
+  framingError(err: Error, fromClient: boolean): void {
+    if (fromClient) {
+      if (err instanceof FramingError || err instanceof ProtocolViolation) {
+        this.ctx.metrics.protocolErrors.inc();
+        this.ctx.log.warn({ client: this.id, err: err.message }, 'protocol violation from client');
+        this.terminate({ code: SQLSTATE.protocolViolation, message: err.message });
+        return;
       }
-      const completed = this.queue.onServer(type, msg);
-      this.runUndo();
-      if ((type === COPY_IN || type === COPY_BOTH) && !this.queue.headIsHidden) this.framer.inspect = CLIENT_INSPECT_COPY;
-      if (type === Z) {
-        this.framer.inspect = CLIENT_INSPECT;
-        this.txStatus = String.fromCharCode(msg[5]!) as TxStatus;
-        if (completed?.kind === 'client' && this.queue.waiting === 0 && this.requestStartedAt > 0) {
-          this.ctx.metrics.queryLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
-          this.requestStartedAt = 0;
-        }
-      }
-      const b = this.backend;
-      if (b?.framer) b.framer.inspect = this.queue.headIsHidden ? SERVER_INSPECT_ALL : SERVER_INSPECT;
-    },
-  };
-
-  private flushOut(): void {
-    const out = this.out;
-    if (out.length === 0) return;
-    let ok = true;
-    if (out.length === 1) {
-      ok = this.socket.write(out[0]!);
-    } else {
-      this.socket.cork();
-      for (const buf of out) ok = this.socket.write(buf);
-      this.socket.uncork();
+      this.ctx.log.error({ client: this.id, err: err.stack ?? err.message }, 'internal error in a client session');
+      this.terminate({ code: SQLSTATE.internalError, message: 'internal error in dbproxy; the session is closed' });
+      return;
     }
-    out.length = 0;
-    if (!ok && this.backend && !this.backendBlocked) {
-      // A slow client: stop reading its backend until the client catches up.
-      this.backendBlocked = true;
-      this.backend.socket.pause();
+    if (!(err instanceof FramingError)) {
+      this.ctx.log.error({ client: this.id, err: err.stack ?? err.message }, 'internal error in a client session');
+      this.terminate({ code: SQLSTATE.internalError, message: 'internal error in dbproxy; the session is closed' });
+      return;
     }
+    this.ctx.log.error({ backend: this.backend_?.label, err: err.message }, 'malformed data from server');
+    this.pair.toClient.clear();
+    this.loseBackend('malformed data from the database server');
   }
 
   private maybeRelease(): void {
-    const b = this.backend;
+    const b = this.backend_;
     if (!b || this.queue.waiting > 0 || this.extendedPending || this.txStatus !== 'I' || this.pending.length > 0) return;
-    if (this.pinReasons.size > 0) {
+    if (this.pins.pinned) {
       if (this.closeAfterTransaction && this.isIdle) this.drain();
       return;
     }
-    if (!b.framer || !b.framer.atBoundary) return;
+    if (!this.pair.serverAtBoundary) return;
     // Half of a passed-through client message went to this backend: the rest must follow it.
-    if (this.framer.inRawMessage) return;
-    if (this.settingsToRead.size > 0) {
+    if (this.pair.clientFramer.inRawMessage) return;
+    if (this.settings.needsReadBack) {
       this.readBackSettings(b);
+      this.pair.flush();
       return;
     }
     this.detachBackend();
@@ -930,47 +745,39 @@ export class ClientSession implements BackendOwner, FrameSink {
   }
 
   private detachBackend(): void {
-    const b = this.backend!;
-    this.backend = null;
+    const b = this.backend_!;
+    this.backend_ = null;
     b.owner = null;
-    if (this.backendBlocked) {
-      this.backendBlocked = false;
-      b.socket.resume();
-    }
+    this.pair.detach();
   }
 
   onBackendClose(b: BackendConnection, err: Error | undefined): void {
-    if (b !== this.backend) return;
+    if (b !== this.backend_) return;
     this.ctx.log.warn({ client: this.id, backend: b.label, err: err?.message }, 'backend connection lost during a session');
     this.loseBackend('the database server closed the connection');
   }
 
   /** The backend died or misbehaved: the client loses its transaction but keeps its connection. */
   private loseBackend(why: string): void {
-    const b = this.backend;
+    const b = this.backend_;
     if (!b) return;
-    this.backend = null;
-    b.owner = null;
-    this.framer.inspect = CLIENT_INSPECT;
-    if (this.clientBlocked) {
-      // It was waiting for this backend to drain, which it never will.
-      this.clientBlocked = false;
-      this.socket.resume();
-    }
+    this.detachBackend();
+    this.pair.clientFramer.inspect = CLIENT_INSPECT;
     this.ctx.pool.discard(b);
     if (this.syncing) {
       // Lost before the client's messages were sent: they go to another backend.
       this.syncing = false;
       this.queue.abandon();
-      if (this.pinReasons.size === 0 && !this.closed) {
-        this.borrow();
+      if (!this.pins.pinned && !this.closed) {
+        this.getBackend();
+        this.pair.flush();
         return;
       }
     }
     const waiting = this.queue.waiting > 0;
     const inTransaction = this.txStatus !== 'I' || this.extendedPending;
     this.queue.abandon();
-    if (this.pinReasons.size > 0) {
+    if (this.pins.pinned) {
       // Session state (temp tables, locks, ...) is gone with the server connection: say so and close.
       this.terminate({ code: SQLSTATE.connectionFailure, message: `${why}; this session held state on it (pinned: ${this.pinnedReasons.join(', ')})` });
       return;
@@ -978,10 +785,10 @@ export class ClientSession implements BackendOwner, FrameSink {
     const lost = `${why} during the transaction; the transaction was lost, retry it`;
     if (waiting) {
       // The client is waiting for an answer: it gets the error now, and a ReadyForQuery or a skip to its Sync.
-      this.out.push(errorResponse({ severity: 'ERROR', code: SQLSTATE.connectionFailure, message: lost }));
+      this.pair.toClient.push(errorResponse({ severity: 'ERROR', code: SQLSTATE.connectionFailure, message: lost }));
       if (this.extendedPending) this.skipToSync = true;
-      else this.out.push(readyForQuery('I'));
-      this.flushOut();
+      else this.pair.toClient.push(readyForQuery('I'));
+      this.pair.flush();
     } else if (inTransaction) {
       // Idle inside a transaction: nothing to answer yet. Its next request fails, then it starts afresh.
       this.transactionLost = lost;
@@ -1000,16 +807,16 @@ export class ClientSession implements BackendOwner, FrameSink {
       this.borrowing.cancel();
       this.borrowing = null;
     }
-    const b = this.backend;
+    const b = this.backend_;
     if (b) {
-      const clean = this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I' && b.framer?.atBoundary !== false && !this.framer.inRawMessage;
+      const clean = this.queue.waiting === 0 && !this.extendedPending && this.txStatus === 'I' && this.pair.serverAtBoundary && !this.pair.clientFramer.inRawMessage;
       this.detachBackend();
       this.queue.abandon();
       if (!clean) {
         // Mid-transaction or mid-result: nobody can vouch for this connection's state.
         this.ctx.pool.discard(b);
-      } else if (this.pinReasons.size > 0) {
-        if (this.pinReasons.has('load')) this.ctx.pool.discard(b);
+      } else if (this.pins.pinned) {
+        if (this.pins.has('load')) this.ctx.pool.discard(b);
         else this.ctx.pool.resetAndRelease(b);
       } else {
         this.ctx.pool.release(b);

@@ -54,7 +54,7 @@ export function parseStartupPacket(packet: Buffer): StartupPacket {
 function cstring(msg: Buffer, start: number): { value: string; next: number } {
   const end = msg.indexOf(0, start);
   if (end < 0) throw new ProtocolViolation('invalid string in message');
-  return { value: msg.toString('utf8', start, end), next: end + 1 };
+  return { value: end === start ? '' : msg.toString('utf8', start, end), next: end + 1 };
 }
 
 /** Query ('Q'): the SQL text. */
@@ -74,6 +74,17 @@ export function readParse(msg: Buffer): { name: string; query: string; paramType
   const paramTypes: number[] = [];
   for (let k = 0; k < n; k++) paramTypes.push(msg.readUInt32BE(i + 4 * k));
   return { name: name.value, query: query.value, paramTypes };
+}
+
+/**
+ * Where a Parse's parts sit, without decoding them: the name is bytes [5, nameEnd), the SQL text
+ * [nameEnd + 1, textEnd).
+ */
+export function locateParse(msg: Buffer): { nameEnd: number; textEnd: number } {
+  const nameEnd = msg.indexOf(0, 5);
+  const textEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
+  if (textEnd < 0 || textEnd + 3 > msg.length) throw new ProtocolViolation('invalid Parse message');
+  return { nameEnd, textEnd };
 }
 
 /** Bind ('B'): portal and statement names (the rest stays opaque). */

@@ -15,6 +15,8 @@ import { BackendStatementCache } from '../session/preparedStatements.js';
 export interface BackendOwner {
   onBackendData(backend: BackendConnection, chunk: Buffer): void;
   onBackendClose(backend: BackendConnection, err: Error | undefined): void;
+  /** The connection's write buffer emptied (after a write returned false). */
+  onBackendDrain?(backend: BackendConnection): void;
 }
 
 /** An error the server sent (ErrorResponse), with its SQLSTATE. */
@@ -113,6 +115,9 @@ export class BackendConnection {
     socket.on('data', (chunk: Buffer) => {
       if (this.owner) this.owner.onBackendData(this, chunk);
     });
+    // One listener for the connection's life, passed to whoever owns it: no listener added and
+    // removed per transaction.
+    socket.on('drain', () => this.owner?.onBackendDrain?.(this));
     socket.on('error', (err) => {
       this.closeError = err;
     });

@@ -2,7 +2,7 @@
 // server names derived from (search_path, query text, parameter types), so every client that
 // prepares the same statement shares one server-side statement per backend, prepared lazily.
 import { createHash } from 'node:crypto';
-import { frame } from '../protocol/serverMessages.js';
+import { LruMap } from '../runtime/lruMap.js';
 
 /**
  * The server-side name for a statement. search_path is part of the key: the same text resolves
@@ -20,46 +20,50 @@ export function serverStatementName(searchPath: string, query: string, paramType
 
 export interface ClientStatement {
   serverName: string;
-  /** Its text: the SETs in it are tracked each time it runs. */
+  /** Its text: the SETs in it are tracked each time it runs (unless `plain`). */
   query: string;
+  /** The classifier found nothing in its text: nothing to track or pin when it runs. */
+  plain: boolean;
   /** The Parse message that creates it on a backend, under its server name. */
   parse: Buffer;
   /** Its result type changed under it (DDL): it fails until the client prepares it again. */
   stale?: boolean;
+  /** Answer of each Bind of it (one callback per statement, not per Bind). */
+  bindDone: (ok: boolean) => void;
 }
 
 /** LRU of the statements prepared on one backend connection, by server name. */
 export class BackendStatementCache {
-  private readonly names = new Map<string, 'ready' | 'preparing'>();
+  private readonly names: LruMap<string, 'ready' | 'preparing'>;
   /** Still on the server but unusable (its plan's result type changed): Close before re-preparing. */
   private readonly stale = new Set<string>();
 
-  constructor(public capacity: number) {}
+  constructor(capacity: number) {
+    this.names = new LruMap(capacity);
+  }
+
+  get capacity(): number {
+    return this.names.capacity;
+  }
+
+  set capacity(n: number) {
+    this.names.capacity = n;
+  }
 
   get size(): number {
     return this.names.size;
   }
 
-  /** Prepared or being prepared: either way, a Parse for it must not be sent again. */
+  /** Prepared or being prepared (and now most recently used): either way, a Parse for it must not be sent again. */
   has(name: string): boolean {
-    const state = this.names.get(name);
-    if (state === undefined) return false;
-    // Re-insert to mark it most recently used.
-    this.names.delete(name);
-    this.names.set(name, state);
-    return true;
+    return this.names.get(name) !== undefined;
   }
 
   /** Records a Parse about to be sent; returns the names to Close first (evicted or stale). */
   add(name: string): string[] {
     const toClose: string[] = [];
     if (this.stale.delete(name)) toClose.push(name);
-    while (this.names.size >= this.capacity) {
-      const oldest = this.names.keys().next().value as string;
-      this.names.delete(oldest);
-      toClose.push(oldest);
-    }
-    this.names.set(name, 'preparing');
+    for (const [evicted] of this.names.set(name, 'preparing')) toClose.push(evicted);
     return toClose;
   }
 
@@ -69,7 +73,7 @@ export class BackendStatementCache {
   }
 
   confirm(name: string): void {
-    if (this.names.has(name)) this.names.set(name, 'ready');
+    if (this.names.peek(name) !== undefined) this.names.set(name, 'ready');
   }
 
   /** The Parse failed or was skipped, or the server's statement must be replaced. */
@@ -83,18 +87,25 @@ export class BackendStatementCache {
   }
 }
 
-function cstr(s: string): Buffer {
-  return Buffer.from(s + '\0', 'utf8');
-}
-
 /**
  * Bind with its statement name replaced, the portal name and the parameters kept byte for byte:
- * hand-written because pg-protocol's serializer builds a Bind from values, not from bytes.
+ * hand-written because pg-protocol's serializer builds a Bind from values, not from bytes. One
+ * allocation: it runs for every Bind of a named statement.
  */
 export function rewriteBindStatement(msg: Buffer, statement: string): Buffer {
   const portalEnd = msg.indexOf(0, 5);
   const stmtEnd = msg.indexOf(0, portalEnd + 1);
-  return frame('B', Buffer.concat([msg.subarray(5, portalEnd + 1), cstr(statement), msg.subarray(stmtEnd + 1)]));
+  const nameLen = Buffer.byteLength(statement);
+  const total = portalEnd + 1 + nameLen + 1 + (msg.length - stmtEnd - 1);
+  const out = Buffer.allocUnsafe(total);
+  out[0] = 0x42; // 'B'
+  out.writeUInt32BE(total - 1, 1);
+  msg.copy(out, 5, 5, portalEnd + 1);
+  let o = portalEnd + 1;
+  o += out.write(statement, o, 'utf8');
+  out[o++] = 0;
+  msg.copy(out, o, stmtEnd + 1);
+  return out;
 }
 
 /**

@@ -127,3 +127,10 @@ test('CommandCompletes of statements the proxy added to a query are kept from th
   server('CCTDCCCZ');
   expect(seen).toEqual(['C', 'T', 'D', 'C', 'C', 'Z']);
 });
+
+test('a notification during a request of the proxy\'s own still reaches the client; its notices do not', () => {
+  const { q, seen, server } = harness();
+  q.push({ kind: 'hidden', req: 'P' });
+  server('NA1');
+  expect(seen).toEqual(['A']);
+});

@@ -23,16 +23,30 @@ export interface Slot {
    * added to the client's query string, kept from the client.
    */
   swallow?: readonly number[];
-  /** CommandComplete messages seen so far for `swallow`. */
-  completions?: number;
 }
+
+/**
+ * The slot of a plain client request (no callback, nothing to hide), one per type, shared: the
+ * common request costs no allocation. Slots are never mutated by the queue.
+ */
+export const CLIENT_SLOT: Readonly<Record<RequestType, Slot>> = Object.freeze({
+  P: Object.freeze({ kind: 'client', req: 'P' }),
+  B: Object.freeze({ kind: 'client', req: 'B' }),
+  C: Object.freeze({ kind: 'client', req: 'C' }),
+  D: Object.freeze({ kind: 'client', req: 'D' }),
+  E: Object.freeze({ kind: 'client', req: 'E' }),
+  S: Object.freeze({ kind: 'client', req: 'S' }),
+  Q: Object.freeze({ kind: 'client', req: 'Q' }),
+  F: Object.freeze({ kind: 'client', req: 'F' }),
+} satisfies Record<RequestType, Slot>);
 
 const code = (c: string): number => c.charCodeAt(0);
 const ERROR = code('E');
 const COMMAND_COMPLETE = code('C');
 const READY = code('Z');
 const DATA_ROW = code('D');
-const ASYNC = new Set([code('N'), code('S'), code('A')]);
+const NOTIFICATION = code('A');
+const ASYNC = new Set([code('N'), code('S'), NOTIFICATION]);
 
 function completes(slot: Slot, type: number): boolean {
   switch (slot.req) {
@@ -53,17 +67,13 @@ function completes(slot: Slot, type: number): boolean {
   }
 }
 
-/** Counts a Query's CommandCompletes; true for one that answers a statement the proxy added. */
-function isAddedCompletion(slot: Slot, type: number): boolean {
-  if (type !== COMMAND_COMPLETE || slot.swallow === undefined) return false;
-  const n = slot.completions ?? 0;
-  slot.completions = n + 1;
-  return slot.swallow.includes(n);
-}
-
 export class ResponseQueue {
-  private slots: Slot[] = [];
+  private readonly slots: Slot[] = [];
   private head = 0;
+  /** The head request's answer included an error (a Query or FunctionCall goes on to its ReadyForQuery). */
+  private headFailed = false;
+  /** CommandCompletes seen so far for the head slot's `swallow`. */
+  private headCompletions = 0;
   /** The server skips everything up to the next Sync after an extended-protocol error. */
   private skippingToSync = false;
 
@@ -72,6 +82,11 @@ export class ResponseQueue {
   /** Slots still waiting on the server. */
   get waiting(): number {
     return this.slots.length - this.head;
+  }
+
+  /** The request the server answers next, or null. */
+  get headSlot(): Slot | null {
+    return this.head < this.slots.length ? this.slots[this.head]! : null;
   }
 
   get headIsHidden(): boolean {
@@ -112,7 +127,9 @@ export class ResponseQueue {
     }
     const visible = slot.kind === 'client';
     if (ASYNC.has(type)) {
-      if (visible) this.emit(msg);
+      // A notification is the client's whatever request it arrives during; a notice or parameter
+      // report during the proxy's own request belongs to that request.
+      if (visible || type === NOTIFICATION) this.emit(msg);
       return null;
     }
     if (type === ERROR && slot.req !== 'Q' && slot.req !== 'F' && slot.req !== 'S') {
@@ -123,29 +140,39 @@ export class ResponseQueue {
     }
     if (type === DATA_ROW && slot.rows) slot.rows.push(Buffer.from(msg));
     if (type === ERROR) {
-      (slot as { failed?: boolean }).failed = true;
+      this.headFailed = true;
       if (visible || slot.forwardErrors) this.emit(msg);
       return null;
     }
-    if (visible && !isAddedCompletion(slot, type)) this.emit(msg);
+    if (visible && !this.isAddedCompletion(slot, type)) this.emit(msg);
     if (completes(slot, type)) {
-      this.complete((slot as { failed?: boolean }).failed !== true);
+      this.complete(!this.headFailed);
       return slot;
     }
     return null;
   }
 
+  /** Counts a Query's CommandCompletes; true for one that answers a statement the proxy added. */
+  private isAddedCompletion(slot: Slot, type: number): boolean {
+    if (type !== COMMAND_COMPLETE || slot.swallow === undefined) return false;
+    return slot.swallow.includes(this.headCompletions++);
+  }
+
   /** The backend went away: every open request fails. */
   abandon(): void {
     const open = this.slots.slice(this.head);
-    this.slots = [];
+    this.slots.length = 0;
     this.head = 0;
+    this.headFailed = false;
+    this.headCompletions = 0;
     this.skippingToSync = false;
     for (const s of open) s.done?.(false);
   }
 
   private complete(ok: boolean): void {
     const slot = this.slots[this.head++]!;
+    this.headFailed = false;
+    this.headCompletions = 0;
     slot.done?.(ok);
     this.flushLocal();
   }
@@ -156,6 +183,8 @@ export class ResponseQueue {
       const s = this.slots[this.head++]!;
       s.done?.(false);
     }
+    this.headFailed = false;
+    this.headCompletions = 0;
     if (this.head >= this.slots.length) this.skippingToSync = true;
     this.flushLocal();
   }
@@ -167,7 +196,7 @@ export class ResponseQueue {
       s.done?.(true);
     }
     if (this.head === this.slots.length && this.head > 0) {
-      this.slots = [];
+      this.slots.length = 0;
       this.head = 0;
     }
   }

@@ -22,6 +22,11 @@ export interface PgbenchOptions {
    * even when 1,000 logins take a while.
    */
   connectAllowanceSeconds?: number;
+  /**
+   * Transactions per client (-t) instead of a duration: a fixed count, so the CPU a process
+   * spent on them can be divided by it. `seconds` then only sizes the time limit.
+   */
+  transactions?: number;
   /** Killed (SIGKILL) after this long; default: seconds + 60 s + 60 ms per client. */
   timeoutMs?: number;
   /** Children are registered here while they run, so an interrupted benchmark can kill them. */
@@ -94,7 +99,7 @@ export function runPgbench(o: PgbenchOptions): Promise<PgbenchResult> {
     '-M', o.mode,
     '-c', String(o.clients),
     '-j', String(Math.min(o.threads, o.clients)),
-    '-T', String(o.seconds + (o.connectAllowanceSeconds ?? 0)),
+    ...(o.transactions !== undefined ? ['-t', String(o.transactions)] : ['-T', String(o.seconds + (o.connectAllowanceSeconds ?? 0))]),
     o.database,
   ];
   const durationSeconds = o.seconds + (o.connectAllowanceSeconds ?? 0);

@@ -169,7 +169,7 @@ describe('cancel keys', () => {
     if (!victim) throw new Error('no session with a secret at or above 2^31 in 40 logins');
     const q = victim.query(new pg.Query('SELECT pg_sleep(30)'));
     const failed = new Promise<{ code?: string }>((resolve) => q.on('error', (e: Error) => resolve(e as { code?: string })));
-    await eventually(() => proxy.server.stats().borrowed > 0, 'the query to hold a backend');
+    await running('SELECT pg_sleep(30)');
     // pg's own cancel: a fresh connection sending CancelRequest(processID, secretKey).
     (client(proxy.port) as unknown as { cancel(c: pg.Client, q: pg.Query): void }).cancel(victim, q);
     expect((await failed).code).toBe('57014');
@@ -196,7 +196,7 @@ describe('cancel requests are rate-limited per source address', () => {
   test('on the client port: guesses beyond the burst are dropped, even the right key; other addresses are unaffected', async () => {
     const c = await RawClient.login(limited.port, app.name, app.password);
     c.send(serialize.query('SELECT pg_sleep(1)'));
-    await eventually(() => limited.server.stats().borrowed > 0, 'the query to hold a backend');
+    await running('SELECT pg_sleep(1)');
     for (let i = 1; i <= 5; i++) await cancelFrom(limited.port, '127.0.0.2', c.pid, (c.secret + i) | 0);
     const before = await rateLimited('client');
     await cancelFrom(limited.port, '127.0.0.2', c.pid, c.secret);
@@ -207,7 +207,7 @@ describe('cancel requests are rate-limited per source address', () => {
     expect(done.some((m) => m.name === 'commandComplete')).toBe(true);
     // Another address still cancels.
     c.send(serialize.query('SELECT pg_sleep(30)'));
-    await eventually(() => limited.server.stats().borrowed > 0, 'the second query to hold a backend');
+    await running('SELECT pg_sleep(30)');
     await cancelFrom(limited.port, '127.0.0.3', c.pid, c.secret);
     expect((await c.untilReady()).find((m) => m.name === 'error')?.code).toBe('57014');
     c.close();
@@ -216,7 +216,7 @@ describe('cancel requests are rate-limited per source address', () => {
   test('POST /cancel: the same answer whether a session matched or not, 429 beyond the burst from one address', async () => {
     const c = await RawClient.login(limited.port, app.name, app.password);
     c.send(serialize.query('SELECT pg_sleep(30)'));
-    await eventually(() => limited.server.stats().borrowed > 0, 'the query to hold a backend');
+    await running('SELECT pg_sleep(30)');
     const wrongSecret = await postCancel(limited.adminPort, '127.0.0.4', { pid: c.pid, secret: (c.secret + 1) >>> 0 });
     const noSuchPid = await postCancel(limited.adminPort, '127.0.0.4', { pid: 12345, secret: 678 });
     const right = await postCancel(limited.adminPort, '127.0.0.4', { pid: c.pid, secret: c.secret >>> 0 });
