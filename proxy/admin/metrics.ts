@@ -1,6 +1,7 @@
 // Prometheus metrics, named after RDS Proxy's CloudWatch metrics. A Registry per proxy instance
 // (no global default registry), and gauges read at scrape time so the data path only bumps counters.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastHistogram } from './fastHistogram.js';
 import type { PinReason } from '../classify/pinReasons.js';
 
 export interface GaugeSource {
@@ -15,12 +16,12 @@ export interface GaugeSource {
 
 export class ProxyMetrics {
   readonly registry = new Registry();
-  readonly borrowLatency: Histogram;
+  readonly borrowLatency: FastHistogram;
   readonly borrowTimeouts: Counter;
   readonly pins: Counter<'reason'>;
   readonly clientRejections: Counter<'reason'>;
   readonly clientConnectionsTotal: Counter;
-  readonly queryLatency: Histogram;
+  readonly queryLatency: FastHistogram;
   readonly protocolErrors: Counter;
   readonly failovers: Counter;
   readonly cancelRequests: Counter<'via' | 'result'>;
@@ -47,12 +48,13 @@ export class ProxyMetrics {
     gauge('dbproxy_client_connections_waiting', 'Clients waiting to borrow a backend connection.', () => source.pool().waiting);
     gauge('dbproxy_database_connections_budget', 'Backend connections this replica may use (pool budget).', () => source.budget());
     gauge('dbproxy_target_max_connections', "The target's max_connections.", () => source.targetMaxConnections());
-    this.borrowLatency = new Histogram({
-      name: 'dbproxy_database_connections_borrow_latency_seconds',
-      help: 'Time from a client needing a backend connection to getting one.',
-      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
-      registers: [r],
-    });
+    // Observed once per transaction: histograms whose observe() costs nanoseconds.
+    this.borrowLatency = new FastHistogram(
+      'dbproxy_database_connections_borrow_latency_seconds',
+      'Time from a client needing a backend connection to getting one.',
+      [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      r,
+    );
     this.borrowTimeouts = new Counter({ name: 'dbproxy_database_connections_borrow_timeouts_total', help: 'Borrows that timed out (SQLSTATE 53300).', registers: [r] });
     this.pins = new Counter({ name: 'dbproxy_session_pins_total', help: 'Client sessions pinned to a backend connection, by reason.', labelNames: ['reason'], registers: [r] });
     this.clientRejections = new Counter({
@@ -62,12 +64,12 @@ export class ProxyMetrics {
       registers: [r],
     });
     this.clientConnectionsTotal = new Counter({ name: 'dbproxy_client_connections_received_total', help: 'Client connections accepted.', registers: [r] });
-    this.queryLatency = new Histogram({
-      name: 'dbproxy_query_response_latency_seconds',
-      help: 'Time from a client request to the server being ready for the next one (per ReadyForQuery).',
-      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
-      registers: [r],
-    });
+    this.queryLatency = new FastHistogram(
+      'dbproxy_query_response_latency_seconds',
+      'Time from a client request to the server being ready for the next one (per ReadyForQuery).',
+      [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      r,
+    );
     this.failovers = new Counter({ name: 'dbproxy_failovers_total', help: 'Changes to a new writer after the previous one failed.', registers: [r] });
     gauge('dbproxy_last_failover_duration_seconds', 'From the old writer first failing a check to the new writer taking over.', () => source.lastFailoverSeconds());
     new Gauge({

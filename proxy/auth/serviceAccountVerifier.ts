@@ -5,7 +5,9 @@
 // the pod) still exists. The proxy's own identity needs RBAC to create tokenreviews (e.g. the
 // system:auth-delegator ClusterRole).
 import https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+// Only the type at load time: the library is large (tens of MB of resident memory), and only a
+// proxy configured for ServiceAccount logins needs it, so it is loaded on first use.
+import type { KubeConfig } from '@kubernetes/client-node';
 import { TokenRefused, type TokenVerifier, type VerifiedIdentity } from './tokenAuth.js';
 
 export interface ServiceAccountVerifierOptions {
@@ -47,8 +49,9 @@ export class ServiceAccountVerifier implements TokenVerifier {
     return this.opts.mappings.some((m) => m.user === user);
   }
 
-  private kubeConfig(): KubeConfig {
+  private async kubeConfig(): Promise<KubeConfig> {
     if (!this.kc) {
+      const { KubeConfig } = await import('@kubernetes/client-node');
       const kc = new KubeConfig();
       if (this.opts.kubeconfig) kc.loadFromFile(this.opts.kubeconfig);
       else kc.loadFromCluster();
@@ -82,7 +85,7 @@ export class ServiceAccountVerifier implements TokenVerifier {
     const options: https.RequestOptions = {};
     let server: string;
     try {
-      kc = this.kubeConfig();
+      kc = await this.kubeConfig();
       const cluster = kc.getCurrentCluster();
       if (!cluster) throw new Error('no current cluster in the kubeconfig');
       server = cluster.server;

@@ -164,9 +164,10 @@ export class BackendPool {
     if (!this.canLend()) return null;
     const kp = this.keyPool(key);
     if (kp.waiters.size > 0) return null;
-    const b = this.takeIdle(kp);
+    const now = this.deps.clock.now();
+    const b = this.takeIdle(kp, now);
     if (!b) return null;
-    this.lend(b, this.deps.clock.now());
+    this.lend(b, now, now);
     return b;
   }
 
@@ -404,8 +405,7 @@ export class BackendPool {
     return this.byBackend.get(b) ?? this.keyPool({ user: b.user, database: b.database });
   }
 
-  private takeIdle(kp: KeyPool): BackendConnection | undefined {
-    const now = this.deps.clock.now();
+  private takeIdle(kp: KeyPool, now = this.deps.clock.now()): BackendConnection | undefined {
     while (kp.idle.length > 0) {
       // Most recently used first: keeps the warm set small so idle trimming can work.
       const b = kp.idle.pop()!;
@@ -422,10 +422,9 @@ export class BackendPool {
     return undefined;
   }
 
-  private lend(b: BackendConnection, startedAt: number): void {
+  private lend(b: BackendConnection, startedAt: number, now = this.deps.clock.now()): void {
     b.owner = null;
     this.lent.add(b);
-    const now = this.deps.clock.now();
     b.lastUsedAt = now;
     this.deps.onBorrowed?.(now - startedAt);
   }

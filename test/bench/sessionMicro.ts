@@ -155,22 +155,28 @@ async function main(): Promise<void> {
       client.emit('data', inputs[i % 1000]);
       serve();
     }
+    // Five slices, the cheapest kept: other work on the machine only ever adds to a slice.
     const writes0 = client.writes + backends.reduce((n, x) => n + x.socket.writes, 0);
-    const t0 = process.cpuUsage();
-    for (let i = 0; i < txns; i++) {
-      client.emit('data', inputs[i % 1000]);
-      serve();
+    const slice = Math.ceil(txns / 5);
+    let best = Infinity;
+    for (let rep = 0; rep < 5; rep++) {
+      const t0 = process.cpuUsage();
+      for (let i = 0; i < slice; i++) {
+        client.emit('data', inputs[i % 1000]);
+        serve();
+      }
+      const t1 = process.cpuUsage(t0);
+      best = Math.min(best, (t1.user + t1.system) / slice);
     }
-    const t1 = process.cpuUsage(t0);
     const writes = client.writes + backends.reduce((n, x) => n + x.socket.writes, 0) - writes0;
     client.emit('close');
-    return { us: (t1.user + t1.system) / txns, writes: writes / txns };
+    return { us: best, writes: writes / (slice * 5) };
   };
 
   const results: string[] = [];
   for (const mode of ['simple', 'extended', 'prepared'] as const) {
     const r = await run(mode);
-    results.push(`${mode}: ${r.us.toFixed(2)} µs of JavaScript per transaction, ${r.writes.toFixed(2)} socket writes`);
+    results.push(`${mode}: ${r.us.toFixed(2)} µs of JavaScript per transaction (best of 5 slices), ${r.writes.toFixed(2)} socket writes`);
   }
   process.stdout.write(`session micro-benchmark (${txns} transactions each, no I/O):\n  ${results.join('\n  ')}\n`);
 }
