@@ -40,7 +40,11 @@ export interface PodRunnerOptions {
   /** Namespaces whose pods this runner schedules and runs (other tests' pods are left alone). */
   namespaces: string[];
   images: ImageCommand[];
-  /** Default "dbproxy-local". */
+  /**
+   * Default "dbproxy-local-A-B" after the runner's subnet: runners sharing a control plane (the
+   * end-to-end test files run in parallel) must not share a Node, since each deletes its own when
+   * it stops and the control plane then garbage-collects every pod bound to it.
+   */
   nodeName?: string;
   /** Working directory (pod volumes, logs). Default: a new temp dir, removed by stop(). */
   dir?: string;
@@ -88,12 +92,12 @@ export class PodRunner {
   private stopped = false;
 
   private constructor(private readonly opts: PodRunnerOptions) {
-    this.nodeName = opts.nodeName ?? 'dbproxy-local';
     this.ownsDir = !opts.dir;
     this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'dbproxy-pods-'));
     this.log = opts.log ?? (() => {});
     const octet = (): number => 2 + Math.floor(Math.random() * 240);
     this.subnet = opts.subnet ?? [octet(), octet()];
+    this.nodeName = opts.nodeName ?? `dbproxy-local-${this.subnet.join('-')}`;
   }
 
   static async start(opts: PodRunnerOptions): Promise<PodRunner> {

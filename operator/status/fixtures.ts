@@ -29,6 +29,31 @@ export function exampleStats(over: Partial<ProxyStats> = {}): ProxyStats {
   };
 }
 
+/**
+ * A pod that checked every target and found no writer: a verdict (writerProblem) and the failure
+ * of each target. `reason` is the writer's (UNREACHABLE, AUTH_FAILURE, ...).
+ */
+export const noWriterStats = (reason = 'UNREACHABLE', endpoint = 'db-1:5432'): Partial<ProxyStats> => ({
+  writer: null,
+  writerProblem: 'NO_WRITER: no available target is out of recovery',
+  targets: [{ endpoint, state: 'UNAVAILABLE', reason, role: 'unknown', maxConnections: null }],
+});
+
+/**
+ * A pod whose first round of target checks has not finished, as a real proxy reports it then
+ * (issue 19): no writer yet and no verdict either; a dead target already failed (ECONNREFUSED is
+ * fast), the writer's check is still on its way (UNKNOWN).
+ */
+export const firstCheckPendingStats = (writer = 'db-1:5432', dead = 'db-0:5432'): Partial<ProxyStats> => ({
+  ready: false,
+  pool: { budget: null, maxDatabaseConnections: null, targetMaxConnections: null, maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas: 3 },
+  writer: null,
+  targets: [
+    { endpoint: dead, state: 'UNAVAILABLE', reason: 'UNREACHABLE', role: 'unknown', maxConnections: null },
+    { endpoint: writer, state: 'UNKNOWN', role: 'unknown', maxConnections: null },
+  ],
+});
+
 /** What the status reader hands computeStatus for one pod. */
 export const examplePod = (name: string, over: Partial<ProxyStats> = {}, ready = true): PodStats => ({ pod: name, ready, stats: exampleStats(over) });
 

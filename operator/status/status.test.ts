@@ -2,7 +2,7 @@ import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { exampleProxy } from '../api/fixtures.js';
 import { statusSchema, type Condition, type DatabaseProxyStatus } from '../api/v1alpha1.js';
 import { validate } from '../api/schema.js';
-import { examplePod, exampleStats, observedDeployment } from './fixtures.js';
+import { examplePod, exampleStats, firstCheckPendingStats, noWriterStats, observedDeployment } from './fixtures.js';
 import {
   camelCase,
   computeStatus,
@@ -12,6 +12,7 @@ import {
   shouldWrite,
   statusChanged,
   writeDelayMs,
+  writerCheckPending,
   type PodStats,
   type StatusInput,
 } from './status.js';
@@ -24,10 +25,10 @@ const pod = examplePod;
 const deployment = observedDeployment;
 const healthy = (r = 2) =>
   deployment({ replicas: r, updatedReplicas: r, readyReplicas: r, availableReplicas: r, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, r);
-const unreachable = (reason = 'AUTH_FAILURE'): Partial<ProxyStats> => ({
-  writer: null,
-  targets: [{ endpoint: 'db-1:5432', state: 'UNAVAILABLE', reason, role: 'unknown', maxConnections: null }],
-});
+const unreachable = (reason = 'AUTH_FAILURE'): Partial<ProxyStats> => noWriterStats(reason);
+const pending = firstCheckPendingStats;
+const scaledUpTo3 = () =>
+  deployment({ replicas: 3, updatedReplicas: 3, readyReplicas: 2, availableReplicas: 2, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, 3);
 
 const proxy = exampleProxy({}, { generation: 4 });
 const input = (over: Partial<StatusInput>): StatusInput => ({ proxy, stats: [], now: T0, poolDivisor: 3, ...over });
@@ -153,6 +154,34 @@ describe('computeStatus conditions', () => {
       { Ready: ['False', 'WaitingForPods'], Available: ['True', 'ReplicasReady'], Progressing: ['True', 'WaitingForPods'], Degraded: ['False', 'AsExpected'], TargetReachable: ['True', 'WriterAvailable'] },
     ],
     [
+      // Issue 19: the third pod's first check of the writer is still on its way (UNKNOWN) while a
+      // dead target already failed. It is starting, not failing.
+      'scale-up: the new pod has not finished its first check of the writer',
+      { proxy: exampleProxy({ replicas: 3 }, { generation: 4 }), deployment: scaledUpTo3(), stats: [pod('a'), pod('b'), pod('c', pending(), false)] },
+      { Ready: ['False', 'WaitingForPods'], Available: ['True', 'ReplicasReady'], Progressing: ['True', 'WaitingForPods'], Degraded: ['False', 'AsExpected'], TargetReachable: ['True', 'WriterAvailable'] },
+    ],
+    [
+      'new pods, none has finished its first check of the targets',
+      { deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 0, availableReplicas: 0 }), stats: [pod('a', pending(), false), pod('b', pending(), false)] },
+      { Ready: ['False', 'NoReplicasReady'], Available: ['False', 'NoReplicasReady'], Progressing: ['True', 'WaitingForPods'], Degraded: ['False', 'AsExpected'], TargetReachable: ['Unknown', 'WriterCheckPending'] },
+    ],
+    [
+      'one new pod found no writer, the other is still checking',
+      { deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 0, availableReplicas: 0 }), stats: [pod('a', unreachable('AUTH_FAILURE'), false), pod('b', pending(), false)] },
+      { Ready: ['False', 'TargetUnreachable'], Available: ['False', 'NoReplicasReady'], Progressing: ['True', 'WaitingForPods'], Degraded: ['True', 'TargetUnreachable'], TargetReachable: ['False', 'AuthFailure'] },
+    ],
+    [
+      'writer reachable from some pods, another lost it, a new one still checking',
+      { proxy: exampleProxy({ replicas: 3 }, { generation: 4 }), deployment: scaledUpTo3(), stats: [pod('a'), pod('b', unreachable('UNREACHABLE')), pod('c', pending(), false)] },
+      {
+        Ready: ['False', 'TargetUnreachableFromSomePods'],
+        Available: ['True', 'ReplicasReady'],
+        Progressing: ['True', 'WaitingForPods'],
+        Degraded: ['True', 'TargetUnreachableFromSomePods'],
+        TargetReachable: ['True', 'WriterReachableFromSomePods'],
+      },
+    ],
+    [
       'progress deadline exceeded',
       {
         deployment: deployment({
@@ -218,6 +247,54 @@ describe('computeStatus conditions', () => {
     expect(cond(all, 'Degraded')).toMatchObject({ status: 'False' });
     const one = computeStatus(input({ deployment: healthy(), stats: [pod('a', { paused: true }), pod('b')] }));
     expect(cond(one, 'Ready')).toMatchObject({ status: 'True', reason: 'ProxyReady' });
+  });
+});
+
+describe('a pod whose first check of the targets is pending', () => {
+  const target = (endpoint: string, state: 'AVAILABLE' | 'UNAVAILABLE' | 'UNKNOWN', reason?: string) => ({ endpoint, state, ...(reason ? { reason } : {}), role: 'unknown' as const, maxConnections: null });
+  test.each<[string, Partial<ProxyStats>, boolean]>([
+    ['has a writer', {}, false],
+    ['first round under way: a dead target failed, the writer not yet answered', pending(), true],
+    ['first round under way: the target name is still being resolved', { writer: null, targets: [] }, true],
+    ['checked every target, no writer', unreachable('UNREACHABLE'), false],
+    ['lost the writer; a new address of the name not yet checked', { ...unreachable('UNREACHABLE'), targets: [target('db-1:5432', 'UNAVAILABLE', 'UNREACHABLE'), target('db-2:5432', 'UNKNOWN')] }, false],
+    ['no writer and every target observed, even without a verdict', { writer: null, targets: [target('db-1:5432', 'UNAVAILABLE', 'READ_ONLY')] }, false],
+  ])('writerCheckPending: %s = %p', (_name, over, expected) => {
+    expect(writerCheckPending(stats(over))).toBe(expected);
+  });
+
+  test('a scale-up: the writer is reachable from every pod that has looked; the new pod is named as still checking, not as failing', () => {
+    const s = computeStatus(input({ proxy: exampleProxy({ replicas: 3 }, { generation: 4 }), deployment: scaledUpTo3(), stats: [pod('a'), pod('b'), pod('c', pending('db-1:5432', 'db-0:5432'), false)] }));
+    expect(cond(s, 'TargetReachable').message).toBe('writer db-1:5432 reachable from 2/3 pods; 1 pod has not finished its first check of the targets');
+    expect(cond(s, 'Ready').message).toBe('2/3 replicas available, 2 ready, 3 running; 2/3 replicas ready; writer db-1:5432; 0 clients, 0 borrowed, 0 pinned, 0 waiting');
+    expect(s.writer).toBe('db-1:5432');
+    expect(s.targetMaxConnections).toBe(100);
+  });
+
+  test('new pods that have not finished their first check: TargetReachable Unknown, nothing Degraded', () => {
+    const s = computeStatus(input({ deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 0, availableReplicas: 0 }), stats: [pod('a', pending(), false), pod('b', pending(), false)] }));
+    expect(cond(s, 'TargetReachable').message).toBe('no pod has finished its first check of the targets yet (2 pods checking)');
+    expect(cond(s, 'Degraded')).toMatchObject({ status: 'False', message: 'no problems found' });
+    expect(s.writer).toBeUndefined();
+  });
+
+  test('failure details name only what a finished check saw: never an UNKNOWN target, never a pod still checking', () => {
+    const lostWithNewAddress = { ...unreachable('UNREACHABLE'), targets: [target('db-1:5432', 'UNAVAILABLE', 'UNREACHABLE'), target('db-2:5432', 'UNKNOWN')] };
+    const s = computeStatus(input({ deployment: healthy(3), stats: [pod('a'), pod('b', lostWithNewAddress), pod('c', pending('db-1:5432', 'db-9:5432'), false)] }));
+    expect(cond(s, 'TargetReachable').message).toBe('writer db-1:5432 reachable from 1/3 pods: db-1:5432 UNAVAILABLE (UNREACHABLE); 1 pod has not finished its first check of the targets');
+    expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'TargetUnreachableFromSomePods' });
+    const none = computeStatus(input({ deployment: healthy(), stats: [pod('a', unreachable('AUTH_FAILURE')), pod('b', pending('db-1:5432', 'db-9:5432'), false)] }));
+    expect(cond(none, 'TargetReachable')).toMatchObject({ status: 'False', reason: 'AuthFailure', message: 'no pod has a writer: db-1:5432 UNAVAILABLE (AUTH_FAILURE); 1 pod has not finished its first check of the targets' });
+  });
+
+  test('a pod finishing its first check is not a failover, and the Degraded condition never moves', () => {
+    const before = computeStatus(input({ deployment: healthy(), stats: [pod('a'), pod('b')], now: T0 }));
+    const scaling = computeStatus(input({ proxy: exampleProxy({ replicas: 3 }, { generation: 5 }), deployment: scaledUpTo3(), stats: [pod('a'), pod('b'), pod('c', pending(), false)], previous: before, now: T1 }));
+    const done = computeStatus(input({ proxy: exampleProxy({ replicas: 3 }, { generation: 5 }), deployment: healthy(3), stats: [pod('a'), pod('b'), pod('c')], previous: scaling, now: new Date('2025-01-01T10:01:00Z') }));
+    expect([before, scaling, done].map((x) => cond(x, 'Degraded').status)).toEqual(['False', 'False', 'False']);
+    expect(cond(done, 'Degraded').lastTransitionTime).toBe('2025-01-01T10:00:00Z');
+    expect(cond(done, 'Ready')).toMatchObject({ status: 'True', reason: 'ProxyReady' });
+    expect(done.lastFailoverTime).toBeUndefined();
   });
 });
 

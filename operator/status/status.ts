@@ -143,6 +143,19 @@ interface Verdict {
   message: string;
 }
 
+/**
+ * Whether a pod has not yet finished its first round of target checks: it has no writer and no
+ * verdict about one (the proxy reports writerProblem once a finished round found no writer), and
+ * something is still unobserved (a target not yet checked is UNKNOWN; while the first DNS lookup
+ * runs there are no targets at all). Such a pod is starting, not failing: its readiness is off
+ * until it finds the writer, and the wait ends when the check answers or times out, with a writer
+ * or a verdict. Pure.
+ */
+export function writerCheckPending(s: Pick<ProxyStats, 'writer' | 'writerProblem' | 'targets'>): boolean {
+  if (s.writer || s.writerProblem) return false;
+  return s.targets.length === 0 || s.targets.some((t) => t.state === 'UNKNOWN');
+}
+
 function targetVerdict(stats: PodStats[], statsErrors: number): Verdict & { partial: boolean } {
   if (stats.length === 0) {
     return statsErrors > 0
@@ -150,18 +163,26 @@ function targetVerdict(stats: PodStats[], statsErrors: number): Verdict & { part
       : { status: 'Unknown', reason: 'NoStats', message: 'no proxy pod has reported /stats yet', partial: false };
   }
   const withWriter = stats.filter((p) => p.stats.writer);
+  const checking = stats.filter((p) => writerCheckPending(p.stats));
+  // Pods that finished checking and found no writer: the only ones that count against it.
+  const without = stats.filter((p) => !p.stats.writer && !writerCheckPending(p.stats));
   const writer = majorityWriter(stats);
-  if (withWriter.length === stats.length) {
-    return { status: 'True', reason: 'WriterAvailable', message: `writer ${writer} reachable from ${withWriter.length}/${stats.length} pods`, partial: false };
+  const checkingText = checking.length > 0 ? `${plural(checking.length, 'pod')} ${checking.length === 1 ? 'has' : 'have'} not finished ${checking.length === 1 ? 'its' : 'their'} first check of the targets` : '';
+  if (without.length === 0) {
+    if (withWriter.length === 0) {
+      return { status: 'Unknown', reason: 'WriterCheckPending', message: `no pod has finished its first check of the targets yet (${plural(checking.length, 'pod')} checking)`, partial: false };
+    }
+    return { status: 'True', reason: 'WriterAvailable', message: `writer ${writer} reachable from ${withWriter.length}/${stats.length} pods${checkingText ? `; ${checkingText}` : ''}`, partial: false };
   }
-  // Why the others have no writer: the most frequent target failure reason they report.
-  const failing: TargetStats[] = stats.filter((p) => !p.stats.writer).flatMap((p) => p.stats.targets.filter((t) => t.state !== 'AVAILABLE'));
+  // Why the others have no writer: the most frequent failure their checks saw. A target not yet
+  // checked (UNKNOWN) is no failure.
+  const failing: TargetStats[] = without.flatMap((p) => p.stats.targets.filter((t) => t.state === 'UNAVAILABLE'));
   const reasons = new Map<string, number>();
   for (const t of failing) if (t.reason) reasons.set(t.reason, (reasons.get(t.reason) ?? 0) + 1);
   const top = [...reasons].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]?.[0];
   const seen = new Map<string, string>();
   for (const t of failing) seen.set(t.endpoint, `${t.endpoint} ${t.state}${t.reason ? ` (${t.reason})` : ''}`);
-  const detail = seen.size > 0 ? `: ${[...seen.values()].join(', ')}` : '';
+  const detail = `${seen.size > 0 ? `: ${[...seen.values()].join(', ')}` : ''}${checkingText ? `; ${checkingText}` : ''}`;
   if (withWriter.length === 0) {
     return { status: 'False', reason: top ? camelCase(top) : 'NoWriter', message: `no pod has a writer${detail}`, partial: false };
   }

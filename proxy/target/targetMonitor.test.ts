@@ -84,3 +84,66 @@ test('a writer failing one check is suspect; failing two is lost; a standby prom
   expect(m.lastFailoverRecord).toMatchObject({ from: '10.0.0.1:5432', to: '10.0.0.2:5432' });
   expect(suspects).toEqual([true, false]);
 });
+
+test('until the first round finishes there is no writer and no verdict, the unchecked target is UNKNOWN; finding the writer then is no failover', async () => {
+  const servers: Servers = new Map([['10.0.0.2:5432', { inRecovery: false }]]);
+  const open = fakeOpen(servers);
+  let letThrough: () => void = () => undefined;
+  const held = new Promise<void>((r) => (letThrough = r));
+  const changes: Array<string | null> = [];
+  const m = new TargetMonitor(
+    [
+      { host: '10.0.0.1', port: 5432 }, // the old primary, gone: refused at once
+      { host: '10.0.0.2', port: 5432 }, // the writer, whose first check is slow
+    ],
+    {
+      open: async (e) => {
+        if (e.host === '10.0.0.2') await held;
+        return open(e);
+      },
+      clock: manualClock,
+      log: pino({ level: 'silent' }),
+      intervalMs: 1000,
+      onChange: (w) => changes.push(w ? `${w.host}:${w.port}` : null),
+    },
+  );
+  const round = m.checkNow();
+  // The refused target's check has settled; the writer's is held.
+  await new Promise((r) => setImmediate(r));
+  expect(m.stats()).toEqual([
+    { endpoint: '10.0.0.1:5432', state: 'UNAVAILABLE', reason: 'UNREACHABLE', role: 'unknown', maxConnections: null },
+    { endpoint: '10.0.0.2:5432', state: 'UNKNOWN', role: 'unknown', maxConnections: null },
+  ]);
+  expect(m.currentWriter).toBeNull();
+  expect(m.writerProblem).toBeUndefined();
+  expect(changes).toEqual([]);
+  letThrough();
+  await round;
+  expect(m.currentWriter).toBe('10.0.0.2:5432');
+  expect(changes).toEqual(['10.0.0.2:5432']);
+  expect(m.failoverCount).toBe(0);
+  expect(m.lastFailoverRecord).toBeNull();
+});
+
+test('a first round that finds no writer gives a verdict; the writer found later is no failover', async () => {
+  const servers: Servers = new Map([['10.0.0.1:5432', { inRecovery: true }]]); // still starting as a standby
+  const changes: Array<string | null> = [];
+  const suspects: boolean[] = [];
+  const m = new TargetMonitor([{ host: '10.0.0.1', port: 5432 }], {
+    open: fakeOpen(servers),
+    clock: manualClock,
+    log: pino({ level: 'silent' }),
+    intervalMs: 1000,
+    onChange: (w) => changes.push(w ? `${w.host}:${w.port}` : null),
+    onSuspect: (s) => suspects.push(s),
+  });
+  await m.checkNow();
+  expect(m.currentWriter).toBeNull();
+  expect(m.writerProblem).toMatch(/^NO_WRITER/);
+  servers.set('10.0.0.1:5432', { inRecovery: false });
+  await m.checkNow();
+  expect(m.currentWriter).toBe('10.0.0.1:5432');
+  expect(changes).toEqual(['10.0.0.1:5432']);
+  expect(suspects).toEqual([]);
+  expect(m.failoverCount).toBe(0);
+});

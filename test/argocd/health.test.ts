@@ -11,7 +11,7 @@ import { exampleProxy } from '../../operator/api/fixtures.js';
 import { validate } from '../../operator/api/schema.js';
 import { statusSchema, type DatabaseProxy, type DatabaseProxyStatus } from '../../operator/api/v1alpha1.js';
 import { computeStatus, type PodStats, type StatusInput } from '../../operator/status/status.js';
-import { exampleStats, observedDeployment } from '../../operator/status/fixtures.js';
+import { exampleStats, firstCheckPendingStats, observedDeployment } from '../../operator/status/fixtures.js';
 import { argoHealth, HEALTH_SCRIPT, runHealthScript } from '../support/argoHealth.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -78,6 +78,23 @@ describe('health.lua on statuses the operator computes', () => {
         proxy: exampleProxy({ replicas: 3 }, { generation: GENERATION }),
       },
       'WaitingForPods',
+      'Progressing',
+    ],
+    [
+      // Issue 19: a new pod's first check of the writer still on its way is a pod starting.
+      'scaled up, the new pod not ready: its first check of the writer has not finished',
+      {
+        deployment: deployment({ replicas: 3, updatedReplicas: 3, readyReplicas: 2, availableReplicas: 2, conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }] }, 3),
+        stats: [pod('a'), pod('b'), pod('c', firstCheckPendingStats('postgres.demo.svc:5432', 'old-primary.demo.svc:5432'), false)],
+        proxy: exampleProxy({ replicas: 3 }, { generation: GENERATION }),
+      },
+      'WaitingForPods',
+      'Progressing',
+    ],
+    [
+      'new pods, none has finished its first check of the targets',
+      { deployment: deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 0, availableReplicas: 0 }), stats: [pod('a', firstCheckPendingStats(), false), pod('b', firstCheckPendingStats(), false)] },
+      'NoReplicasReady',
       'Progressing',
     ],
     [
