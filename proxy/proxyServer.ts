@@ -67,6 +67,7 @@ const poolSettings = (c: ProxyConfig): PoolSettings => ({
   borrowTimeoutMs: c.pool.borrowTimeout,
   maxConnectionLifetimeMs: c.pool.maxConnectionLifetime,
   idleConnectionTimeoutMs: c.pool.idleConnectionTimeout,
+  userLimits: new Map(c.users.filter((u) => u.maxConnections !== undefined).map((u) => [u.name, u.maxConnections!])),
 });
 
 export class ProxyServer implements ProxyContext, AdminOperations {
@@ -145,6 +146,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       lastFailoverSeconds: () => (this.monitor.lastFailoverRecord ? this.monitor.lastFailoverRecord.durationMs / 1000 : null),
       clientConnections: () => this.sessions.size,
       pool: () => this.pool.stats(),
+      users: () => this.pool.userStats(),
       budget: () => this.pool.currentLimits?.budget ?? null,
       targetMaxConnections: () => this.targetMaxConnections,
     });
@@ -195,8 +197,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       forwardedCancel: (pid, secret, source) => this.forwardedCancel(pid, secret, source),
     });
     void this.monitor.start();
-    this.janitor = setInterval(() => this.sweep(), 1000);
-    this.janitor.unref();
+    this.startJanitor();
     if (this.opts.configPath) {
       this.configStamp = await this.configFileStamp();
       this.configWatch = setInterval(() => void this.reloadIfChanged(), this.opts.configRecheckMs ?? 2000);
@@ -405,19 +406,51 @@ export class ProxyServer implements ProxyContext, AdminOperations {
 
   // ---- periodic work ----
 
+  /**
+   * The janitor's round: every second, or more often when a timeout is short enough to need it
+   * (a quarter of the shortest, at least every 50 ms).
+   */
+  private startJanitor(): void {
+    if (this.janitor) clearInterval(this.janitor);
+    const p = this.config.pool;
+    const timeouts = [p.idleTransactionTimeout, p.queryTimeout].filter((t) => t > 0);
+    const every = Math.max(50, Math.min(1000, ...timeouts.map((t) => t / 4)));
+    this.janitor = setInterval(() => this.sweep(), every);
+    this.janitor.unref();
+  }
+
   private sweep(): void {
-    this.pool.trim();
-    const limit = this.config.pool.idleClientTimeout;
-    if (limit > 0) {
-      const now = this.clock.now();
-      for (const s of this.sessions) {
-        if (s.isIdle && now - s.lastActivity >= limit) {
-          this.metrics.clientRejections.inc({ reason: 'idle_timeout' });
-          s.terminate({ code: SQLSTATE.idleSessionTimeout, message: `terminating connection due to idle-session timeout (idleClientTimeout ${limit / 1000} s)` });
+    const now = this.clock.now();
+    if (now - this.lastTrim >= 1000) {
+      this.lastTrim = now;
+      this.pool.trim();
+    }
+    const { idleClientTimeout, idleTransactionTimeout, queryTimeout } = this.config.pool;
+    if (idleClientTimeout <= 0 && idleTransactionTimeout <= 0 && queryTimeout <= 0) return;
+    for (const s of this.sessions) {
+      if (idleClientTimeout > 0 && s.isIdle && now - s.lastActivity >= idleClientTimeout) {
+        this.metrics.clientRejections.inc({ reason: 'idle_timeout' });
+        s.terminate({ code: SQLSTATE.idleSessionTimeout, message: `terminating connection due to idle-session timeout (idleClientTimeout ${idleClientTimeout / 1000} s)` });
+      } else if (idleTransactionTimeout > 0 && s.idleInTransaction && now - s.lastActivity >= idleTransactionTimeout) {
+        // PostgreSQL's own words for idle_in_transaction_session_timeout; the log says which setting.
+        this.metrics.clientRejections.inc({ reason: 'idle_transaction_timeout' });
+        this.log.info({ client: s.id, user: s.key.user, idleTransactionTimeout }, 'closing a client idle in a transaction (idleTransactionTimeout)');
+        s.terminate({ code: SQLSTATE.idleInTransactionTimeout, message: 'terminating connection due to idle-in-transaction timeout' });
+      } else if (queryTimeout > 0) {
+        const since = s.runningSince;
+        const b = s.currentBackend;
+        if (since > 0 && b && now - since >= queryTimeout && this.cancelledRequests.get(s) !== since) {
+          this.cancelledRequests.set(s, since);
+          this.log.info({ client: s.id, backend: b.label, queryTimeout }, 'cancelling a request that ran longer than queryTimeout');
+          void sendCancel(b.endpoint, b.pid, b.secretKey).catch((e: Error) => this.log.warn({ backend: b.label, err: e.message }, 'queryTimeout: cancel request failed'));
         }
       }
     }
   }
+
+  private lastTrim = 0;
+  /** The request of each session already cancelled for queryTimeout (by its start time): one cancel per request. */
+  private readonly cancelledRequests = new WeakMap<ClientSession, number>();
 
   private async configFileStamp(): Promise<string> {
     try {
@@ -487,6 +520,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.log.level = this.config.logLevel;
     this.pool.updateSettings(poolSettings(this.config));
     this.applyLimits();
+    this.startJanitor();
     this.log.info({ notes }, 'configuration reloaded');
     return notes.join('; ');
   }
@@ -497,7 +531,11 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       case 'pools':
         return {
           columns: ['user', 'database', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_opening', 'pool_size'],
-          rows: this.pool.keyStats().map((k) => [k.user, k.database, k.waiting, k.borrowed, k.idle, k.opening, this.pool.currentLimits?.maxDatabaseConnections ?? null]),
+          // pool_size: what this pool may reach, its user's cap when lower than the budget.
+          rows: this.pool.keyStats().map((k) => {
+            const budget = this.pool.currentLimits?.maxDatabaseConnections ?? null;
+            return [k.user, k.database, k.waiting, k.borrowed, k.idle, k.opening, k.maxConnections !== null && (budget === null || k.maxConnections < budget) ? k.maxConnections : budget];
+          }),
         };
       case 'clients':
         return {
@@ -589,6 +627,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
         maxConnectionsPercent: this.config.pool.maxConnectionsPercent,
         maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent,
         replicas: this.config.pool.replicas,
+        users: this.pool.userStats(),
       },
       writer: writer ? `${writer.host}:${writer.port}` : null,
       ...(this.monitor.writerProblem ? { writerProblem: this.monitor.writerProblem } : {}),

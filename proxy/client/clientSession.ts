@@ -161,6 +161,16 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     return this.backend_;
   }
 
+  /** Holding a backend inside a transaction with nothing in flight: the client is what keeps it. */
+  get idleInTransaction(): boolean {
+    return this.backend_ !== null && this.txStatus !== 'I' && this.queue.waiting === 0 && this.pending.length === 0 && !this.syncing;
+  }
+
+  /** When the request the server is running now started (0: none running). */
+  get runningSince(): number {
+    return this.backend_ !== null && this.queue.waiting > 0 ? this.requestStartedAt : 0;
+  }
+
   /** Between transactions: holding no backend, or holding only a pinned one with nothing in flight. */
   get isIdle(): boolean {
     if (this.borrowing || this.pending.length > 0) return false;

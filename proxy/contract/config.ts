@@ -43,6 +43,12 @@ const userSchema = z
   .object({
     /** Database user name, as clients send it in the startup packet. */
     name: z.string().min(1).max(63),
+    /**
+     * Most backend connections this user's pools may hold together on this proxy (PgBouncer's
+     * max_user_connections), so one busy application cannot take the whole budget; this user's
+     * borrowers then wait behind their own user only. Default: no cap beyond the budget.
+     */
+    maxConnections: z.number().int().min(1).optional(),
     /** File holding the password alone (a mounted Kubernetes Secret key works as is). Re-read when it changes. */
     passwordFile: z.string().min(1).optional(),
     /** File holding an RDS-style JSON secret: {"username": ..., "password": ...}. Re-read when it changes. */
@@ -185,6 +191,17 @@ const poolSchema = z
     initQuery: z.string().default(''),
     /** Maximum client connections on this proxy; more get SQLSTATE 53300. */
     maxClientConnections: z.number().int().min(1).default(10000),
+    /**
+     * A client idle inside a transaction (ReadyForQuery status T or E) this long is closed with
+     * FATAL 25P03, as PostgreSQL's idle_in_transaction_session_timeout does, and its backend
+     * connection discarded. 0 (default) disables.
+     */
+    idleTransactionTimeout: duration('0s'),
+    /**
+     * A request running longer than this on the server is cancelled there (the client gets
+     * 57014 and keeps its connection), like PgBouncer's query_timeout. 0 (default) disables.
+     */
+    queryTimeout: duration('0s'),
     /** Timeout for opening a backend connection (TCP, startup and authentication). */
     connectTimeout: duration('10s'),
   })

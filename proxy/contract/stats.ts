@@ -39,6 +39,11 @@ export interface ProxyStats {
     maxConnectionsPercent: number;
     maxIdleConnectionsPercent: number;
     replicas: number;
+    /**
+     * Per user: backend connections its pools hold (lent, idle and opening), how many of them are
+     * lent, clients waiting, and its cap (users[].maxConnections; null: none). Absent in older proxies.
+     */
+    users?: Array<{ user: string; connections: number; borrowed: number; waiting: number; maxConnections: number | null }>;
   };
   writer: string | null;
   /** Why there is no writer (NO_WRITER, MULTIPLE_WRITERS: ...), when there is none. */

@@ -236,3 +236,22 @@ test('the pool is the one that hands a backend to its borrower and takes it back
   pool.discard(first);
   expect(first.owner).toBeNull();
 });
+
+test("a user's cap (users[].maxConnections) holds whatever its borrowers ask; other users still get connections", async () => {
+  const { pool, open } = makePool({ max: 6 });
+  pool.updateSettings({ borrowTimeoutMs: 5000, maxConnectionLifetimeMs: 0, idleConnectionTimeoutMs: 60_000, userLimits: new Map([['app', 2]]) });
+  const appBorrows = Array.from({ length: 5 }, () => pool.borrow(APP));
+  await flush();
+  await flush();
+  expect(open()).toBe(2);
+  expect(pool.stats().waiting).toBe(3);
+  const o = await pool.borrow(OTHER).promise;
+  expect(o.user).toBe('other');
+  expect(open()).toBe(3);
+  // An app borrower waiting gets app's own connection back, not a new one.
+  const first = await appBorrows[0]!.promise;
+  pool.release(first);
+  expect(await appBorrows[2]!.promise).toBe(first);
+  expect(open()).toBe(3);
+  expect(pool.keyStats().find((k) => k.user === 'app')).toMatchObject({ maxConnections: 2 });
+});

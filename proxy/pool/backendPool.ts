@@ -22,6 +22,8 @@ export interface PoolSettings {
   borrowTimeoutMs: number;
   maxConnectionLifetimeMs: number;
   idleConnectionTimeoutMs: number;
+  /** Most connections (open and opening) each listed user's pools may hold together. */
+  userLimits?: ReadonlyMap<string, number>;
 }
 
 export interface PoolDeps {
@@ -370,8 +372,8 @@ export class BackendPool {
     };
   }
 
-  /** Per-key view for SHOW POOLS. */
-  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number }> {
+  /** Per-key view for SHOW POOLS; maxConnections is the user's cap (users[].maxConnections), null without one. */
+  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number; maxConnections: number | null }> {
     const borrowed = new Map<string, number>();
     for (const b of this.lent) {
       const k = keyString(b);
@@ -383,7 +385,29 @@ export class BackendPool {
       waiting: kp.waiters.size,
       opening: kp.opening,
       borrowed: borrowed.get(keyString(kp.key)) ?? 0,
+      maxConnections: this.settings.userLimits?.get(kp.key.user) ?? null,
     }));
+  }
+
+  /** Per user, summed over its (user, database) pools: for /stats and metrics. */
+  userStats(): Array<{ user: string; connections: number; borrowed: number; waiting: number; maxConnections: number | null }> {
+    const by = new Map<string, { user: string; connections: number; borrowed: number; waiting: number; maxConnections: number | null }>();
+    const of = (user: string) => {
+      let u = by.get(user);
+      if (!u) by.set(user, (u = { user, connections: 0, borrowed: 0, waiting: 0, maxConnections: this.settings.userLimits?.get(user) ?? null }));
+      return u;
+    };
+    for (const kp of this.keys.values()) {
+      const u = of(kp.key.user);
+      u.connections += kp.idle.length + kp.opening;
+      u.waiting += kp.waiters.size;
+    }
+    for (const b of this.lent) {
+      const u = of(b.user);
+      u.connections++;
+      u.borrowed++;
+    }
+    return [...by.values()];
   }
 
   /** Every open backend with its state, for SHOW SERVERS. */
@@ -478,6 +502,8 @@ export class BackendPool {
       let next: KeyPool | undefined;
       for (const kp of this.keys.values()) {
         if (kp.waiters.size <= kp.opening) continue;
+        // A user at its cap waits for its own connections to come back, not for new ones.
+        if (!this.userHasRoom(kp.key.user)) continue;
         if (!next || kp.waiters.peek()!.seq < next.waiters.peek()!.seq) next = kp;
       }
       if (!next) return;
@@ -490,6 +516,20 @@ export class BackendPool {
       this.removeIdle(victim);
       this.closeBackend(victim);
     }
+  }
+
+  /** Connections (lent, idle and opening) of all of one user's pools. */
+  private userConnections(user: string): number {
+    let n = 0;
+    for (const kp of this.keys.values()) if (kp.key.user === user) n += kp.idle.length + kp.opening;
+    for (const b of this.lent) if (b.user === user) n++;
+    return n;
+  }
+
+  /** Whether the user's cap (users[].maxConnections) leaves room for one more connection. */
+  private userHasRoom(user: string): boolean {
+    const cap = this.settings.userLimits?.get(user);
+    return cap === undefined || this.userConnections(user) < cap;
   }
 
   private idleVictim(): BackendConnection | undefined {

@@ -144,6 +144,7 @@ describe('HTTP admin endpoints', () => {
         maxConnectionsPercent: 90,
         maxIdleConnectionsPercent: 45,
         replicas: 1,
+        users: expect.any(Array),
       },
       writer: `127.0.0.1:${cluster.port}`,
       targets: [{ endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', role: 'writer', maxConnections: targetMax }],
