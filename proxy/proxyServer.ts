@@ -105,6 +105,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private configWatch: NodeJS.Timeout | null = null;
   private configStamp = '';
   private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
+  /** PAUSE on the admin console; the pool is paused while this or the config's `paused` holds. */
+  private consolePaused = false;
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -155,6 +157,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
       onBorrowTimeout: () => this.metrics.borrowTimeouts.inc(),
     });
+    this.applyPause();
     const healthUser = this.config.healthCheck.user ?? this.config.users[0]!.name;
     this.monitor = new TargetMonitor(
       this.config.targets.map((t) => splitHostPort(t)!),
@@ -448,15 +451,28 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return adminAccess(this.config, user);
   }
 
+  /** Pauses or resumes the pool from the config's `paused` and the console's PAUSE, logging each change. */
+  private applyPause(): void {
+    const paused = this.config.paused || this.consolePaused;
+    if (paused === this.pool.isPaused) return;
+    if (paused) this.pool.pause();
+    else this.pool.resume();
+    const by = [this.config.paused ? 'config' : '', this.consolePaused ? 'admin console' : ''].filter(Boolean);
+    this.log.info({ paused, ...(paused ? { by } : {}) }, paused ? 'paused: new transactions wait' : 'resumed');
+  }
+
   async pause(): Promise<void> {
-    this.pool.pause();
+    this.consolePaused = true;
+    this.applyPause();
     // Like PgBouncer's PAUSE: returns once transactions in flight have finished.
     const deadline = this.clock.now() + this.config.pool.borrowTimeout;
     while (this.pool.activeTransactions > 0 && this.clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
-  resume(): void {
-    this.pool.resume();
+  resume(): string {
+    this.consolePaused = false;
+    this.applyPause();
+    return this.config.paused ? 'still paused: the config file says paused: true (a DatabaseProxy\'s spec.paused); RESUME lifts only a PAUSE from this console' : '';
   }
 
   async reload(): Promise<string> {
@@ -487,6 +503,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.log.level = this.config.logLevel;
     this.pool.updateSettings(poolSettings(this.config));
     this.applyLimits();
+    this.applyPause();
     this.log.info({ notes }, 'configuration reloaded');
     return notes.join('; ');
   }
@@ -573,6 +590,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       replicaId: this.config.replicaId,
       ready: this.isReady(),
       paused: this.pool.isPaused,
+      pause: { config: this.config.paused, admin: this.consolePaused },
       shuttingDown: this.shuttingDown,
       clientConnections: this.sessions.size,
       databaseConnections: p.databaseConnections,

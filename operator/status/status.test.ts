@@ -248,6 +248,26 @@ describe('computeStatus conditions', () => {
     const one = computeStatus(input({ deployment: healthy(), stats: [pod('a', { paused: true }), pod('b')] }));
     expect(cond(one, 'Ready')).toMatchObject({ status: 'True', reason: 'ProxyReady' });
   });
+
+  const byConfig = { paused: true, pause: { config: true, admin: false } };
+  const pausedProxy = exampleProxy({ paused: true }, { generation: 5 });
+  test.each<[string, Partial<StatusInput>, [string, RegExp]]>([
+    ['spec.paused, every ready pod paused by its config: Paused', { proxy: pausedProxy, stats: [pod('a', byConfig), pod('b', byConfig)] }, ['Paused', /^2 pods paused \(spec\.paused\): new transactions wait until spec\.paused is false; 2\/2 replicas ready/]],
+    ['spec.paused, one pod has not read its new config yet: Pausing', { proxy: pausedProxy, stats: [pod('a', byConfig), pod('b')] }, ['Pausing', /^1\/2 ready pods paused; the others pick up spec\.paused from their config file within about a minute/]],
+    ['spec.paused, no pod has stats yet: Pausing', { proxy: pausedProxy, stats: [] }, ['Pausing', /^0\/0 ready pods paused/]],
+    ['spec.paused false again, a pod still on the old config: Resuming', { stats: [pod('a', byConfig), pod('b')] }, ['Resuming', /^1 pod still paused by the previous config/]],
+    ['an older proxy without the pause detail, spec.paused: its paused flag counts', { proxy: pausedProxy, stats: [pod('a', { paused: true }), pod('b', { paused: true })] }, ['Paused', /^2 pods paused \(spec\.paused\)/]],
+  ])('%s', (_what, over, [reason, message]) => {
+    const s = computeStatus(input({ deployment: healthy(), ...over }));
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason });
+    expect(cond(s, 'Ready').message).toMatch(message);
+    expect(summary(s)).toMatchObject({ Available: ['True', 'ReplicasReady'], Degraded: ['False', 'AsExpected'] });
+  });
+
+  test('a failure while paused is still a failure: Degraded wins over Paused', () => {
+    const s = computeStatus(input({ proxy: exampleProxy({ paused: true }), deployment: healthy(), stats: [pod('a', { ...byConfig, ...unreachable() }), pod('b', { ...byConfig, ...unreachable() })] }));
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'TargetUnreachable' });
+  });
 });
 
 describe('a pod whose first check of the targets is pending', () => {

@@ -312,7 +312,18 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   const summary = `${replicasText}; ${writer && target.status === 'True' ? `writer ${writer}; ` : ''}${countsText}`;
   if (degradedV.status === 'True') readyV = { status: 'False', reason: degradedV.reason, message: `${degradedV.message}; ${summary}` };
   else if (availableV.status !== 'True') readyV = { status: 'False', reason: availableV.reason, message: availableV.message };
-  else if (readyStats.length > 0 && readyStats.every((p) => p.stats.paused)) {
+  else if (proxy.spec.paused) {
+    // Deliberate, not a failure (Argo CD: Suspended). Pods pick the pause up from the ConfigMap,
+    // which the kubelet refreshes within about a minute: until every ready pod reports it, Pausing.
+    const paused = readyStats.filter((p) => p.stats.pause?.config ?? p.stats.paused).length;
+    readyV =
+      readyStats.length > 0 && paused === readyStats.length
+        ? { status: 'False', reason: 'Paused', message: `${plural(paused, 'pod')} paused (spec.paused): new transactions wait until spec.paused is false; ${summary}` }
+        : { status: 'False', reason: 'Pausing', message: `${paused}/${readyStats.length} ready pods paused; the others pick up spec.paused from their config file within about a minute; ${summary}` };
+  } else if (readyStats.some((p) => p.stats.pause?.config)) {
+    const still = readyStats.filter((p) => p.stats.pause?.config).length;
+    readyV = { status: 'False', reason: 'Resuming', message: `${plural(still, 'pod')} still paused by the previous config; they pick up spec.paused: false within about a minute; ${summary}` };
+  } else if (readyStats.length > 0 && readyStats.every((p) => p.stats.paused)) {
     // Every ready pod was PAUSEd from the admin console: deliberate, not a failure (Argo CD: Suspended).
     readyV = { status: 'False', reason: 'Paused', message: `${plural(readyStats.length, 'pod')} paused (admin console PAUSE; RESUME continues); ${summary}` };
   }

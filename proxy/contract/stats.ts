@@ -17,7 +17,10 @@ export interface ProxyStats {
   version: 1;
   replicaId: number;
   ready: boolean;
+  /** New transactions wait: the config says paused, or PAUSE on the admin console. */
   paused: boolean;
+  /** Why: the config file's `paused` (a DatabaseProxy's spec.paused), PAUSE on the admin console. Absent from older proxies. */
+  pause?: { config: boolean; admin: boolean };
   shuttingDown: boolean;
   clientConnections: number;
   databaseConnections: number;
