@@ -87,11 +87,11 @@ describe('awsIdentityCheck', () => {
   const tls = { backendTls: { mode: 'require' } };
   test.each<[string, Record<string, unknown>, ReturnType<typeof awsIdentityCheck>]>([
     ['off without IAM users or a section', minimal, undefined],
-    ['on for a user with backendAuth iam, in its region', { ...minimal, ...tls, users: iamUsers }, { enabled: true, interval: 300_000, timeout: 10_000, region: 'eu-west-1' }],
+    ['on for a user with backendAuth iam, in its region', { ...minimal, ...tls, users: iamUsers }, { enabled: true, interval: 300_000, timeout: 10_000, fallbackRegion: 'eu-west-1' }],
     [
       'the section alone turns it on, with the expected role',
       { ...minimal, awsIdentity: { expectedRoleArn: 'arn:aws:iam::123456789012:role/orders-proxy', interval: '1m', region: 'us-west-2' } },
-      { enabled: true, expectedRoleArn: 'arn:aws:iam::123456789012:role/orders-proxy', interval: 60_000, timeout: 10_000, region: 'us-west-2' },
+      { enabled: true, expectedRoleArn: 'arn:aws:iam::123456789012:role/orders-proxy', interval: 60_000, timeout: 10_000, region: 'us-west-2', fallbackRegion: undefined },
     ],
     ['enabled false turns it off even with IAM users', { ...minimal, ...tls, users: iamUsers, awsIdentity: { enabled: false } }, undefined],
   ])('%s', (_what, input, expected) => {

@@ -182,7 +182,7 @@ const awsIdentitySchema = z
     interval: duration('5m'),
     /** Timeout of one check (credentials and the STS call). Default 10s. */
     timeout: duration('10s'),
-    /** Region of the STS endpoint. Default: AWS_REGION, else the region of the first backendAuth iam user. */
+    /** Region of the STS endpoint. Default: the AWS SDK's (AWS_REGION, which IRSA sets), else the region of the first backendAuth iam user. */
     region: z.string().min(1).optional(),
   })
   .strict();
@@ -377,12 +377,12 @@ export type AwsIdentityConfig = NonNullable<ProxyConfig['awsIdentity']>;
  * The identity check in force: the awsIdentity section, or its defaults when a user logs in to the
  * database with IAM (that is when a broken identity shows up as failed logins); undefined: off.
  */
-export function awsIdentityCheck(c: ProxyConfig): (AwsIdentityConfig & { region: string | undefined }) | undefined {
+export function awsIdentityCheck(c: ProxyConfig): (AwsIdentityConfig & { fallbackRegion: string | undefined }) | undefined {
   const iamUser = c.users.find((u) => u.backendAuth.method === 'iam');
   if (!c.awsIdentity && !iamUser) return undefined;
   const section = c.awsIdentity ?? awsIdentitySchema.parse({});
   if (!section.enabled) return undefined;
-  return { ...section, region: section.region ?? iamUser?.backendAuth.region };
+  return { ...section, fallbackRegion: iamUser?.backendAuth.region };
 }
 
 export class ConfigError extends Error {
