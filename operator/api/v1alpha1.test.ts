@@ -18,6 +18,8 @@ describe('DatabaseProxy v1alpha1 schema', () => {
       maxConnectionsPercent: 90,
       borrowTimeout: '120s',
       idleClientTimeout: '1800s',
+      idleTransactionTimeout: '0s',
+      queryTimeout: '0s',
       maxConnectionLifetime: '3600s',
       idleConnectionTimeout: '60s',
       maxClientConnections: 10000,

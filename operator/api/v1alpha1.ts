@@ -98,6 +98,12 @@ const user = s.object(
       "Secret key holding this user's password. Clients authenticate with it, and (with backendAuth.password and no backendAuth.password.secretName) so does the proxy to the database. Mounted as a file, so a rotated Secret is picked up without a restart. Required, unless no password is ever used: clientAuth.iamAuth REQUIRED (tokens only) together with backendAuth.iam.",
       'password',
     ),
+    maxConnections: s.integer({
+      description:
+        "Most database connections this user's pools may hold on each proxy pod (PgBouncer's max_user_connections), so one busy application cannot take the whole budget; this user's clients then wait behind their own user only. Default: no cap beyond the pool budget.",
+      minimum: 1,
+      maximum: 100000,
+    }),
   },
   { description: 'A database user that clients may log in as.' },
 );
@@ -283,6 +289,12 @@ const pool = s
         .default(10000),
       connectTimeout: durationField('How long opening a database connection (TCP, TLS, startup and authentication) may take before it counts as failed, e.g. "10s". Default "10s".')
         .default('10s'),
+      idleTransactionTimeout: durationField(
+        'A client idle inside a transaction this long is closed with FATAL 25P03 (PostgreSQL\'s idle-in-transaction wording) and its database connection discarded, so an application that forgets to commit cannot hold a connection forever, e.g. "60s". "0s" disables. Default "0s".',
+      ).default('0s'),
+      queryTimeout: durationField(
+        'A request running longer than this on the database is cancelled there (the client gets SQLSTATE 57014 and keeps its connection), like PgBouncer\'s query_timeout, e.g. "30s". "0s" disables. Default "0s".',
+      ).default('0s'),
     },
     { description: 'Connection pool settings, named like RDS Proxy\'s.' },
   )

@@ -31,6 +31,8 @@ describe('renderProxyConfig', () => {
           idleConnectionTimeout: 60_000,
           maxClientConnections: 10_000,
           connectTimeout: 10_000,
+          idleTransactionTimeout: 0,
+          queryTimeout: 0,
           initQuery: '',
         });
         expect(c.healthCheck).toEqual({ interval: 1000, database: 'postgres' });
@@ -47,6 +49,15 @@ describe('renderProxyConfig', () => {
       },
     ],
     ['the divisor is pool.replicas', {}, 7, (c) => expect(c.pool.replicas).toBe(7)],
+    [
+      'timeouts and a per-user cap (issue 13)',
+      { pool: { idleTransactionTimeout: '60s', queryTimeout: '30s' }, users: [{ name: 'app', passwordSecretRef: { name: 's' }, maxConnections: 5 }] },
+      3,
+      (c) => {
+        expect(c.pool).toMatchObject({ idleTransactionTimeout: 60_000, queryTimeout: 30_000 });
+        expect(c.users[0]).toMatchObject({ name: 'app', maxConnections: 5 });
+      },
+    ],
     ['endpoints', { target: { endpoints: ['db-1:5432', 'db-2:5433', '[fd00::2]:5432'] } }, 3, (c) => expect(c.targets).toEqual(['db-1:5432', 'db-2:5433', '[fd00::2]:5432'])],
     ['host and port', { target: { host: '10.1.2.3', port: 6432, database: 'orders' } }, 3, (c) => {
       expect(c.targets).toEqual(['10.1.2.3:6432']);

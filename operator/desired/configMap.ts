@@ -52,7 +52,7 @@ type UserConfigInput = ProxyConfigInput['users'][number];
 
 function renderUser(dbp: DatabaseProxy, u: UserSpec): UserConfigInput {
   const { backendAuth } = dbp.spec;
-  const out: UserConfigInput = { name: u.name };
+  const out: UserConfigInput = { name: u.name, ...(u.maxConnections !== undefined ? { maxConnections: u.maxConnections } : {}) };
   if (u.passwordSecretRef) out.passwordFile = paths.userPasswordFile(u.name);
   if (backendAuth.iam) out.backendAuth = { method: 'iam', region: backendAuth.iam.region };
   // The separate Secret is mounted whole: its key named like the user is that user's file.
@@ -125,6 +125,8 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
     idleConnectionTimeout: spec.pool.idleConnectionTimeout,
     maxClientConnections: spec.pool.maxClientConnections,
     connectTimeout: spec.pool.connectTimeout,
+    idleTransactionTimeout: spec.pool.idleTransactionTimeout,
+    queryTimeout: spec.pool.queryTimeout,
     ...(spec.pool.initQuery ? { initQuery: spec.pool.initQuery } : {}),
   };
   const config: ProxyConfigInput = {
