@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench demo e2e-kind clean
+.PHONY: all deps pydeps build test test-unit bench demo e2e-kind kind-deps clean
 
 all: build
 
@@ -33,11 +33,16 @@ demo: build
 	bash hack/helm/install.sh --quiet >/dev/null
 	npx --no-install node dist/hack/demo/demo.js
 
-## End to end on a throwaway kind cluster: docker-built image, the chart, PostgreSQL 15, a
-## DatabaseProxy, psql through its Service. Needs docker and kind, so not on this project's own
-## build machine (hack/kind/e2e.sh; CI runs it).
+## End to end on a throwaway kind cluster: the image built from the Dockerfile, the chart,
+## PostgreSQL 15, a DatabaseProxy, psql through its Service (hack/kind/e2e.sh). With Docker: stock
+## kind. Without (this project's build machine, as root): podman and a node image built locally,
+## with no registry, by hack/kind/install.sh (cached in ~/.cache/dbproxy/kind; `make kind-deps`).
 e2e-kind:
 	bash hack/kind/e2e.sh
+
+## What kind needs here, built and cached by version (instant when current).
+kind-deps:
+	bash hack/kind/install.sh
 
 ## pgbench through PostgreSQL directly, dbproxy and PgBouncer; prints the comparison tables.
 bench: build
