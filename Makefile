@@ -17,8 +17,9 @@ pydeps:
 build: deps
 	npm run build
 
-## Unit and integration tests (real PostgreSQL 15 started on loopback by hack/postgres.ts).
-test: build pydeps
+## Every test: unit, integration (real PostgreSQL 15 started on loopback by hack/postgres.ts),
+## operator (real control plane) and end to end on kind (test/kind; `make kind-deps`).
+test: build pydeps kind-deps
 	npm test
 
 ## Unit tests only: no PostgreSQL needed.
