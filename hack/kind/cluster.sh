@@ -172,21 +172,28 @@ images() {
   local t0=$SECONDS
   cd "$kind_repo"
   if [[ "$PROVIDER" == podman ]]; then
-    # Short names as Docker and containerd read them (docker.io/library/NAME), so that pods
-    # asking for NAME:TAG find what `kind load` put on the node.
-    local names=("docker.io/library/$IMAGE")
-    podman build --pull=never --network=host -t "${names[0]}" . >"$dir/build.log" 2>&1 \
+    # Built under names of this cluster's own, so that runs from other checkouts sharing the
+    # podman storage cannot swap images; in the node they are then tagged with the names pods ask
+    # for, read as Docker and containerd read short names (docker.io/library/NAME:TAG).
+    local wanted=("$IMAGE") built=("localhost/dbproxy-kind-build/${IMAGE%:*}:$NAME")
+    podman build --pull=never --network=host -t "${built[0]}" . >"$dir/build.log" 2>&1 \
       || { tail -40 "$dir/build.log" >&2; kind_die "podman build of the Dockerfile failed (log: $dir/build.log)"; }
     if [[ $client == 1 ]]; then
-      names+=("docker.io/library/$CLIENT_IMAGE")
-      podman build --pull=never --network=host --target build -t "${names[1]}" . >>"$dir/build.log" 2>&1 \
+      wanted+=("$CLIENT_IMAGE")
+      built+=("localhost/dbproxy-kind-build/${CLIENT_IMAGE%:*}:$NAME")
+      podman build --pull=never --network=host --target build -t "${built[1]}" . >>"$dir/build.log" 2>&1 \
         || { tail -40 "$dir/build.log" >&2; kind_die "podman build --target build failed (log: $dir/build.log)"; }
     fi
-    kind_log "built ${names[*]#docker.io/library/} from the Dockerfile in $((SECONDS - t0))s"
-    local archive="$dir/images.tar"
-    podman save -q --format docker-archive -m -o "$archive" "${names[@]}" >/dev/null
+    kind_log "built ${wanted[*]} from the Dockerfile in $((SECONDS - t0))s"
+    local archive="$dir/images.tar" i
+    podman save -q --format docker-archive -m -o "$archive" "${built[@]}" >/dev/null
+    podman rmi "${built[@]}" >/dev/null
     kind load image-archive "$archive" --name "$NAME" >>"$dir/build.log" 2>&1 || kind_die "kind load image-archive failed (log: $dir/build.log)"
     rm -f "$archive"
+    for i in "${!built[@]}"; do
+      podman exec "$NAME-control-plane" ctr --namespace k8s.io images tag --force "${built[$i]}" "docker.io/library/${wanted[$i]}" >/dev/null \
+        || kind_die "could not tag ${built[$i]} as ${wanted[$i]} in the node"
+    done
   else
     local names=("$IMAGE")
     docker build -t "$IMAGE" . >"$dir/build.log" 2>&1 \

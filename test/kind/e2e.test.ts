@@ -30,6 +30,7 @@ const SERVICE = `${NAME}.${NS}.svc`;
 const MAX_CONNECTIONS = 60;
 const MAX_CONNECTIONS_PERCENT = 50;
 const BUDGET = Math.floor((MAX_CONNECTIONS * MAX_CONNECTIONS_PERCENT) / 100);
+const DB_PASSWORD = 'kind-e2e-database-password';
 
 type Condition = { type: string; status: string; reason: string; message: string };
 type DatabaseProxyObject = {
@@ -53,6 +54,8 @@ type LoadCounters = { commits: number; drained: number; connectErrors: string[];
 type QueryResult = { rows?: Array<Record<string, unknown>>; error?: { code?: string; message: string } };
 
 let kind: KindCluster;
+/** Issues PostgreSQL's certificate (backend TLS) and the proxy's (client-facing TLS). */
+let ca: TestCa;
 
 const dbp = (name = NAME) => kind.getJson<DatabaseProxyObject>(['dbp', name, '-n', NS]);
 const condition = (o: DatabaseProxyObject, type: string) => o.status?.conditions?.find((c) => c.type === type);
@@ -77,19 +80,38 @@ function databaseProxy(name: string, spec: Record<string, unknown>): unknown {
   return { apiVersion: 'dbproxy.io/v1alpha1', kind: 'DatabaseProxy', metadata: { name, namespace: NS }, spec };
 }
 
+/** Waits for condition Ready; when it does not come, the error says what the status and the pods say. */
+async function waitReady(name: string): Promise<void> {
+  const r = await kind.kubectl(['wait', `dbp/${name}`, '-n', NS, '--for=condition=Ready', '--timeout=300s']);
+  if (r.code === 0) return;
+  const describe = await kind.kubectl(['describe', 'dbp', name, '-n', NS]);
+  const podList = await kind.kubectl(['get', 'pods', '-n', NS, '-o', 'wide']);
+  const logs = await kind.kubectl(['logs', '-n', NS, '-l', `app.kubernetes.io/instance=${name}`, '--tail=40', '--prefix']);
+  throw new Error(`DatabaseProxy ${name} did not become Ready: ${r.stderr}\n${describe.stdout}\n${podList.stdout}\n${logs.stdout}${logs.stderr}`);
+}
+
 const endpoints = [`pg-primary.${NS}.svc.cluster.local:5432`, `pg-standby.${NS}.svc.cluster.local:5432`];
 
+/** A kubernetes.io/tls Secret as cert-manager writes it: the certificate, its key and the issuing CA. */
+function tlsSecret(name: string, leaf: { cert: string; key: string }): unknown {
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NS }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': leaf.cert, 'tls.key': leaf.key, 'ca.crt': ca.pem } };
+}
+
 beforeAll(async () => {
+  ca = makeCa('kind e2e CA');
   kind = await startKindCluster({ clientImage: true });
   await kind.apply([restrictedNamespace(OPERATOR_NS), restrictedNamespace(NS)]);
+  // PostgreSQL serves TLS with a certificate for both Services' names (verify-full in the last test).
+  const dbNames = ['primary', 'standby'].flatMap((r) => [`pg-${r}.${NS}.svc.cluster.local`, `pg-${r}.${NS}.svc`]);
+  await kind.apply([tlsSecret('pg-tls', makeLeaf(ca, 'postgres', { dns: dbNames }))]);
   await kind.helm([
     'install', 'dbproxy', join(repoRoot(), 'charts', 'dbproxy'), '--namespace', OPERATOR_NS,
     '--set', `image.repository=${IMAGE.repository}`, '--set', `image.tag=${IMAGE.tag}`, '--set', 'image.pullPolicy=Never',
     '--set', 'replicaCount=1', '--set', 'operator.statusInterval=1s', '--wait', '--timeout', '5m',
   ]);
-  await kind.apply(primaryManifests(NS, { password: 'kind-e2e-password', maxConnections: MAX_CONNECTIONS }));
+  await kind.apply(primaryManifests(NS, { password: DB_PASSWORD, maxConnections: MAX_CONNECTIONS, tls: { secretName: 'pg-tls' } }));
   await kind.kubectlOk(['rollout', 'status', 'deployment/pg-primary', '-n', NS, '--timeout=300s']);
-  await kind.apply([...standbyManifests(NS, { maxConnections: MAX_CONNECTIONS }), clientPod(NS)]);
+  await kind.apply([...standbyManifests(NS, { maxConnections: MAX_CONNECTIONS, tls: { secretName: 'pg-tls' } }), clientPod(NS)]);
   await kind.kubectlOk(['rollout', 'status', 'deployment/pg-standby', '-n', NS, '--timeout=300s']);
   await waitFor('the standby streams from the primary', async () => (await psql('primary', "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")) === '1', 60_000, 500);
   await kind.apply([
@@ -101,7 +123,7 @@ beforeAll(async () => {
     }),
   ]);
   await kind.kubectlOk(['wait', `pod/${CLIENT_POD}`, '-n', NS, '--for=condition=Ready', '--timeout=180s']);
-  await kind.kubectlOk(['wait', `dbp/${NAME}`, '-n', NS, '--for=condition=Ready', '--timeout=300s']);
+  await waitReady(NAME);
 }, 30 * 60_000);
 
 afterAll(async () => {
@@ -289,52 +311,107 @@ test('a rolling update of the proxy (a config change) under load through kube-pr
   expect(parseConfigYaml(file).pool.borrowTimeout).toBe(60_000);
 });
 
-describe('client-facing TLS from a cert-manager style Secret', () => {
+describe('the secured setup: TLS on both sides, database passwords of their own, ServiceAccount tokens', () => {
   const TLS_NAME = 'secure';
   const host = `${TLS_NAME}.${NS}.svc`;
-  let ca: TestCa;
-  const tlsSecret = (leaf: { cert: string; key: string }) => ({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: `${TLS_NAME}-tls`, namespace: NS },
-    type: 'kubernetes.io/tls',
-    // As cert-manager writes it: the chain, the key and the issuing CA.
-    stringData: { 'tls.crt': leaf.cert, 'tls.key': leaf.key, 'ca.crt': ca.pem },
-  });
-  const peerSerial = async () => (await driver<{ serial: string }>('/tls/peer', { host, servername: host, ca: ca.pem })).serial.replace(/^0+/, '').toUpperCase();
+  const CLIENT_PASSWORD = 'client-facing-password';
+  const audience = `dbproxy:${NS}/${TLS_NAME}`;
+  const binding = `${NS}-${TLS_NAME}-token-review`;
+  const ssl = () => ({ ca: ca.pem, servername: host });
   const norm = (serial: string) => serial.replace(/^0+/, '').toUpperCase();
+  const peerSerial = async () => norm((await driver<{ serial: string }>('/tls/peer', { host, servername: host, ca: ca.pem })).serial);
+  const token = async (aud: string) => (await kind.kubectlOk(['create', 'token', 'orders-api', '-n', NS, '--audience', aud])).trim();
 
-  test('requireTLS: verify-full clients log in, plaintext is refused; a renewed certificate in the Secret is served without restarting the pod', async () => {
-    ca = makeCa('kind e2e CA');
-    const first = makeLeaf(ca, 'proxy', { dns: [host, `${host}.cluster.local`] });
+  beforeAll(async () => {
     await kind.apply([
-      tlsSecret(first),
+      tlsSecret(`${TLS_NAME}-tls`, makeLeaf(ca, 'proxy', { dns: [host, `${host}.cluster.local`] })),
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db-ca', namespace: NS }, stringData: { 'ca.crt': ca.pem } },
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: `${TLS_NAME}-app`, namespace: NS }, stringData: { password: CLIENT_PASSWORD } },
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db-passwords', namespace: NS }, stringData: { [DB_USER]: DB_PASSWORD } },
+      // The proxy's own ServiceAccount, allowed to create TokenReviews (the user's part of the setup).
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: `${TLS_NAME}-proxy`, namespace: NS } },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: binding },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:auth-delegator' },
+        subjects: [{ kind: 'ServiceAccount', name: `${TLS_NAME}-proxy`, namespace: NS }],
+      },
+      // The application's identity.
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'orders-api', namespace: NS } },
       databaseProxy(TLS_NAME, {
         replicas: 1,
         target: { endpoints, database: DB_NAME },
-        users: [{ name: DB_USER, passwordSecretRef: { name: DB_SECRET } }],
+        users: [{ name: DB_USER, passwordSecretRef: { name: `${TLS_NAME}-app` } }],
+        backendAuth: { password: { secretName: 'db-passwords' } },
         pool: { maxConnectionsPercent: 20 },
-        tls: { secretName: `${TLS_NAME}-tls`, requireTLS: true },
+        // verify-ca: the chain is checked against db-ca. verify-full does not work with these
+        // targets yet (the last test says why).
+        tls: { secretName: `${TLS_NAME}-tls`, requireTLS: true, backend: { mode: 'verify-ca', caSecretRef: { name: 'db-ca' } } },
+        serviceAccountName: `${TLS_NAME}-proxy`,
+        clientAuth: { iamAuth: 'OPTIONAL', serviceAccounts: { audience, mappings: [{ namespace: NS, serviceAccount: 'orders-api', user: DB_USER }] } },
       }),
     ]);
-    await kind.kubectlOk(['wait', `dbp/${TLS_NAME}`, '-n', NS, '--for=condition=Ready', '--timeout=300s']);
+    await waitReady(TLS_NAME);
+  });
 
-    const ssl = { ca: ca.pem, servername: host };
-    expect(await driver('/try', { host, ssl, sql: 'SELECT current_user AS u, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' })).toEqual({ rows: [{ u: DB_USER, ssl: false }] });
-    const plain = await driver<QueryResult>('/try', { host, sql: 'SELECT 1' });
+  test('verify-full clients log in with the client-facing password; the proxy reaches PostgreSQL over TLS (verify-ca) with the database password; plaintext and the database password are refused', async () => {
+    const sql = 'SELECT current_user AS u, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()';
+    // ssl is PostgreSQL's view of the proxy's backend connection.
+    expect(await driver('/try', { host, ssl: ssl(), password: CLIENT_PASSWORD, sql })).toEqual({ rows: [{ u: DB_USER, ssl: true }] });
+    const plain = await driver<QueryResult>('/try', { host, password: CLIENT_PASSWORD, sql: 'SELECT 1' });
     expect(plain.error?.message).toMatch(/TLS|SSL/);
-    expect(norm(await peerSerial())).toBe(norm(serialOf(first.cert)));
+    const wrong = await driver<QueryResult>('/try', { host, ssl: ssl(), password: DB_PASSWORD, sql: 'SELECT 1' });
+    expect(wrong.error?.code).toBe('28P01');
+    expect(wrong.error?.message).toMatch(/password authentication failed for user "app"/);
+  });
 
+  test('a ServiceAccount token for the proxy audience logs in as the mapped user (TokenReview); one for another audience does not', async () => {
+    expect(await driver('/try', { host, ssl: ssl(), password: await token(audience), sql: 'SELECT current_user AS u' })).toEqual({ rows: [{ u: DB_USER }] });
+    const other = await driver<QueryResult>('/try', { host, ssl: ssl(), password: await token('somewhere-else'), sql: 'SELECT 1' });
+    expect(other.error?.code).toBe('28P01');
+  });
+
+  test('a renewed certificate in the Secret is served without restarting the pod; connected clients stay', async () => {
     const podsBefore = (await proxyPods(TLS_NAME)).map((p) => p.metadata.uid);
-    await driver('/open', { group: 'tls', count: 1, host, ssl });
+    await driver('/open', { group: 'tls', count: 1, host, ssl: ssl(), password: CLIENT_PASSWORD });
     const renewed = makeLeaf(ca, 'proxy-renewed', { dns: [host, `${host}.cluster.local`] });
-    await kind.apply([tlsSecret(renewed)]);
+    expect(await peerSerial()).not.toBe(norm(serialOf(renewed.cert)));
+    await kind.apply([tlsSecret(`${TLS_NAME}-tls`, renewed)]);
     // The kubelet refreshes Secret volumes within about a minute; the proxy re-reads the files.
     await waitFor('the proxy to present the renewed certificate', async () => (await peerSerial()) === norm(serialOf(renewed.cert)), 180_000, 2000);
     expect((await proxyPods(TLS_NAME)).map((p) => p.metadata.uid)).toEqual(podsBefore);
-    // A client connected before the renewal is still there; new ones verify the new certificate.
     expect(await query('tls', 0, 1, 'SELECT 1 AS one')).toEqual([{ rows: [{ one: 1 }] }]);
-    expect(await driver('/try', { host, ssl, sql: 'SELECT 2 AS two' })).toEqual({ rows: [{ two: 2 }] });
+    expect(await driver('/try', { host, ssl: ssl(), password: CLIENT_PASSWORD, sql: 'SELECT 2 AS two' })).toEqual({ rows: [{ two: 2 }] });
     await driver('/close', { group: 'tls' });
+  });
+
+  // Known defect, kept visible (reported; the proxy is not this test's to change): the proxy
+  // resolves a target's host name and then checks the database certificate against the resolved
+  // address instead of the name, so verify-full refuses a certificate that names the host (as
+  // cert-manager's here, or RDS's for its endpoints). This test pins the symptom a user sees; when
+  // the proxy checks the name it fails, and should become "verify-full ... becomes Ready".
+  test('known defect: with verify-full, a host-name target is checked against its resolved address, so a certificate that names the host is refused', async () => {
+    await kind.apply([
+      databaseProxy('strict', {
+        replicas: 1,
+        target: { host: `pg-standby.${NS}.svc.cluster.local`, database: DB_NAME },
+        users: [{ name: DB_USER, passwordSecretRef: { name: DB_SECRET } }],
+        pool: { maxConnectionsPercent: 10 },
+        tls: { backend: { mode: 'verify-full', caSecretRef: { name: 'db-ca' } } },
+      }),
+    ]);
+    try {
+      const seen = await waitFor('the strict proxy reports its target', async () => {
+        const o = await dbp('strict');
+        const c = condition(o, 'TargetReachable');
+        return c?.status === 'False' && /CONNECTION_FAILED/.test(c.message) ? c : undefined;
+      }, 120_000, 1000);
+      expect(seen.message).toContain(`${await endpointOf('standby')} UNAVAILABLE (CONNECTION_FAILED)`);
+      const logs = await kind.kubectlOk(['logs', '-n', NS, '-l', 'app.kubernetes.io/instance=strict', '--tail=50']);
+      expect(logs).toMatch(/failed \(verify-full\): Hostname\/IP does not match certificate's altnames: IP: [0-9.]+ is not in the cert's list/);
+    } finally {
+      await kind.kubectlOk(['delete', 'dbp', 'strict', '-n', NS, '--wait=false']);
+    }
   });
 });

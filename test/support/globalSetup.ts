@@ -49,8 +49,8 @@ function operatorTestsSelected(globalConfig: Config.GlobalConfig): boolean {
   const override = process.env.DBPROXY_TEST_CONTROLPLANE_START;
   if (override === 'always') return true;
   if (override === 'never') return false;
-  // Operator tests and the end-to-end test use the control plane.
-  const files = ['operator', 'e2e'].flatMap((sub) => {
+  // Operator tests use the control plane (the end-to-end tests run on kind: test/kind).
+  const files = ['operator'].flatMap((sub) => {
     const dir = join(globalConfig.rootDir, 'test', sub);
     try {
       return readdirSync(dir)

@@ -12,7 +12,7 @@
 //   POST /open   {group, count, host, port?, ssl?: {ca, servername}}       open `count` clients
 //   POST /query  {group, from, to, sql}     run sql on clients [from, to); each result or error
 //   POST /close  {group}                    end the group's clients
-//   POST /try    {host, port?, ssl?, sql}   connect, run sql, disconnect: the rows or the error
+//   POST /try    {host, port?, ssl?, password?, sql}   connect, run sql, disconnect: the rows or the error
 //   POST /load/start {host, port?, clients, samplerHost?}   start a transaction workload
 //   GET  /load                              its counters so far
 //   POST /load/stop                         stop it; the final counters
@@ -22,7 +22,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import pg from 'pg';
 
-type Conn = { host: string; port?: number; ssl?: { ca: string; servername: string } };
+type Conn = { host: string; port?: number; ssl?: { ca: string; servername: string }; password?: string };
 
 const groups = new Map<string, pg.Client[]>();
 
@@ -31,6 +31,7 @@ function clientConfig(c: Conn): pg.ClientConfig {
     host: c.host,
     port: c.port ?? 5432,
     connectionTimeoutMillis: 10_000,
+    ...(c.password !== undefined ? { password: c.password } : {}),
     ...(c.ssl ? { ssl: { ca: c.ssl.ca, servername: c.ssl.servername, rejectUnauthorized: true } } : {}),
   };
 }

@@ -83,7 +83,8 @@ export async function startKindCluster(o: { clientImage: boolean }): Promise<Kin
   );
   const kubeconfig = join(dir, 'kubeconfig');
   const binDir = dirname(state.KUBECTL!);
-  const kubectl = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => runKubectl(binDir, kubeconfig, args, { timeoutMs: 120_000, ...opts });
+  // Waits (`kubectl wait --timeout`, rollout status) bound themselves; this only stops a hung kubectl.
+  const kubectl = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => runKubectl(binDir, kubeconfig, args, { timeoutMs: 600_000, ...opts });
   const kubectlOk = async (args: string[], input?: string): Promise<string> => {
     const r = await kubectl(args, input !== undefined ? { input } : {});
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr || r.stdout}`);

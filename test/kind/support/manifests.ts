@@ -8,6 +8,18 @@ export const DB_USER = 'app';
 export const DB_NAME = 'app';
 export const DB_SECRET = 'db-app';
 const PGDATA = '/var/lib/postgresql/data/pgdata';
+const TLS_DIR = '/etc/postgresql-tls';
+
+/**
+ * TLS for PostgreSQL from a kubernetes.io/tls Secret. The kubelet writes the key root-owned with the
+ * pod's fsGroup (999) able to read it (mode 0640), which PostgreSQL accepts for a root-owned key.
+ */
+export interface PostgresTls {
+  secretName: string;
+}
+const tlsArgs = ['-c', 'ssl=on', '-c', `ssl_cert_file=${TLS_DIR}/tls.crt`, '-c', `ssl_key_file=${TLS_DIR}/tls.key`];
+const tlsVolume = (t: PostgresTls) => ({ name: 'tls', secret: { secretName: t.secretName, defaultMode: 0o600 } });
+const tlsMount = { name: 'tls', mountPath: TLS_DIR, readOnly: true };
 
 /** uid/gid 999: the postgres user of the postgres image (and of the stand-in). */
 const postgresPodSecurity = { runAsNonRoot: true, runAsUser: 999, runAsGroup: 999, fsGroup: 999, seccompProfile: { type: 'RuntimeDefault' } };
@@ -58,7 +70,7 @@ function service(namespace: string, role: string): unknown {
 }
 
 /** The password Secret (PostgreSQL's, the proxy's and the clients'), and the primary with its Service. */
-export function primaryManifests(namespace: string, o: { password: string; maxConnections: number }): unknown[] {
+export function primaryManifests(namespace: string, o: { password: string; maxConnections: number; tls: PostgresTls }): unknown[] {
   return [
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: DB_SECRET, namespace }, type: 'Opaque', stringData: { password: o.password } },
     {
@@ -69,31 +81,33 @@ export function primaryManifests(namespace: string, o: { password: string; maxCo
       data: { '10-replication.sh': 'echo "host replication all all scram-sha-256" >>"$PGDATA/pg_hba.conf"\n' },
     },
     postgresDeployment(namespace, 'primary', {
-      args: ['-c', `max_connections=${o.maxConnections}`],
+      args: ['-c', `max_connections=${o.maxConnections}`, ...tlsArgs],
       env: [{ name: 'POSTGRES_USER', value: DB_USER }, { name: 'POSTGRES_DB', value: DB_NAME }, passwordEnv('POSTGRES_PASSWORD'), { name: 'PGDATA', value: PGDATA }],
       volumeMounts: [
         { name: 'data', mountPath: '/var/lib/postgresql/data' },
         { name: 'init', mountPath: '/docker-entrypoint-initdb.d', readOnly: true },
+        tlsMount,
       ],
-    }, [{ name: 'init', configMap: { name: 'pg-init' } }]),
+    }, [{ name: 'init', configMap: { name: 'pg-init' } }, tlsVolume(o.tls)]),
     service(namespace, 'primary'),
   ];
 }
 
 /** A hot standby streaming from the primary (pg_basebackup -R on first start), and its Service. */
-export function standbyManifests(namespace: string, o: { maxConnections: number }): unknown[] {
+export function standbyManifests(namespace: string, o: { maxConnections: number; tls: PostgresTls }): unknown[] {
   const script = [
     'set -eu',
     'if [ ! -s "$PGDATA/PG_VERSION" ]; then',
     '  pg_basebackup -h pg-primary -U "$PGUSER" -D "$PGDATA" -R -X stream -c fast',
     'fi',
-    `exec postgres -c max_connections=${o.maxConnections}`,
+    `exec postgres -c max_connections=${o.maxConnections} ${tlsArgs.join(' ')}`,
   ].join('\n');
   return [
     postgresDeployment(namespace, 'standby', {
       command: ['bash', '-c', script],
       env: [{ name: 'PGUSER', value: DB_USER }, passwordEnv('PGPASSWORD'), { name: 'PGDATA', value: PGDATA }],
-    }),
+      volumeMounts: [{ name: 'data', mountPath: '/var/lib/postgresql/data' }, tlsMount],
+    }, [tlsVolume(o.tls)]),
     service(namespace, 'standby'),
   ];
 }
