@@ -51,7 +51,7 @@ for arg in "$@"; do
     --print-bin-dir) echo "$KIND_BIN"; exit 0 ;;
     --force) force=1 ;;
     --quiet) quiet=1 ;;
-    -h | --help) sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) kind_die "unknown argument: $arg" ;;
   esac
 done
