@@ -60,9 +60,11 @@ provider_env() { # PROVIDER: PATH with kind and kubectl; podman's private config
   return 0
 }
 
-# A loopback port below 32768 that nothing listens on, for the API server's port mapping.
+# A loopback port below 32768 that nothing listens on, for the API server's port mapping (empty
+# without ss, as on macOS: kind then picks one).
 free_port() {
   local p
+  command -v ss >/dev/null || return 0
   for _ in $(seq 1 50); do
     p=$((20000 + RANDOM % 12000))
     ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
@@ -91,7 +93,7 @@ up() {
   local network="kind-$name"
   record NAME "$name"
   record NETWORK "$network"
-  [[ -z "$owner" ]] || start_watcher
+  if [[ -n "$owner" ]]; then start_watcher; fi
 
   # A network of the cluster's own.
   if [[ "$provider" == podman ]]; then
@@ -135,7 +137,7 @@ kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 networking:
   apiServerAddress: 127.0.0.1
-  apiServerPort: $port
+${port:+  apiServerPort: $port}
 nodes:
   - role: control-plane
 EOF
@@ -238,6 +240,10 @@ down() {
 
 # The watcher: `down` once the owner process is gone, unless `down` ran first (it kills this).
 start_watcher() {
+  if ! command -v setsid >/dev/null || ! tail --pid=$$ -f /dev/null --help >/dev/null 2>&1; then
+    kind_log "no setsid or tail --pid here (util-linux, GNU coreutils): the cluster is removed on normal exit and Ctrl-C only"
+    return 0
+  fi
   setsid bash "$self" watch --dir "$dir" --owner-pid "$owner" </dev/null >>"$dir/watcher.log" 2>&1 &
   record WATCHER_PID "$!"
 }

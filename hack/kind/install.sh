@@ -65,7 +65,8 @@ mkdir -p "$stamps" "$work" "$KIND_BIN"
 t_start=$SECONDS
 built=()
 
-hash_of() { sha256sum | cut -c1-32; }
+# (shasum where there is no sha256sum: macOS, for the Docker path.)
+hash_of() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi | cut -c1-32; }
 hash_files() { cat "$@" | hash_of; }
 stamp_ok() { [[ $force == 0 && -f "$stamps/$1" && "$(cat "$stamps/$1")" == "$2" ]]; }
 
@@ -94,11 +95,16 @@ build_kind() {
     || kind_die "go install sigs.k8s.io/kind@$KIND_VERSION failed (is the Go module proxy reachable?)"
 }
 
-command -v flock >/dev/null || kind_die "flock (util-linux) is not installed"
-exec 9>"$KIND_BASE/.lock"
-if ! flock -n 9; then
-  kind_log "waiting for another install run (lock $KIND_BASE/.lock)"
-  flock 9
+# Concurrent runs serialise here (flock is util-linux; without it, as on macOS, only the Docker
+# path runs, which builds kind alone).
+if command -v flock >/dev/null; then
+  exec 9>"$KIND_BASE/.lock"
+  if ! flock -n 9; then
+    kind_log "waiting for another install run (lock $KIND_BASE/.lock)"
+    flock 9
+  fi
+elif [[ "$provider" == podman ]]; then
+  kind_die "flock (util-linux) is not installed"
 fi
 
 run_step kind "$kind_hash" check_kind build_kind
