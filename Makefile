@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench bench-quick demo e2e-kind fuzz clean
+.PHONY: all deps pydeps build test test-unit bench bench-quick demo e2e-kind kind-deps fuzz clean
 
 all: build
 
@@ -17,8 +17,9 @@ pydeps:
 build: deps
 	npm run build
 
-## Unit and integration tests (real PostgreSQL 15 started on loopback by hack/postgres.ts).
-test: build pydeps
+## Every test: unit, integration (real PostgreSQL 15 started on loopback by hack/postgres.ts),
+## operator (real control plane) and end to end on kind (test/kind; `make kind-deps`).
+test: build pydeps kind-deps
 	npm test
 
 ## Unit tests only (next to the sources in proxy/ and operator/): no PostgreSQL, no control plane.
@@ -33,11 +34,16 @@ demo: build
 	bash hack/helm/install.sh --quiet >/dev/null
 	npx --no-install node dist/hack/demo/demo.js
 
-## End to end on a throwaway kind cluster: docker-built image, the chart, PostgreSQL 15, a
-## DatabaseProxy, psql through its Service. Needs docker and kind, so not on this project's own
-## build machine (hack/kind/e2e.sh; CI runs it).
+## End to end on a throwaway kind cluster: the image built from the Dockerfile, the chart,
+## PostgreSQL 15, a DatabaseProxy, psql through its Service (hack/kind/e2e.sh). With Docker: stock
+## kind. Without (this project's build machine, as root): podman and a node image built locally,
+## with no registry, by hack/kind/install.sh (cached in ~/.cache/dbproxy/kind; `make kind-deps`).
 e2e-kind:
 	bash hack/kind/e2e.sh
+
+## What kind needs here, built and cached by version (instant when current).
+kind-deps:
+	bash hack/kind/install.sh
 
 ## Random and mutated protocol traffic against a running proxy, bounded by time (not part of
 ## `make test`): FUZZ_SECONDS=600 make fuzz for a longer run, FUZZ_SEED=n to repeat one.

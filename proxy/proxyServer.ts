@@ -7,11 +7,14 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { BackendAuthFailures } from './auth/backendAuthFailures.js';
 import { CredentialStore } from './auth/credentialStore.js';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { RdsTokenProvider } from './auth/rdsToken.js';
 import { buildTokenAuth } from './auth/clientTokens.js';
 import type { ClientTokenAuth } from './auth/tokenAuth.js';
 import { StatementClassifier } from './classify/classifier.js';
-import { type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
+import { awsIdentityCheck, type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
+import { IdentityCheck, stsGetCallerIdentity, type GetCallerIdentity } from './iam/identityCheck.js';
 import type { ProxyStats } from './contract/stats.js';
 import { type AdminAccess, adminAccess, AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
 import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
@@ -38,8 +41,12 @@ import { TargetMonitor } from './target/targetMonitor.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
-  /** Signs backend IAM tokens; default: one with the SDK's default credential chain. */
+  /** Signs backend IAM tokens; default: one with `awsCredentials`. */
   rdsTokens?: RdsTokenProvider;
+  /** AWS credentials for RDS tokens and the identity check; default: the SDK's default chain (IRSA, env, ...), made once. */
+  awsCredentials?: AwsCredentialIdentityProvider;
+  /** The identity check's STS call; default: GetCallerIdentity with @aws-sdk/client-sts and `awsCredentials`. */
+  getCallerIdentity?: GetCallerIdentity;
   /** Re-read on RELOAD, SIGHUP, and when the file changes (a mounted ConfigMap is updated in place). */
   configPath?: string;
   /** How often the config file is checked for changes. */
@@ -87,6 +94,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   readonly serverTls: ServerTls | undefined;
   private readonly backendTls: BackendTlsSettings | undefined;
   private readonly rdsTokens: RdsTokenProvider;
+  /** STS GetCallerIdentity at start and periodically, when the config asks for it (awsIdentityCheck). */
+  private readonly identity: IdentityCheck | undefined;
   private readonly tokenAuth: ClientTokenAuth | undefined;
   private readonly cancels: CancelRegistry<ClientSession>;
   private readonly sessions = new Set<ClientSession>();
@@ -106,6 +115,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private configWatch: NodeJS.Timeout | null = null;
   private configStamp = '';
   private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
+  /** PAUSE on the admin console; the pool is paused while this or the config's `paused` holds. */
+  private consolePaused = false;
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -130,7 +141,21 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       this.serverTls.load();
     }
     this.backendTls = backendTlsSettings(this.config.backendTls, { onError: (e) => this.log.error({ err: e.message }, 'backend CA bundle reload failed') });
-    this.rdsTokens = opts.rdsTokens ?? new RdsTokenProvider();
+    // One provider for RDS tokens and the identity check: one IRSA exchange, and the check sees the
+    // very credentials backend logins use. Making it does no I/O.
+    const awsCredentials = opts.awsCredentials ?? fromNodeProviderChain();
+    this.rdsTokens = opts.rdsTokens ?? new RdsTokenProvider({ credentials: awsCredentials });
+    const idc = awsIdentityCheck(this.config);
+    this.identity = idc
+      ? new IdentityCheck({
+          getCallerIdentity: opts.getCallerIdentity ?? stsGetCallerIdentity({ credentials: awsCredentials, region: idc.region, fallbackRegion: idc.fallbackRegion }),
+          ...(idc.expectedRoleArn ? { expectedRoleArn: idc.expectedRoleArn } : {}),
+          intervalMs: idc.interval,
+          timeoutMs: idc.timeout,
+          clock: this.clock,
+          log: this.log,
+        })
+      : undefined;
     this.tokenAuth = this.config.iamAuth === 'DISABLED' ? undefined : buildTokenAuth(this.config, this.log);
     this.cancels = new CancelRegistry(this.config.replicaId);
     this.cancelLimiter = new SourceRateLimiter(() => this.clock.now());
@@ -157,6 +182,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
       onBorrowTimeout: () => this.metrics.borrowTimeouts.inc(),
     });
+    this.applyPause();
     const healthUser = this.config.healthCheck.user ?? this.config.users[0]!.name;
     this.monitor = new TargetMonitor(
       this.config.targets.map((t) => splitHostPort(t)!),
@@ -197,6 +223,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       forwardedCancel: (pid, secret, source) => this.forwardedCancel(pid, secret, source),
     });
     void this.monitor.start();
+    void this.identity?.start();
     this.startJanitor();
     if (this.opts.configPath) {
       this.configStamp = await this.configFileStamp();
@@ -481,15 +508,28 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return adminAccess(this.config, user);
   }
 
+  /** Pauses or resumes the pool from the config's `paused` and the console's PAUSE, logging each change. */
+  private applyPause(): void {
+    const paused = this.config.paused || this.consolePaused;
+    if (paused === this.pool.isPaused) return;
+    if (paused) this.pool.pause();
+    else this.pool.resume();
+    const by = [this.config.paused ? 'config' : '', this.consolePaused ? 'admin console' : ''].filter(Boolean);
+    this.log.info({ paused, ...(paused ? { by } : {}) }, paused ? 'paused: new transactions wait' : 'resumed');
+  }
+
   async pause(): Promise<void> {
-    this.pool.pause();
+    this.consolePaused = true;
+    this.applyPause();
     // Like PgBouncer's PAUSE: returns once transactions in flight have finished.
     const deadline = this.clock.now() + this.config.pool.borrowTimeout;
     while (this.pool.activeTransactions > 0 && this.clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
-  resume(): void {
-    this.pool.resume();
+  resume(): string {
+    this.consolePaused = false;
+    this.applyPause();
+    return this.config.paused ? 'still paused: the config file says paused: true (a DatabaseProxy\'s spec.paused); RESUME lifts only a PAUSE from this console' : '';
   }
 
   async reload(): Promise<string> {
@@ -500,7 +540,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
     }
     if (JSON.stringify(next.targets) !== JSON.stringify(this.config.targets)) notes.push('targets changes need a restart');
-    for (const field of ['tls', 'backendTls', 'iamAuth', 'iam', 'serviceAccountAuth'] as const) {
+    for (const field of ['tls', 'backendTls', 'iamAuth', 'iam', 'serviceAccountAuth', 'awsIdentity'] as const) {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
     }
     this.config = {
@@ -514,6 +554,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       iamAuth: this.config.iamAuth,
       iam: this.config.iam,
       serviceAccountAuth: this.config.serviceAccountAuth,
+      awsIdentity: this.config.awsIdentity,
     };
     this.credentials = credentialStore(this.config);
     this.backendCredentials = backendCredentialStore(this.config);
@@ -521,6 +562,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.pool.updateSettings(poolSettings(this.config));
     this.applyLimits();
     this.startJanitor();
+    this.applyPause();
     this.log.info({ notes }, 'configuration reloaded');
     return notes.join('; ');
   }
@@ -611,6 +653,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       replicaId: this.config.replicaId,
       ready: this.isReady(),
       paused: this.pool.isPaused,
+      pause: { config: this.config.paused, admin: this.consolePaused },
       shuttingDown: this.shuttingDown,
       clientConnections: this.sessions.size,
       databaseConnections: p.databaseConnections,
@@ -635,6 +678,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       failovers: this.monitor.failoverCount,
       lastFailover: ((f) => (f ? { at: new Date(f.startedAt).toISOString(), durationMs: f.durationMs, from: f.from, to: f.to } : null))(this.monitor.lastFailoverRecord),
       ...((f) => (f ? { backendAuthFailures: f } : {}))(this.backendAuthFailures.stats()),
+      ...(this.identity ? { awsIdentity: this.identity.stats() } : {}),
     };
   }
 
@@ -657,6 +701,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       for (const s of [...this.sessions]) s.terminate({ code: SQLSTATE.adminShutdown, message: 'terminating connection due to administrator command (grace period over)' });
       if (this.janitor) clearInterval(this.janitor);
       if (this.configWatch) clearInterval(this.configWatch);
+      this.identity?.stop();
       this.monitor.stop();
       this.pool.close();
       await this.http?.close();

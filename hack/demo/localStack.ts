@@ -1,7 +1,7 @@
-// The local stack `make demo` and the end-to-end test share: a PostgreSQL primary with a streaming
-// standby, the pod runner on a control plane, the operator installed from charts/dbproxy with
-// helm, and a sample DatabaseProxy with its password Secret. Each step is a function, so the
-// test can use the shared test control plane and the demo its own.
+// The local stack of `make demo`: a PostgreSQL primary with a streaming standby, the pod runner on
+// a control plane, the operator installed from charts/dbproxy with helm, and a sample
+// DatabaseProxy with its password Secret, one function per step. (The end-to-end tests run the
+// same story on kind: test/kind.)
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -171,6 +171,28 @@ const serviceAccountAuthSchema = z
   })
   .strict();
 
+/** An IAM role ARN (the role IRSA makes the pods assume). */
+export const ROLE_ARN_PATTERN = /^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/;
+
+const awsIdentitySchema = z
+  .object({
+    /**
+     * Check the pod's AWS identity with STS GetCallerIdentity at start and every `interval`, and
+     * report it in /stats (awsIdentity). Default true. It runs when this section is present or a
+     * user has backendAuth.method iam.
+     */
+    enabled: z.boolean().default(true),
+    /** The role the proxy must run as (IRSA's role); another identity is reported as WrongRole. Default: unset, any identity is accepted. */
+    expectedRoleArn: z.string().regex(ROLE_ARN_PATTERN, 'must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)').optional(),
+    /** How often the identity is checked again. Default 5m. */
+    interval: duration('5m'),
+    /** Timeout of one check (credentials and the STS call). Default 10s. */
+    timeout: duration('10s'),
+    /** Region of the STS endpoint. Default: the AWS SDK's (AWS_REGION, which IRSA sets), else the region of the first backendAuth iam user. */
+    region: z.string().min(1).optional(),
+  })
+  .strict();
+
 const poolSchema = z
   .object({
     /** Share of the target's max_connections this proxy (all replicas together) may use, 1-100. */
@@ -251,7 +273,11 @@ const configSchema = z
          */
         trackSettings: z.boolean().default(true),
         /** Parameters whose SET always pins, e.g. extension settings the proxy should not replay. */
-        untrackedParameters: z.array(z.string().min(1)).default([]),
+        untrackedParameters: z
+          .array(z.string().min(1))
+          .default([])
+          // PostgreSQL folds parameter names to lower case, and so does the classifier that compares them.
+          .transform((names) => names.map((n) => n.toLowerCase())),
         /** Server-side prepared statements kept per backend connection (LRU); older ones are closed. */
         maxPreparedStatements: z.number().int().min(1).max(100000).default(200),
       })
@@ -295,6 +321,14 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Pause the proxy: transactions in flight finish, new ones wait (as after PAUSE on the admin
+     * database) until this is false again or they reach pool.borrowTimeout. Applied on reload, so
+     * an operator can pause a fleet through its ConfigMap. Default false.
+     */
+    paused: z.boolean().default(false),
+    /** The AWS identity check (STS GetCallerIdentity). Default: unset; on anyway when a user has backendAuth.method iam. */
+    awsIdentity: awsIdentitySchema.optional(),
     /** 0-255, part of every cancel key so a cancel can be routed to the replica that issued it. */
     replicaId: z.number().int().min(0).max(255).default(0),
     /** On SIGTERM: how long transactions may run on before every connection is closed. */
@@ -354,6 +388,19 @@ export type TlsConfig = ProxyConfig['tls'];
 export type BackendTlsConfig = ProxyConfig['backendTls'];
 export type IamConfig = NonNullable<ProxyConfig['iam']>;
 export type ServiceAccountAuthConfig = NonNullable<ProxyConfig['serviceAccountAuth']>;
+export type AwsIdentityConfig = NonNullable<ProxyConfig['awsIdentity']>;
+
+/**
+ * The identity check in force: the awsIdentity section, or its defaults when a user logs in to the
+ * database with IAM (that is when a broken identity shows up as failed logins); undefined: off.
+ */
+export function awsIdentityCheck(c: ProxyConfig): (AwsIdentityConfig & { fallbackRegion: string | undefined }) | undefined {
+  const iamUser = c.users.find((u) => u.backendAuth.method === 'iam');
+  if (!c.awsIdentity && !iamUser) return undefined;
+  const section = c.awsIdentity ?? awsIdentitySchema.parse({});
+  if (!section.enabled) return undefined;
+  return { ...section, fallbackRegion: iamUser?.backendAuth.region };
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

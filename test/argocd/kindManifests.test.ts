@@ -1,7 +1,8 @@
-// The kind end-to-end run (hack/kind/e2e.sh) cannot run here (no Docker), so its manifests are
-// checked against what can run here: the DatabaseProxy against the CRD's own schema and the
+// The manifests of `make e2e-kind` (hack/kind/e2e.sh, which runs on kind: with Docker, or here
+// with podman) checked in a second: the DatabaseProxy against the CRD's own schema and the
 // operator's pure builders (a spec the operator would refuse would never become Ready), and the
-// names that tie the manifests, the script and the chart together.
+// names that tie the manifests, the script and the chart together, so that a broken manifest shows
+// up in the unit tests and not only minutes into a kind run.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +71,7 @@ describe('hack/kind manifests', () => {
   test('e2e.sh waits for the names the manifests use, and sets chart values that exist', () => {
     expect(script).toMatch(new RegExp(`^NS=${dbpInput!.metadata.namespace}$`, 'm'));
     expect(script).toMatch(new RegExp(`^DBP=${dbpInput!.metadata.name}$`, 'm'));
-    expect(script).toContain(`kubectl get pod ${psqlPod!.metadata.name} `);
+    expect(script).toContain(`kubectl wait pod/${psqlPod!.metadata.name} `);
     const values = parse(read('charts/dbproxy/values.yaml')) as Record<string, any>;
     const keys = [...script.matchAll(/--set ([A-Za-z.]+)=/g)].map((m) => m[1]!);
     expect(keys).toEqual(['image.repository', 'image.tag', 'image.pullPolicy', 'replicaCount']);

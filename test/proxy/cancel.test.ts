@@ -57,8 +57,8 @@ test('a CancelRequest with the proxy-issued key cancels the running query', asyn
 test('a cancel with the wrong secret, or for a client holding no backend, does nothing', async () => {
   const c = await RawClient.login(proxy.port, app.name, app.password);
   await sendCancel(c.pid, c.secret); // idle: nothing to cancel
-  c.send(serialize.query('SELECT pg_sleep(0.3)'));
-  await running('SELECT pg_sleep(0.3)');
+  c.send(serialize.query('SELECT pg_sleep(1.5)'));
+  await running('SELECT pg_sleep(1.5)');
   // pg-protocol writes the secret as a signed int32, as it reads it.
   await sendCancel(c.pid, (c.secret + 1) | 0);
   const msgs = await c.untilReady();

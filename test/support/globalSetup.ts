@@ -49,7 +49,8 @@ function operatorTestsSelected(globalConfig: Config.GlobalConfig): boolean {
   const override = process.env.DBPROXY_TEST_CONTROLPLANE_START;
   if (override === 'always') return true;
   if (override === 'never') return false;
-  // Operator tests and the end-to-end test use the control plane.
+  // Operator tests and the end-to-end tests on the local pod runner (test/e2e) use the control
+  // plane; the end-to-end tests on kind (test/kind) bring their own cluster.
   const files = ['operator', 'e2e'].flatMap((sub) => {
     const dir = join(globalConfig.rootDir, 'test', sub);
     try {
