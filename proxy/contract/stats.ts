@@ -11,6 +11,12 @@ export interface TargetStats {
   reason?: string;
   role: TargetRole;
   maxConnections: number | null;
+  /**
+   * A standby, as a read-only target: AVAILABLE when it is in recovery, answers and is within
+   * readers.maxReplicationLag; its lag behind the writer in time and WAL bytes (null before the
+   * writer's position is known).
+   */
+  reader?: { state: TargetState; reason?: string; lagMs: number | null; lagBytes: number | null; replayPaused: boolean };
 }
 
 /** The proxy's own AWS identity as STS GetCallerIdentity reports it (proxy/iam/identityCheck.ts). */

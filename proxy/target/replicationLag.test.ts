@@ -34,7 +34,7 @@ test('a standby is as late as the last time the writer was where the standby has
 test('history is bounded; a standby behind all of it is at least that late', () => {
   const h = new WriterHistory(5_000);
   for (let t = 0; t <= 20_000; t += 1_000) h.observe(t, t);
-  expect(h.lag(20_000, 0).ms).toBeGreaterThanOrEqual(5_000);
+  expect(h.lag(20_000, 0)!.ms).toBeGreaterThanOrEqual(5_000);
 });
 
 test('a new writer (its position went back) starts a new history', () => {
