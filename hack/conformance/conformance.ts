@@ -121,6 +121,16 @@ async function startDatabase(a: Args): Promise<Database> {
       ssl_ca_file: lit(join(sslDir, 'ca.pem')),
     },
   });
+  try {
+    return setUpDatabase(a, cluster, sslDir, ids);
+  } catch (e) {
+    cluster.destroy();
+    rmSync(sslDir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function setUpDatabase(a: Args, cluster: PgCluster, sslDir: string, ids: { uid: number; gid: number } | undefined): Database {
   // pgx's testsetup/pg_hba.conf, for 127.0.0.1.
   const hba = [
     'local all all trust',
@@ -155,6 +165,8 @@ interface Proxy {
   dir: string;
   logFile: string;
   stop(): Promise<void>;
+  /** SIGKILL, for an emergency exit. */
+  kill(): void;
 }
 
 /**
@@ -229,6 +241,7 @@ async function startProxy(a: Args, db: Database): Promise<Proxy> {
     port,
     dir,
     logFile,
+    kill: () => void (exited || child.kill('SIGKILL')),
     async stop() {
       if (!exited) {
         child.kill('SIGTERM');
@@ -291,6 +304,20 @@ function testPackages(a: Args): string[] {
 }
 
 const children = new Set<ChildProcess>();
+/** What must not outlive this process when it is stopped early (timeout, Ctrl-C): clusters, dbproxy. */
+const emergencyCleanups = new Set<() => void>();
+
+function emergencyExit(code: number): never {
+  for (const c of children) killGroup(c);
+  for (const f of emergencyCleanups) {
+    try {
+      f();
+    } catch {
+      /* best effort */
+    }
+  }
+  process.exit(code);
+}
 
 function killGroup(c: ChildProcess): void {
   try {
@@ -377,11 +404,16 @@ async function runMode(a: Args, mode: Mode): Promise<ModeResult> {
   const t0 = Date.now();
   log(`${mode}: starting PostgreSQL`);
   const db = await startDatabase(a);
+  const destroyDb = (): void => db.destroy();
+  emergencyCleanups.add(destroyDb);
   let proxy: Proxy | undefined;
+  let killProxy: (() => void) | undefined;
   try {
     let port = db.cluster.port;
     if (mode === 'proxy') {
       proxy = await startProxy(a, db);
+      killProxy = proxy.kill;
+      emergencyCleanups.add(killProxy);
       port = proxy.port;
       log(`proxy: dbproxy on 127.0.0.1:${port} (pool 20) in front of PostgreSQL ${db.version} on ${db.cluster.port}`);
     } else {
@@ -414,9 +446,11 @@ async function runMode(a: Args, mode: Mode): Promise<ModeResult> {
   } finally {
     if (proxy) {
       await proxy.stop();
+      if (killProxy) emergencyCleanups.delete(killProxy);
       copyFileSync(proxy.logFile, join(a.out, 'dbproxy.log'));
       rmSync(proxy.dir, { recursive: true, force: true });
     }
+    emergencyCleanups.delete(destroyDb);
     db.destroy();
   }
 }
@@ -655,17 +689,8 @@ async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   mkdirSync(a.out, { recursive: true });
   if (a.serve) return serve(a);
-  const cleanup = (): void => {
-    for (const c of children) killGroup(c);
-  };
-  process.on('SIGTERM', () => {
-    cleanup();
-    process.exit(124);
-  });
-  process.on('SIGINT', () => {
-    cleanup();
-    process.exit(130);
-  });
+  process.on('SIGTERM', () => emergencyExit(124));
+  process.on('SIGINT', () => emergencyExit(130));
   const modes: ModeResult[] = [];
   let pgVersion = '';
   for (const mode of a.modes) {
@@ -688,7 +713,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  for (const c of children) killGroup(c);
   process.stderr.write(`[conformance] ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(2);
+  emergencyExit(2);
 });
