@@ -21,9 +21,9 @@ build: deps
 test: build pydeps
 	npm test
 
-## Unit tests only: no PostgreSQL needed.
+## Unit tests only (next to the sources in proxy/ and operator/): no PostgreSQL, no control plane.
 test-unit: deps
-	npm test -- proxy/
+	DBPROXY_TEST_CONTROLPLANE_START=never npm test -- --testPathPatterns '^(proxy|operator)/'
 
 ## The product on this machine: PostgreSQL primary + standby, a control plane, the local pod
 ## runner, the operator from the Helm chart and a sample DatabaseProxy; prints a working psql

@@ -8,6 +8,8 @@ import { KubeClient } from './k8s/client.js';
 
 export const OPERATOR_USAGE = `usage: dbproxy operator [flags]
 
+Runs the Kubernetes operator: watches DatabaseProxy resources and rolls out their proxies.
+
   --kubeconfig PATH                 kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster)
   --namespace NS                    watch only this namespace (env WATCH_NAMESPACE; default: all namespaces)
   --default-image IMAGE             proxy image for DatabaseProxies that set none (env DBPROXY_DEFAULT_IMAGE; required)
@@ -21,7 +23,8 @@ export const OPERATOR_USAGE = `usage: dbproxy operator [flags]
   --status-interval DUR             poll pods' /stats and write status at most this often (default 10s)
   --http-listen HOST:PORT           /healthz, /readyz, /metrics (default 0.0.0.0:8080)
   --workers N                       concurrent reconciles (default 2)
-  --log-level LEVEL                 fatal|error|warn|info|debug|trace (default info)`;
+  --log-level LEVEL                 fatal|error|warn|info|debug|trace (default info)
+  -h, --help                        print this help`;
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -112,7 +115,7 @@ export async function runOperatorCommand(args: string[], env: NodeJS.ProcessEnv 
   try {
     flags = parseOperatorFlags(args, env);
   } catch (e) {
-    process.stderr.write(`dbproxy operator: ${(e as Error).message}\n${OPERATOR_USAGE}\n`);
+    process.stderr.write(`dbproxy operator: ${(e as Error).message}\n\n${OPERATOR_USAGE}\n`);
     return 2;
   }
   if (flags.help) {

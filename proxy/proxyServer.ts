@@ -7,11 +7,14 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { BackendAuthFailures } from './auth/backendAuthFailures.js';
 import { CredentialStore } from './auth/credentialStore.js';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { RdsTokenProvider } from './auth/rdsToken.js';
 import { buildTokenAuth } from './auth/clientTokens.js';
 import type { ClientTokenAuth } from './auth/tokenAuth.js';
 import { StatementClassifier } from './classify/classifier.js';
-import { type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
+import { awsIdentityCheck, type ProxyConfig, parseConfigYaml, splitHostPort } from './contract/config.js';
+import { IdentityCheck, stsGetCallerIdentity, type GetCallerIdentity } from './iam/identityCheck.js';
 import type { ProxyStats } from './contract/stats.js';
 import { type AdminAccess, adminAccess, AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
 import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
@@ -38,8 +41,12 @@ import { TargetMonitor } from './target/targetMonitor.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
-  /** Signs backend IAM tokens; default: one with the SDK's default credential chain. */
+  /** Signs backend IAM tokens; default: one with `awsCredentials`. */
   rdsTokens?: RdsTokenProvider;
+  /** AWS credentials for RDS tokens and the identity check; default: the SDK's default chain (IRSA, env, ...), made once. */
+  awsCredentials?: AwsCredentialIdentityProvider;
+  /** The identity check's STS call; default: GetCallerIdentity with @aws-sdk/client-sts and `awsCredentials`. */
+  getCallerIdentity?: GetCallerIdentity;
   /** Re-read on RELOAD, SIGHUP, and when the file changes (a mounted ConfigMap is updated in place). */
   configPath?: string;
   /** How often the config file is checked for changes. */
@@ -67,6 +74,7 @@ const poolSettings = (c: ProxyConfig): PoolSettings => ({
   borrowTimeoutMs: c.pool.borrowTimeout,
   maxConnectionLifetimeMs: c.pool.maxConnectionLifetime,
   idleConnectionTimeoutMs: c.pool.idleConnectionTimeout,
+  userLimits: new Map(c.users.filter((u) => u.maxConnections !== undefined).map((u) => [u.name, u.maxConnections!])),
 });
 
 export class ProxyServer implements ProxyContext, AdminOperations {
@@ -86,6 +94,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   readonly serverTls: ServerTls | undefined;
   private readonly backendTls: BackendTlsSettings | undefined;
   private readonly rdsTokens: RdsTokenProvider;
+  /** STS GetCallerIdentity at start and periodically, when the config asks for it (awsIdentityCheck). */
+  private readonly identity: IdentityCheck | undefined;
   private readonly tokenAuth: ClientTokenAuth | undefined;
   private readonly cancels: CancelRegistry<ClientSession>;
   private readonly sessions = new Set<ClientSession>();
@@ -107,6 +117,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private configWatch: NodeJS.Timeout | null = null;
   private configStamp = '';
   private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
+  /** PAUSE on the admin console; the pool is paused while this or the config's `paused` holds. */
+  private consolePaused = false;
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -131,7 +143,21 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       this.serverTls.load();
     }
     this.backendTls = backendTlsSettings(this.config.backendTls, { onError: (e) => this.log.error({ err: e.message }, 'backend CA bundle reload failed') });
-    this.rdsTokens = opts.rdsTokens ?? new RdsTokenProvider();
+    // One provider for RDS tokens and the identity check: one IRSA exchange, and the check sees the
+    // very credentials backend logins use. Making it does no I/O.
+    const awsCredentials = opts.awsCredentials ?? fromNodeProviderChain();
+    this.rdsTokens = opts.rdsTokens ?? new RdsTokenProvider({ credentials: awsCredentials });
+    const idc = awsIdentityCheck(this.config);
+    this.identity = idc
+      ? new IdentityCheck({
+          getCallerIdentity: opts.getCallerIdentity ?? stsGetCallerIdentity({ credentials: awsCredentials, region: idc.region, fallbackRegion: idc.fallbackRegion }),
+          ...(idc.expectedRoleArn ? { expectedRoleArn: idc.expectedRoleArn } : {}),
+          intervalMs: idc.interval,
+          timeoutMs: idc.timeout,
+          clock: this.clock,
+          log: this.log,
+        })
+      : undefined;
     this.tokenAuth = this.config.iamAuth === 'DISABLED' ? undefined : buildTokenAuth(this.config, this.log);
     this.cancels = new CancelRegistry(this.config.replicaId);
     this.cancelLimiter = new SourceRateLimiter(() => this.clock.now());
@@ -147,6 +173,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       lastFailoverSeconds: () => (this.monitor.lastFailoverRecord ? this.monitor.lastFailoverRecord.durationMs / 1000 : null),
       clientConnections: () => this.sessions.size,
       pool: () => this.pool.stats(),
+      users: () => this.pool.userStats(),
       budget: () => this.pool.currentLimits?.budget ?? null,
       targetMaxConnections: () => this.targetMaxConnections,
     });
@@ -157,6 +184,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
       onBorrowTimeout: () => this.metrics.borrowTimeouts.inc(),
     });
+    this.applyPause();
     const healthUser = this.config.healthCheck.user ?? this.config.users[0]!.name;
     this.monitor = new TargetMonitor(
       this.config.targets.map((t) => splitHostPort(t)!),
@@ -197,8 +225,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       forwardedCancel: (pid, secret, source) => this.forwardedCancel(pid, secret, source),
     });
     void this.monitor.start();
-    this.janitor = setInterval(() => this.sweep(), 1000);
-    this.janitor.unref();
+    void this.identity?.start();
+    this.startJanitor();
     if (this.opts.configPath) {
       this.configStamp = await this.configFileStamp();
       this.configWatch = setInterval(() => void this.reloadIfChanged(), this.opts.configRecheckMs ?? 2000);
@@ -438,19 +466,51 @@ export class ProxyServer implements ProxyContext, AdminOperations {
 
   // ---- periodic work ----
 
+  /**
+   * The janitor's round: every second, or more often when a timeout is short enough to need it
+   * (a quarter of the shortest, at least every 50 ms).
+   */
+  private startJanitor(): void {
+    if (this.janitor) clearInterval(this.janitor);
+    const p = this.config.pool;
+    const timeouts = [p.idleTransactionTimeout, p.queryTimeout].filter((t) => t > 0);
+    const every = Math.max(50, Math.min(1000, ...timeouts.map((t) => t / 4)));
+    this.janitor = setInterval(() => this.sweep(), every);
+    this.janitor.unref();
+  }
+
   private sweep(): void {
-    this.pool.trim();
-    const limit = this.config.pool.idleClientTimeout;
-    if (limit > 0) {
-      const now = this.clock.now();
-      for (const s of this.sessions) {
-        if (s.isIdle && now - s.lastActivity >= limit) {
-          this.metrics.clientRejections.inc({ reason: 'idle_timeout' });
-          s.terminate({ code: SQLSTATE.idleSessionTimeout, message: `terminating connection due to idle-session timeout (idleClientTimeout ${limit / 1000} s)` });
+    const now = this.clock.now();
+    if (now - this.lastTrim >= 1000) {
+      this.lastTrim = now;
+      this.pool.trim();
+    }
+    const { idleClientTimeout, idleTransactionTimeout, queryTimeout } = this.config.pool;
+    if (idleClientTimeout <= 0 && idleTransactionTimeout <= 0 && queryTimeout <= 0) return;
+    for (const s of this.sessions) {
+      if (idleClientTimeout > 0 && s.isIdle && now - s.lastActivity >= idleClientTimeout) {
+        this.metrics.clientRejections.inc({ reason: 'idle_timeout' });
+        s.terminate({ code: SQLSTATE.idleSessionTimeout, message: `terminating connection due to idle-session timeout (idleClientTimeout ${idleClientTimeout / 1000} s)` });
+      } else if (idleTransactionTimeout > 0 && s.idleInTransaction && now - s.lastActivity >= idleTransactionTimeout) {
+        // PostgreSQL's own words for idle_in_transaction_session_timeout; the log says which setting.
+        this.metrics.clientRejections.inc({ reason: 'idle_transaction_timeout' });
+        this.log.info({ client: s.id, user: s.key.user, idleTransactionTimeout }, 'closing a client idle in a transaction (idleTransactionTimeout)');
+        s.terminate({ code: SQLSTATE.idleInTransactionTimeout, message: 'terminating connection due to idle-in-transaction timeout' });
+      } else if (queryTimeout > 0) {
+        const since = s.runningSince;
+        const b = s.currentBackend;
+        if (since > 0 && b && now - since >= queryTimeout && this.cancelledRequests.get(s) !== since) {
+          this.cancelledRequests.set(s, since);
+          this.log.info({ client: s.id, backend: b.label, queryTimeout }, 'cancelling a request that ran longer than queryTimeout');
+          void sendCancel(b.endpoint, b.pid, b.secretKey).catch((e: Error) => this.log.warn({ backend: b.label, err: e.message }, 'queryTimeout: cancel request failed'));
         }
       }
     }
   }
+
+  private lastTrim = 0;
+  /** The request of each session already cancelled for queryTimeout (by its start time): one cancel per request. */
+  private readonly cancelledRequests = new WeakMap<ClientSession, number>();
 
   private async configFileStamp(): Promise<string> {
     try {
@@ -481,15 +541,28 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return adminAccess(this.config, user);
   }
 
+  /** Pauses or resumes the pool from the config's `paused` and the console's PAUSE, logging each change. */
+  private applyPause(): void {
+    const paused = this.config.paused || this.consolePaused;
+    if (paused === this.pool.isPaused) return;
+    if (paused) this.pool.pause();
+    else this.pool.resume();
+    const by = [this.config.paused ? 'config' : '', this.consolePaused ? 'admin console' : ''].filter(Boolean);
+    this.log.info({ paused, ...(paused ? { by } : {}) }, paused ? 'paused: new transactions wait' : 'resumed');
+  }
+
   async pause(): Promise<void> {
-    this.pool.pause();
+    this.consolePaused = true;
+    this.applyPause();
     // Like PgBouncer's PAUSE: returns once transactions in flight have finished.
     const deadline = this.clock.now() + this.config.pool.borrowTimeout;
     while (this.pool.activeTransactions > 0 && this.clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
-  resume(): void {
-    this.pool.resume();
+  resume(): string {
+    this.consolePaused = false;
+    this.applyPause();
+    return this.config.paused ? 'still paused: the config file says paused: true (a DatabaseProxy\'s spec.paused); RESUME lifts only a PAUSE from this console' : '';
   }
 
   async reload(): Promise<string> {
@@ -500,7 +573,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
     }
     if (JSON.stringify(next.targets) !== JSON.stringify(this.config.targets)) notes.push('targets changes need a restart');
-    for (const field of ['tls', 'backendTls', 'iamAuth', 'iam', 'serviceAccountAuth'] as const) {
+    for (const field of ['tls', 'backendTls', 'iamAuth', 'iam', 'serviceAccountAuth', 'awsIdentity'] as const) {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
     }
     this.config = {
@@ -514,12 +587,15 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       iamAuth: this.config.iamAuth,
       iam: this.config.iam,
       serviceAccountAuth: this.config.serviceAccountAuth,
+      awsIdentity: this.config.awsIdentity,
     };
     this.credentials = credentialStore(this.config);
     this.backendCredentials = backendCredentialStore(this.config);
     this.log.level = this.config.logLevel;
     this.pool.updateSettings(poolSettings(this.config));
     this.applyLimits();
+    this.startJanitor();
+    this.applyPause();
     this.log.info({ notes }, 'configuration reloaded');
     return notes.join('; ');
   }
@@ -530,7 +606,11 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       case 'pools':
         return {
           columns: ['user', 'database', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_opening', 'pool_size'],
-          rows: this.pool.keyStats().map((k) => [k.user, k.database, k.waiting, k.borrowed, k.idle, k.opening, this.pool.currentLimits?.maxDatabaseConnections ?? null]),
+          // pool_size: what this pool may reach, its user's cap when lower than the budget.
+          rows: this.pool.keyStats().map((k) => {
+            const budget = this.pool.currentLimits?.maxDatabaseConnections ?? null;
+            return [k.user, k.database, k.waiting, k.borrowed, k.idle, k.opening, k.maxConnections !== null && (budget === null || k.maxConnections < budget) ? k.maxConnections : budget];
+          }),
         };
       case 'clients':
         return {
@@ -606,6 +686,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       replicaId: this.config.replicaId,
       ready: this.isReady(),
       paused: this.pool.isPaused,
+      pause: { config: this.config.paused, admin: this.consolePaused },
       shuttingDown: this.shuttingDown,
       clientConnections: this.sessions.size,
       databaseConnections: p.databaseConnections,
@@ -622,6 +703,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
         maxConnectionsPercent: this.config.pool.maxConnectionsPercent,
         maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent,
         replicas: this.config.pool.replicas,
+        users: this.pool.userStats(),
       },
       writer: writer ? `${writer.host}:${writer.port}` : null,
       ...(this.monitor.writerProblem ? { writerProblem: this.monitor.writerProblem } : {}),
@@ -629,6 +711,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       failovers: this.monitor.failoverCount,
       lastFailover: ((f) => (f ? { at: new Date(f.startedAt).toISOString(), durationMs: f.durationMs, from: f.from, to: f.to } : null))(this.monitor.lastFailoverRecord),
       ...((f) => (f ? { backendAuthFailures: f } : {}))(this.backendAuthFailures.stats()),
+      ...(this.identity ? { awsIdentity: this.identity.stats() } : {}),
     };
   }
 
@@ -651,6 +734,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       for (const s of [...this.sessions]) s.terminate({ code: SQLSTATE.adminShutdown, message: 'terminating connection due to administrator command (grace period over)' });
       if (this.janitor) clearInterval(this.janitor);
       if (this.configWatch) clearInterval(this.configWatch);
+      this.identity?.stop();
       this.monitor.stop();
       this.pool.close();
       await this.http?.close();

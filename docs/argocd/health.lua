@@ -15,6 +15,7 @@ local failed = {
   TargetUnreachableFromSomePods = true, -- some pods have no writer: clients routed there fail
   ReplicasUnavailable = true,           -- a pod failing (crash loop, restarts), or pods unavailable past the progress deadline
   PoolBudgetTooSmall = true,            -- max_connections x maxConnectionsPercent is below the number of pods
+  AwsIdentityFailed = true,             -- the pods' AWS identity (IRSA) is missing or wrong: IAM logins to the database fail
   StatsUnavailable = true,              -- ready pods do not answer /stats
 }
 
@@ -72,7 +73,8 @@ if ready ~= nil and ready.status == "True" then
   return hs
 end
 
--- Every proxy pod PAUSEd from the admin console (PgBouncer-style): held on purpose.
+-- Every proxy pod paused (spec.paused, or PAUSE on each pod's admin console): held on purpose.
+-- Pausing and Resuming (pods still picking up spec.paused) fall through to Progressing.
 if ready ~= nil and ready.status == "False" and ready.reason == "Paused" then
   hs.status = "Suspended"
   hs.message = messageOf(ready, "Paused")

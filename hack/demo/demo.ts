@@ -2,10 +2,13 @@
 // primary and standby, a real Kubernetes control plane (hack/controlplane) and the local pod runner
 // (hack/podRunner, standing in for kubelets), installs the operator with the Helm chart, applies a
 // sample DatabaseProxy and its Secret, waits for Ready, and prints a psql connection string that
-// works and `kubectl get dbp`. Stays up until Ctrl-C, then removes everything it started.
+// works and `kubectl get dbp`. Stays up until Ctrl-C, then removes everything it started, whatever
+// the user did meanwhile (the suggested failover included): see leftovers.ts.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../controlplane/controlPlane.js';
 import type { PodRunner } from '../podRunner/podRunner.js';
+import { cleanUp, defaultStateFile, stopPostgresAt, sweepLeftovers, writeState, type DemoState } from './leftovers.js';
 import { installOperator, kubectl, kubectlOk, runCommand, sampleManifests, startDatabasePair, startPodRunner, type DatabasePair } from './localStack.js';
 
 const OPERATOR_NS = 'dbproxy-system';
@@ -17,29 +20,56 @@ const say = (m: string): void => void process.stderr.write(`[demo] ${m}\n`);
 async function main(): Promise<void> {
   const primaryPort = Number(process.env.DEMO_PRIMARY_PORT ?? 15433);
   const standbyPort = Number(process.env.DEMO_STANDBY_PORT ?? 15434);
+  const stateFile = process.env.DEMO_STATE_FILE ?? defaultStateFile();
+  sweepLeftovers(stateFile, say);
+  // Everything that could outlive this process, recorded as it starts (leftovers.ts).
+  const state: DemoState = { pid: process.pid, dataDirs: [], dirs: [] };
+  const record = (o: Partial<Pick<DemoState, 'dataDirs' | 'dirs'>>): void => {
+    state.dataDirs.push(...(o.dataDirs ?? []));
+    state.dirs.push(...(o.dirs ?? []));
+    writeState(stateFile, state);
+  };
+  record({});
   let db: DatabasePair | undefined;
   let cp: ControlPlane | undefined;
   let runner: PodRunner | undefined;
-  let cleaning = false;
-  const cleanup = async (code: number): Promise<never> => {
-    if (!cleaning) {
-      cleaning = true;
+  let cleaning: Promise<never> | undefined;
+  const cleanup = (code: number): Promise<never> =>
+    (cleaning ??= (async (): Promise<never> => {
       say('cleaning up');
-      await runner?.stop().catch(() => {});
-      await cp?.stop().catch(() => {});
-      db?.stop();
-    }
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void cleanup(0));
-  process.on('SIGTERM', () => void cleanup(0));
+      // The databases first: they are what outlives us (pg_ctl detached them from this process).
+      for (const d of state.dataDirs) stopPostgresAt(d);
+      await runner?.stop().catch((e: Error) => say(`stopping the pod runner: ${e.message}`));
+      await cp?.stop().catch((e: Error) => say(`stopping the control plane: ${e.message}`));
+      cleanUp(state, say);
+      rmSync(stateFile, { force: true });
+      say('done: every process and folder the demo started is gone');
+      process.exit(code);
+    })());
+  // Ctrl-C reaches the whole foreground process group: npx forwards it once more, and make, and
+  // impatient users press it again. Any further signal must not cut the cleanup short.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (cleaning) say(`${signal}: still cleaning up, one moment`);
+      else void cleanup(0);
+    });
+  }
+  process.on('uncaughtException', (e) => {
+    say(`failed: ${e.stack ?? e.message}`);
+    void cleanup(1);
+  });
+  // Last resort when the process exits any other way: the databases and folders, synchronously.
+  process.on('exit', () => cleanUp(state));
 
   try {
     say(`PostgreSQL primary on 127.0.0.1:${primaryPort}, streaming standby on 127.0.0.1:${standbyPort}`);
     db = startDatabasePair({ primaryPort, standbyPort });
+    record({ dataDirs: [db.primary.dataDir, db.standby.dataDir], dirs: [db.primary.socketDir, db.standby.socketDir] });
     say('control plane (first run builds Kubernetes from Go modules: about 11 minutes on 2 cores; cached afterwards)');
     cp = await startControlPlane({ log: (m) => say(m) });
+    record({ dirs: [cp.dir] });
     runner = await startPodRunner(cp, [OPERATOR_NS, APP_NS], (m) => say(`pod runner: ${m}`));
+    record({ dirs: [runner.dir] });
     say('installing the operator with helm (charts/dbproxy)');
     await installOperator(cp, { release: 'dbproxy', namespace: OPERATOR_NS, installCrds: true });
     await kubectlOk(cp, ['create', 'namespace', APP_NS]);
@@ -77,7 +107,8 @@ async function main(): Promise<void> {
         `  su postgres -c '${join(db.primary.bindir, 'pg_ctl')} -D ${db.primary.dataDir} -m immediate stop'`,
         `  su postgres -c '${join(db.primary.bindir, 'pg_ctl')} -D ${db.standby.dataDir} promote'`,
         '',
-        'Ctrl-C stops everything.',
+        `Control plane logs: ${cp.dir}; pod logs: ${runner.dir}`,
+        'Ctrl-C stops everything and removes these folders, whatever was done meanwhile.',
         '',
       ].join('\n'),
     );

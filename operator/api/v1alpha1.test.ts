@@ -14,7 +14,22 @@ describe('DatabaseProxy v1alpha1 schema', () => {
     expect(dbp.spec.users[0]!.passwordSecretRef?.key).toBe('password');
     expect(dbp.spec.backendAuth).toEqual({ password: {} });
     expect(dbp.spec.clientAuth).toEqual({ method: 'scram-sha-256', iamAuth: 'DISABLED' });
-    expect(dbp.spec.pool).toEqual({ maxConnectionsPercent: 90, borrowTimeout: '120s', idleClientTimeout: '1800s' });
+    expect(dbp.spec.pool).toEqual({
+      maxConnectionsPercent: 90,
+      borrowTimeout: '120s',
+      idleClientTimeout: '1800s',
+      idleTransactionTimeout: '0s',
+      queryTimeout: '0s',
+      maxConnectionLifetime: '3600s',
+      idleConnectionTimeout: '60s',
+      maxClientConnections: 10000,
+      connectTimeout: '10s',
+    });
+    expect(dbp.spec.session).toEqual({ trackSettings: true, maxPreparedStatements: 200 });
+    expect(dbp.spec.healthCheck).toEqual({ interval: '1s' });
+    expect(dbp.spec.cancelRateLimit).toEqual({ perSecond: 20, burst: 100, peerPerSecond: 200, peerBurst: 1000 });
+    expect([dbp.spec.shutdownGracePeriod, dbp.spec.logLevel, dbp.spec.paused]).toEqual(['20s', 'info', false]);
+    expect([dbp.spec.adminUsers, dbp.spec.statsUsers]).toEqual([undefined, undefined]);
     expect(dbp.spec.service).toEqual({ type: 'ClusterIP', port: 5432 });
     expect(dbp.spec.tls).toBeUndefined();
     // Token login settings are defaulted only where the user wrote the section.
@@ -66,6 +81,12 @@ describe('DatabaseProxy v1alpha1 schema', () => {
     ['a user without a password (tokens only, IAM to the database)', { ...minimalSpec, users: [{ name: 'app' }], backendAuth: { iam: { region: 'eu-west-1' } } }, []],
     ['not an IAM ARN', { ...minimalSpec, clientAuth: { awsIam: { mappings: [{ arn: 'arn:aws:sts::123456789012:assumed-role/x/y', user: 'app' }] } } }, [expect.stringMatching(/^clientAuth\.awsIam\.mappings\[0\]\.arn: does not match/) as unknown as string]],
     ['empty mappings', { ...minimalSpec, clientAuth: { serviceAccounts: { mappings: [] } } }, ['clientAuth.serviceAccounts.mappings: must have at least 1 items']],
+    ['a GUC name with a dot', { ...minimalSpec, session: { untrackedParameters: ['pg_hint_plan.enable_hint'] } }, []],
+    ['not a GUC name', { ...minimalSpec, session: { untrackedParameters: ['work mem'] } }, [expect.stringMatching(/^session\.untrackedParameters\[0\]: does not match/) as unknown as string]],
+    ['maxPreparedStatements 0', { ...minimalSpec, session: { maxPreparedStatements: 0 } }, ['session.maxPreparedStatements: must be >= 1']],
+    ['a bad TLS version', { ...minimalSpec, tls: { secretName: 't', minVersion: 'TLSv1.1' } }, ['tls.minVersion: must be one of "TLSv1.2", "TLSv1.3"']],
+    ['a bad log level', { ...minimalSpec, logLevel: 'verbose' }, ['logLevel: must be one of "fatal", "error", "warn", "info", "debug", "trace"']],
+    ['env from a source', { ...minimalSpec, pod: { env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }], nodeSelector: { a: 'b' }, imagePullSecrets: [{ name: 'reg' }] } }, []],
     ['pod overrides kept as is', { ...minimalSpec, pod: { affinity: { podAntiAffinity: { anything: [1] } }, tolerations: [{ key: 'k', operator: 'Exists' }] } }, []],
   ])('%s', (_name, input, problems) => {
     expect(check(input)).toEqual(problems);
@@ -81,13 +102,22 @@ describe('DatabaseProxy v1alpha1 schema', () => {
       '!has(self.clientAuth.awsIam) || self.clientAuth.awsIam.mappings.all(m, self.users.exists(u, u.name == m.user))',
       '!has(self.clientAuth.serviceAccounts) || self.clientAuth.serviceAccounts.mappings.all(m, self.users.exists(u, u.name == m.user))',
       "self.users.all(u, has(u.passwordSecretRef)) || (self.clientAuth.iamAuth == 'REQUIRED' && has(self.backendAuth.iam))",
+      "!has(self.shutdownGracePeriod) || duration(self.shutdownGracePeriod) <= duration('300s')",
+      '!has(self.adminUsers) || self.adminUsers.all(n, self.users.exists(u, u.name == n))',
+      '!has(self.statsUsers) || self.statsUsers.all(n, self.users.exists(u, u.name == n))',
+      '!has(self.healthCheck) || !has(self.healthCheck.user) || self.users.exists(u, u.name == self.healthCheck.user)',
       "!has(self.backendAuth.password) || !has(self.backendAuth.password.secretName) || self.users.all(u, u.name.matches('^[-._a-zA-Z0-9]+$'))",
     ]);
+    expect(rules(spec.properties!.healthCheck)).toEqual(["!has(self.interval) || duration(self.interval) >= duration('100ms')"]);
+    expect(rules(spec.properties!.pod)).toEqual(["!has(self.env) || self.env.all(e, !(e.name in ['POD_NAME', 'POD_NAMESPACE', 'POD_IP']))"]);
     expect(rules(spec.properties!.clientAuth)).toEqual(["!has(self.iamAuth) || self.iamAuth == 'DISABLED' || has(self.awsIam) || has(self.serviceAccounts)"]);
     expect(rules(spec.properties!.tls!.properties!.backend)).toEqual(["!has(self.caSecretRef) || self.mode == 'verify-ca' || self.mode == 'verify-full'"]);
     expect(rules(spec.properties!.backendAuth)).toEqual(['(has(self.password) ? 1 : 0) + (has(self.iam) ? 1 : 0) == 1']);
     expect(rules(spec.properties!.target)).toEqual(['has(self.endpoints) != has(self.host)']);
-    expect(rules(spec.properties!.pool)).toEqual(['!has(self.maxIdleConnectionsPercent) || self.maxIdleConnectionsPercent <= self.maxConnectionsPercent']);
-    expect(rules(spec.properties!.tls)).toEqual(['!self.requireTLS || has(self.secretName)']);
+    expect(rules(spec.properties!.pool)).toEqual([
+      '!has(self.maxIdleConnectionsPercent) || self.maxIdleConnectionsPercent <= self.maxConnectionsPercent',
+      "!has(self.connectTimeout) || duration(self.connectTimeout) > duration('0s')",
+    ]);
+    expect(rules(spec.properties!.tls)).toEqual(['!self.requireTLS || has(self.secretName)', '!has(self.minVersion) || has(self.secretName)']);
   });
 });

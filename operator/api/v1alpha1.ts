@@ -38,6 +38,14 @@ const QUANTITY = '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkM
 
 const secretName = (description: string) => s.string({ description, maxLength: 253, pattern: DNS_SUBDOMAIN });
 const stringMap = (description: string) => s.map(s.string({ description: 'The value.', maxLength: 4096 }), { description, maxProperties: 64 });
+/** A duration field in the proxy's syntax ("500ms", "30s", "5m", "1h"). */
+const durationField = (description: string) => s.string({ description, maxLength: 16, pattern: DURATION_PATTERN });
+/** A PostgreSQL run-time parameter name, e.g. "work_mem" or an extension's "pg_stat_statements.track". */
+const GUC_NAME = '^[A-Za-z_][A-Za-z0-9_$]*(\\.[A-Za-z_][A-Za-z0-9_$]*)?$';
+/** Environment variable names the operator sets itself (the downward API); a user's env may not replace them. */
+export const RESERVED_ENV = ['POD_NAME', 'POD_NAMESPACE', 'POD_IP'] as const;
+/** The longest spec.shutdownGracePeriod: it also sets the pods' grace period and the Deployment's minReadySeconds. */
+export const MAX_SHUTDOWN_GRACE_SECONDS = 300;
 
 const secretKeyRef = (description: string, defaultKey: string) =>
   s.object(
@@ -90,6 +98,12 @@ const user = s.object(
       "Secret key holding this user's password. Clients authenticate with it, and (with backendAuth.password and no backendAuth.password.secretName) so does the proxy to the database. Mounted as a file, so a rotated Secret is picked up without a restart. Required, unless no password is ever used: clientAuth.iamAuth REQUIRED (tokens only) together with backendAuth.iam.",
       'password',
     ),
+    maxConnections: s.integer({
+      description:
+        "Most database connections this user's pools may hold on each proxy pod (PgBouncer's max_user_connections), so one busy application cannot take the whole budget; this user's clients then wait behind their own user only. Default: no cap beyond the pool budget.",
+      minimum: 1,
+      maximum: 100000,
+    }),
   },
   { description: 'A database user that clients may log in as.' },
 );
@@ -260,12 +274,34 @@ const pool = s
         .string({ description: 'A client connection idle this long outside a transaction is closed, e.g. "1800s". "0s" disables. Default "1800s".', maxLength: 16, pattern: DURATION_PATTERN })
         .default('1800s'),
       initQuery: s.string({ description: 'SQL run on every new database connection before it is lent to a client, e.g. "SET search_path TO app".', maxLength: 4096 }),
+      maxConnectionLifetime: durationField(
+        'Database connections are closed, when idle, once they are this old, e.g. "1h" (picks up rotated credentials, rebalances after DNS changes, bounds server-side memory growth). "0s" disables. Default "3600s".',
+      ).default('3600s'),
+      idleConnectionTimeout: durationField(
+        'Idle database connections above the idle share (maxIdleConnectionsPercent) are closed after being idle this long, e.g. "60s". Default "60s".',
+      ).default('60s'),
+      maxClientConnections: s
+        .integer({
+          description: 'Client connections one proxy pod accepts; more are refused with SQLSTATE 53300 (too many connections). All pods together accept replicas times this. Default 10000.',
+          minimum: 1,
+          maximum: 1000000,
+        })
+        .default(10000),
+      connectTimeout: durationField('How long opening a database connection (TCP, TLS, startup and authentication) may take before it counts as failed, e.g. "10s". Default "10s".')
+        .default('10s'),
+      idleTransactionTimeout: durationField(
+        'A client idle inside a transaction this long is closed with FATAL 25P03 (PostgreSQL\'s idle-in-transaction wording) and its database connection discarded, so an application that forgets to commit cannot hold a connection forever, e.g. "60s". "0s" disables. Default "0s".',
+      ).default('0s'),
+      queryTimeout: durationField(
+        'A request running longer than this on the database is cancelled there (the client gets SQLSTATE 57014 and keeps its connection), like PgBouncer\'s query_timeout, e.g. "30s". "0s" disables. Default "0s".',
+      ).default('0s'),
     },
     { description: 'Connection pool settings, named like RDS Proxy\'s.' },
   )
   .rule('!has(self.maxIdleConnectionsPercent) || self.maxIdleConnectionsPercent <= self.maxConnectionsPercent', 'pool.maxIdleConnectionsPercent must not exceed pool.maxConnectionsPercent', {
     fieldPath: '.maxIdleConnectionsPercent',
-  });
+  })
+  .rule("!has(self.connectTimeout) || duration(self.connectTimeout) > duration('0s')", 'pool.connectTimeout must be more than 0s', { fieldPath: '.connectTimeout' });
 
 const tls = s
   .object(
@@ -274,6 +310,9 @@ const tls = s
         'kubernetes.io/tls Secret (tls.crt, tls.key) with the certificate the proxy presents to clients; cert-manager friendly, reloaded on change. Without it the proxy answers no to TLS requests.',
       ),
       requireTLS: s.boolean({ description: 'Refuse clients that do not use TLS. Needs secretName. Default false.' }).default(false),
+      minVersion: s.enum(['TLSv1.2', 'TLSv1.3'] as const, {
+        description: 'Lowest TLS version clients may use: TLSv1.2 or TLSv1.3. Needs secretName. Default TLSv1.2.',
+      }),
       backend: s
         .object(
           {
@@ -296,7 +335,65 @@ const tls = s
     },
     { description: 'TLS settings. Without them, neither side uses TLS.' },
   )
-  .rule('!self.requireTLS || has(self.secretName)', 'tls.requireTLS needs tls.secretName', { fieldPath: '.requireTLS' });
+  .rule('!self.requireTLS || has(self.secretName)', 'tls.requireTLS needs tls.secretName', { fieldPath: '.requireTLS' })
+  .rule('!has(self.minVersion) || has(self.secretName)', 'tls.minVersion is for client-facing TLS: it needs tls.secretName', { fieldPath: '.minVersion' });
+
+const session = s.object(
+  {
+    trackSettings: s
+      .boolean({
+        description:
+          'Track SET and RESET of session parameters and replay them on whichever database connection a client borrows next (default), so settings do not pin. false behaves like RDS Proxy: any SET pins the client to its connection. Default true.',
+      })
+      .default(true),
+    untrackedParameters: s.array(s.string({ description: 'A parameter name, e.g. "pg_hint_plan.enable_hint"; matched case-insensitively.', maxLength: 128, pattern: GUC_NAME }), {
+      description: 'Parameters whose SET always pins the client to its connection instead of being replayed, e.g. settings of an extension that must not be re-applied. Default: none.',
+      maxItems: 64,
+      listType: 'set',
+    }),
+    maxPreparedStatements: s
+      .integer({
+        description: 'Protocol-level prepared statements kept per database connection (least recently used ones are closed), like PgBouncer\'s max_prepared_statements. Default 200.',
+        minimum: 1,
+        maximum: 100000,
+      })
+      .default(200),
+  },
+  { description: 'How client session state (settings, prepared statements) is shared across pooled connections.' },
+);
+
+const healthCheck = s.object(
+  {
+    interval: durationField('How often each target endpoint is checked (pg_is_in_recovery(), max_connections), e.g. "1s"; at least 100ms. A failing writer is checked every 100 ms regardless. Default "1s".')
+      .default('1s'),
+    user: s.string({
+      description: 'The user the health checks log in as; one of spec.users. Default: the first of spec.users. The database is target.database.',
+      minLength: 1,
+      maxLength: 63,
+      pattern: USER_NAME,
+    }),
+  },
+  { description: 'Health checks of the target endpoints, which find the writer and notice a failover.' },
+).rule("!has(self.interval) || duration(self.interval) >= duration('100ms')", 'healthCheck.interval must be at least 100ms', { fieldPath: '.interval' });
+
+const cancelRateLimit = s.object(
+  {
+    perSecond: s.integer({ description: 'CancelRequests accepted per second from one client address (an IPv6 /64 counts as one). Default 20.', minimum: 1, maximum: 1000000 }).default(20),
+    burst: s.integer({ description: 'CancelRequests accepted at once from one client address. Default 100.', minimum: 1, maximum: 1000000 }).default(100),
+    peerPerSecond: s
+      .integer({ description: 'Cancels forwarded by one peer proxy pod per second (a peer forwards for all its clients). Default 200.', minimum: 1, maximum: 1000000 })
+      .default(200),
+    peerBurst: s.integer({ description: 'Cancels forwarded by one peer proxy pod at once. Default 1000.', minimum: 1, maximum: 1000000 }).default(1000),
+  },
+  {
+    description:
+      'Rate limits on cancel requests, the only bound on guessing cancel keys: requests over them are dropped and counted (dbproxy_cancel_requests_total{result="rate_limited"}).',
+  },
+);
+
+/** A list of spec.users names with a role on the admin database. */
+const adminUserList = (description: string) =>
+  s.array(s.string({ description: 'A user name; one of spec.users.', minLength: 1, maxLength: 63, pattern: USER_NAME }), { description, maxItems: 64, listType: 'set' });
 
 const service = s.object(
   {
@@ -327,15 +424,43 @@ const pod = s.object(
       listType: 'atomic',
     }),
     topologySpreadConstraints: s.array(s.preserved({ description: 'A topology spread constraint (core/v1 TopologySpreadConstraint).' }), {
-      description: 'How proxy pods spread over zones and nodes (core/v1 TopologySpreadConstraint list). The operator fills in labelSelector when it is omitted.',
+      description:
+        'How proxy pods spread over zones and nodes (core/v1 TopologySpreadConstraint list); replaces the default. The operator fills in labelSelector when it is omitted. Default: spread over nodes (kubernetes.io/hostname) and, when the cluster\'s nodes carry topology.kubernetes.io/zone, over zones, both with maxSkew 1 and whenUnsatisfiable ScheduleAnyway (never blocks scheduling).',
       maxItems: 16,
       listType: 'atomic',
     }),
     priorityClassName: s.string({ description: 'PriorityClass of the proxy pods.', maxLength: 253, pattern: DNS_SUBDOMAIN }),
+    nodeSelector: stringMap('Node labels the proxy pods must run on, e.g. {"kubernetes.io/arch": "arm64"} (core/v1 PodSpec nodeSelector).'),
+    imagePullSecrets: s.array(
+      s.object({ name: secretName('Name of a kubernetes.io/dockerconfigjson Secret in the DatabaseProxy\'s namespace.').required() }, { description: 'A Secret with registry credentials.' }),
+      { description: 'Secrets with credentials for pulling the proxy image from a private registry.', maxItems: 16, listType: 'map', listMapKeys: ['name'] },
+    ),
+    env: s.array(
+      s
+        .object(
+          {
+            name: s.string({ description: 'Name of the environment variable.', minLength: 1, maxLength: 253, pattern: '^[-._a-zA-Z][-._a-zA-Z0-9]*$' }).required(),
+            value: s.string({ description: 'The value. Set value or valueFrom, not both.', maxLength: 32768 }),
+            valueFrom: s.preserved({ description: 'Where the value comes from (core/v1 EnvVarSource: secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef).' }),
+          },
+          { description: 'An environment variable (core/v1 EnvVar).' },
+        )
+        .rule('!(has(self.value) && has(self.valueFrom))', 'set value or valueFrom, not both'),
+      {
+        description: `Extra environment variables of the proxy container, e.g. AWS_STS_REGIONAL_ENDPOINTS or HTTPS_PROXY. One named like a variable the operator sets (AWS_REGION) replaces it; ${RESERVED_ENV.join(', ')} are the operator's own and refused.`,
+        maxItems: 64,
+        listType: 'map',
+        listMapKeys: ['name'],
+      },
+    ),
     labels: stringMap('Labels added to the proxy pods (the operator\'s own labels win on conflict).'),
     annotations: stringMap('Annotations added to the proxy pods.'),
   },
   { description: 'Overrides for the proxy pods.' },
+).rule(
+  `!has(self.env) || self.env.all(e, !(e.name in [${RESERVED_ENV.map((n) => `'${n}'`).join(', ')}]))`,
+  `pod.env may not set ${RESERVED_ENV.join(', ')}: the operator sets them from the downward API`,
+  { fieldPath: '.env' },
 );
 
 export const specSchema = s
@@ -365,6 +490,30 @@ export const specSchema = s
         pattern: DNS_SUBDOMAIN,
       }),
       pool: pool.default({}),
+      session: session.default({}),
+      healthCheck: healthCheck.default({}),
+      cancelRateLimit: cancelRateLimit.default({}),
+      adminUsers: adminUserList(
+        'Users allowed everything on the admin database "dbproxy" (psql -d dbproxy): SHOW POOLS|CLIENTS|SERVERS|STATS|TARGETS|CONFIG, PAUSE, RESUME, RELOAD, like PgBouncer\'s admin_users. They log in with their own password. Default: none. PAUSE on the admin database reaches one pod only; to pause every pod, set spec.paused.',
+      ),
+      statsUsers: adminUserList(
+        'Users allowed the SHOW commands on the admin database "dbproxy", like PgBouncer\'s stats_users. Users in neither list cannot log in to it. Default: none.',
+      ),
+      shutdownGracePeriod: durationField(
+        `On SIGTERM (a pod deleted, rolled or evicted), how long transactions in flight may run before every remaining connection is closed, e.g. "20s"; at most ${MAX_SHUTDOWN_GRACE_SECONDS}s. The pods' terminationGracePeriodSeconds is this plus the preStop delay and a margin, and the Deployment's minReadySeconds follows it (the pool budget counts on old pods being gone before the next is replaced), so a long grace period slows rollouts. Default "20s".`,
+      )
+        .default('20s'),
+      logLevel: s
+        .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, {
+          description: 'Log level of the proxy pods (JSON logs). Applied in place, without restarting the pods. Default info.',
+        })
+        .default('info'),
+      paused: s
+        .boolean({
+          description:
+            'Pause every proxy pod: transactions in flight finish, new ones wait (like PgBouncer\'s PAUSE on every pod at once) until this is false again, or until pool.borrowTimeout, when the waiting client gets SQLSTATE 53300. Connections stay open. Applied in place through the config (no restart; pods started meanwhile start paused); status Ready=False, reason Paused, once every pod has paused. Default false.',
+        })
+        .default(false),
       tls,
       service: service.default({}),
       resources,
@@ -403,6 +552,16 @@ export const specSchema = s
     'users[].passwordSecretRef may be left out only with clientAuth.iamAuth REQUIRED and backendAuth.iam (no password is used on either side)',
     { fieldPath: '.users' },
   )
+  .rule(`!has(self.shutdownGracePeriod) || duration(self.shutdownGracePeriod) <= duration('${MAX_SHUTDOWN_GRACE_SECONDS}s')`, `shutdownGracePeriod must be at most ${MAX_SHUTDOWN_GRACE_SECONDS}s`, {
+    fieldPath: '.shutdownGracePeriod',
+  })
+  .rule('!has(self.adminUsers) || self.adminUsers.all(n, self.users.exists(u, u.name == n))', 'every adminUsers entry must be one of spec.users', { fieldPath: '.adminUsers' })
+  .rule('!has(self.statsUsers) || self.statsUsers.all(n, self.users.exists(u, u.name == n))', 'every statsUsers entry must be one of spec.users', { fieldPath: '.statsUsers' })
+  .rule(
+    '!has(self.healthCheck) || !has(self.healthCheck.user) || self.users.exists(u, u.name == self.healthCheck.user)',
+    'healthCheck.user must be one of spec.users',
+    { fieldPath: '.healthCheck.user' },
+  )
   .rule(
     "!has(self.backendAuth.password) || !has(self.backendAuth.password.secretName) || self.users.all(u, u.name.matches('^[-._a-zA-Z0-9]+$'))",
     'with backendAuth.password.secretName, user names must be valid Secret keys (letters, digits, "-", "_", "."): the Secret holds one key per user name',
@@ -416,7 +575,7 @@ const CONDITION_TYPE = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a
 /** The standard metav1.Condition shape. */
 export const conditionSchema = s.object(
   {
-    type: s.string({ description: 'Type of condition in CamelCase: Ready, Available, Progressing, Degraded, TargetReachable.', maxLength: 316, pattern: CONDITION_TYPE }).required(),
+    type: s.string({ description: 'Type of condition in CamelCase: Ready, Available, Progressing, Degraded, TargetReachable, IAMReady.', maxLength: 316, pattern: CONDITION_TYPE }).required(),
     status: s.enum(['True', 'False', 'Unknown'] as const, { description: 'Status of the condition: True, False or Unknown.' }).required(),
     observedGeneration: s.integer({ description: 'The .metadata.generation the condition was computed from.', minimum: 0, format: 'int64' }),
     lastTransitionTime: s.string({ description: 'When the condition last changed status.', format: 'date-time' }).required(),
@@ -434,7 +593,8 @@ export const statusSchema = s.object(
   {
     observedGeneration: s.integer({ description: 'The .metadata.generation the operator last acted on.', minimum: 0, format: 'int64' }),
     conditions: s.array(conditionSchema, {
-      description: 'Ready (summary), Available, Progressing, Degraded and TargetReachable.',
+      description:
+        'Ready (summary; reason Paused while spec.paused holds every pod), Available, Progressing, Degraded, TargetReachable, and IAMReady when the pods use AWS credentials (backendAuth.iam or iam.roleArn): the identity STS reports for them, or why there is none.',
       maxItems: 16,
       listType: 'map',
       listMapKeys: ['type'],

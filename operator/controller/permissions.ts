@@ -27,6 +27,8 @@ export const CLUSTER_RULES: PolicyRule[] = [
   // Pods: which exist (terminating ones count for the pool budget), which are ready, their IPs for /stats.
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
+  // Whether any node has a zone label (at most one node, labels only used): the default topology spread.
+  { apiGroups: [''], resources: ['nodes'], verbs: ['list'] },
 ];
 
 /** In the operator's own namespace: the leader-election Lease. */

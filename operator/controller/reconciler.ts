@@ -27,6 +27,7 @@ import {
   paths,
   poolDivisor,
   replicasToApply,
+  ZONE_LABEL,
 } from '../desired/index.js';
 import type { DeploymentStatus } from '../k8s/types.js';
 import type { KubeClient } from '../k8s/client.js';
@@ -37,6 +38,7 @@ import type { Clock } from './clock.js';
 import type { EventRecorder } from './events.js';
 import type { OperatorMetrics } from './metrics.js';
 import type { StatsFetcher } from './statsReader.js';
+import { ZoneProbe } from './zoneProbe.js';
 
 export interface DatabaseProxyObject extends KubeObject {
   spec: DatabaseProxyInput['spec'];
@@ -44,7 +46,11 @@ export interface DatabaseProxyObject extends KubeObject {
 }
 
 export interface DeploymentObject extends KubeObject {
-  spec?: { replicas?: number; progressDeadlineSeconds?: number; template?: { metadata?: { annotations?: Record<string, string> } } };
+  spec?: {
+    replicas?: number;
+    progressDeadlineSeconds?: number;
+    template?: { metadata?: { annotations?: Record<string, string> }; spec?: { topologySpreadConstraints?: Array<{ topologyKey?: string }> } };
+  };
   status?: DeploymentStatus;
 }
 
@@ -82,6 +88,8 @@ export interface ReconcilerOptions {
   /** Port of the proxies' admin HTTP server. Default 9090. */
   statsPort?: number;
   fetchStats: StatsFetcher;
+  /** Whether nodes have zones; default: a ZoneProbe on `client`. */
+  zones?: { zoned(): Promise<boolean | undefined> };
 }
 
 export interface ReconcileResult {
@@ -108,6 +116,11 @@ export function divisorInConfigMap(cm: ConfigMapObject | undefined): number | un
   }
 }
 
+/** Whether the Deployment's pods spread over zones now. */
+export function hasZoneSpread(dep: DeploymentObject | undefined): boolean {
+  return (dep?.spec?.template?.spec?.topologySpreadConstraints ?? []).some((c) => c.topologyKey === ZONE_LABEL);
+}
+
 function hashOf(obj: unknown): string {
   return createHash('sha256').update(JSON.stringify(obj)).digest('hex');
 }
@@ -119,8 +132,11 @@ export class Reconciler {
   /** What this process last applied per child, and the resourceVersion the API answered with. */
   private readonly applied = new Map<string, { hash: string; resourceVersion: string | undefined }>();
 
+  private readonly zones: { zoned(): Promise<boolean | undefined> };
+
   constructor(private readonly o: ReconcilerOptions) {
     this.statusIntervalMs = o.statusIntervalMs ?? 10_000;
+    this.zones = o.zones ?? new ZoneProbe(o.client, o.clock, o.log);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -191,7 +207,9 @@ export class Reconciler {
       reportedDivisors: podStats.map((p) => p.stats.pool.replicas),
       podsWithoutStats,
     });
-    const desired = desiredChildren(proxy, { defaultImage: this.o.defaultImage, poolDivisor: divisor.divisor, replicas: gate.replicas });
+    // Until the API has answered about zones, keep whatever the Deployment has: no roll for a guess.
+    const zoneSpread = (await this.zones.zoned()) ?? hasZoneSpread(ownDep);
+    const desired = desiredChildren(proxy, { defaultImage: this.o.defaultImage, poolDivisor: divisor.divisor, replicas: gate.replicas, zoneSpread });
 
     // --- act
     let deploymentNow: DeploymentObject | undefined = ownDep;

@@ -1,7 +1,7 @@
 import { DEFAULT_STS_HOSTS, parseConfigYaml, type ProxyConfig } from '../../proxy/contract/config.js';
 import { allFeatures, exampleProxy } from '../api/fixtures.js';
 import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
-import { buildConfigMap, hostPort, renderProxyConfig } from './configMap.js';
+import { buildConfigMap, hostPort, LIVE_FIELDS, renderProxyConfig } from './configMap.js';
 
 const ROLE = 'arn:aws:iam::123456789012:role/orders-api';
 
@@ -21,13 +21,43 @@ describe('renderProxyConfig', () => {
         expect(c.targets).toEqual(['orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432']);
         expect(c.users).toEqual([expect.objectContaining({ name: 'app', passwordFile: '/var/run/secrets/dbproxy/users/app/password' })]);
         expect(c.clientAuth.method).toBe('scram-sha-256');
-        expect(c.pool).toMatchObject({ maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas: 3, borrowTimeout: 120_000, idleClientTimeout: 1_800_000, initQuery: '' });
-        expect(c.healthCheck.database).toBe('postgres');
+        expect(c.pool).toEqual({
+          maxConnectionsPercent: 90,
+          maxIdleConnectionsPercent: 45,
+          replicas: 3,
+          borrowTimeout: 120_000,
+          idleClientTimeout: 1_800_000,
+          maxConnectionLifetime: 3_600_000,
+          idleConnectionTimeout: 60_000,
+          maxClientConnections: 10_000,
+          connectTimeout: 10_000,
+          idleTransactionTimeout: 0,
+          queryTimeout: 0,
+          initQuery: '',
+        });
+        expect(c.healthCheck).toEqual({ interval: 1000, database: 'postgres' });
+        expect(c.session).toEqual({ trackSettings: true, untrackedParameters: [], maxPreparedStatements: 200 });
+        expect(c.tls.minVersion).toBe('TLSv1.2');
+        expect(c.cancelRateLimit).toEqual({ perSecond: 20, burst: 100, peerPerSecond: 200, peerBurst: 1000 });
+        expect(c.adminUsers).toEqual([]);
+        expect(c.statsUsers).toEqual([]);
+        expect(c.logLevel).toBe('info');
+        expect(c.paused).toBe(false);
+        expect(c.awsIdentity).toBeUndefined();
         expect(c.shutdownGracePeriod).toBe(20_000);
         expect(c.replicaId).toBe(0); // not rendered: one ConfigMap serves every pod
       },
     ],
     ['the divisor is pool.replicas', {}, 7, (c) => expect(c.pool.replicas).toBe(7)],
+    [
+      'timeouts and a per-user cap (issue 13)',
+      { pool: { idleTransactionTimeout: '60s', queryTimeout: '30s' }, users: [{ name: 'app', passwordSecretRef: { name: 's' }, maxConnections: 5 }] },
+      3,
+      (c) => {
+        expect(c.pool).toMatchObject({ idleTransactionTimeout: 60_000, queryTimeout: 30_000 });
+        expect(c.users[0]).toMatchObject({ name: 'app', maxConnections: 5 });
+      },
+    ],
     ['endpoints', { target: { endpoints: ['db-1:5432', 'db-2:5433', '[fd00::2]:5432'] } }, 3, (c) => expect(c.targets).toEqual(['db-1:5432', 'db-2:5433', '[fd00::2]:5432'])],
     ['host and port', { target: { host: '10.1.2.3', port: 6432, database: 'orders' } }, 3, (c) => {
       expect(c.targets).toEqual(['10.1.2.3:6432']);
@@ -39,6 +69,50 @@ describe('renderProxyConfig', () => {
       { pool: { maxConnectionsPercent: 60, maxIdleConnectionsPercent: 20, borrowTimeout: '5s', idleClientTimeout: '0s', initQuery: 'SET search_path TO app' } },
       3,
       (c) => expect(c.pool).toMatchObject({ maxConnectionsPercent: 60, maxIdleConnectionsPercent: 20, borrowTimeout: 5000, idleClientTimeout: 0, initQuery: 'SET search_path TO app' }),
+    ],
+    [
+      'every pool setting',
+      { pool: { maxConnectionLifetime: '30m', idleConnectionTimeout: '15s', maxClientConnections: 500, connectTimeout: '3s' } },
+      3,
+      (c) => expect(c.pool).toMatchObject({ maxConnectionLifetime: 1_800_000, idleConnectionTimeout: 15_000, maxClientConnections: 500, connectTimeout: 3000 }),
+    ],
+    ['maxConnectionLifetime 0s disables recycling', { pool: { maxConnectionLifetime: '0s' } }, 3, (c) => expect(c.pool.maxConnectionLifetime).toBe(0)],
+    [
+      'session settings',
+      { session: { trackSettings: false, untrackedParameters: ['pg_hint_plan.enable_hint', 'Work_Mem'], maxPreparedStatements: 1000 } },
+      3,
+      (c) => expect(c.session).toEqual({ trackSettings: false, untrackedParameters: ['pg_hint_plan.enable_hint', 'work_mem'], maxPreparedStatements: 1000 }),
+    ],
+    [
+      'health checks: interval and user; the database is target.database',
+      { users: [{ name: 'app', passwordSecretRef: { name: 'a' } }, { name: 'monitor', passwordSecretRef: { name: 'm' } }], healthCheck: { interval: '250ms', user: 'monitor' }, target: { host: 'db', database: 'orders' } },
+      3,
+      (c) => expect(c.healthCheck).toEqual({ interval: 250, user: 'monitor', database: 'orders' }),
+    ],
+    ['client TLS 1.3 only', { tls: { secretName: 'orders-tls', minVersion: 'TLSv1.3' } }, 3, (c) => expect(c.tls.minVersion).toBe('TLSv1.3')],
+    [
+      'admin database users',
+      { users: [{ name: 'app', passwordSecretRef: { name: 'a' } }, { name: 'dba', passwordSecretRef: { name: 'd' } }, { name: 'grafana', passwordSecretRef: { name: 'g' } }], adminUsers: ['dba'], statsUsers: ['grafana'] },
+      3,
+      (c) => {
+        expect(c.adminUsers).toEqual(['dba']);
+        expect(c.statsUsers).toEqual(['grafana']);
+      },
+    ],
+    ['cancel rate limits', { cancelRateLimit: { perSecond: 5, burst: 10, peerPerSecond: 50, peerBurst: 100 } }, 3, (c) => expect(c.cancelRateLimit).toEqual({ perSecond: 5, burst: 10, peerPerSecond: 50, peerBurst: 100 })],
+    ['shutdownGracePeriod and logLevel', { shutdownGracePeriod: '2m', logLevel: 'debug' }, 3, (c) => expect([c.shutdownGracePeriod, c.logLevel]).toEqual([120_000, 'debug'])],
+    ['paused', { paused: true }, 3, (c) => expect(c.paused).toBe(true)],
+    [
+      'IRSA role: the identity check expects it',
+      { iam: { roleArn: 'arn:aws:iam::123456789012:role/orders-proxy' } },
+      3,
+      (c) => expect(c.awsIdentity).toEqual({ enabled: true, expectedRoleArn: 'arn:aws:iam::123456789012:role/orders-proxy', interval: 300_000, timeout: 10_000 }),
+    ],
+    [
+      'backendAuth.iam with your own ServiceAccount: the identity is checked, any role accepted',
+      { backendAuth: { iam: { region: 'eu-west-1' } }, tls: { backend: {} }, serviceAccountName: 'mine' },
+      3,
+      (c) => expect(c.awsIdentity).toEqual({ enabled: true, interval: 300_000, timeout: 10_000 }),
     ],
     [
       'several users, md5',
@@ -170,6 +244,17 @@ describe('renderProxyConfig', () => {
     expect(render({ pool: { borrowTimeout: '30s' } }).hash).not.toBe(render({}).hash);
     expect(render({ target: { endpoints: ['db-1:5432'] } }).hash).not.toBe(render({}).hash);
     expect(render({ tls: { secretName: 'orders-tls' } }).hash).not.toBe(render({}).hash);
+    expect(render({ session: { trackSettings: false } }).hash).not.toBe(render({}).hash);
+    expect(render({ shutdownGracePeriod: '30s' }).hash).not.toBe(render({}).hash);
+  });
+
+  test('hash: fields the proxy applies on reload do not roll the pods (pausing a fleet must not restart it)', () => {
+    const users = [{ name: 'app', passwordSecretRef: { name: 'a' } }, { name: 'dba', passwordSecretRef: { name: 'd' } }];
+    const base = render({ users }).hash;
+    for (const live of [{ paused: true }, { logLevel: 'debug' as const }, { adminUsers: ['dba'] }, { statsUsers: ['dba'] }]) {
+      expect([live, render({ users, ...live }).hash]).toEqual([live, base]);
+    }
+    expect(LIVE_FIELDS).toEqual(['pool.replicas', 'paused', 'logLevel', 'adminUsers', 'statsUsers']);
   });
 
   test('nothing is reported for a spec the proxy accepts, whatever features it uses', () => {

@@ -7,7 +7,6 @@ import type { DatabaseProxy, UserSpec } from '../api/v1alpha1.js';
 import type { ConfigMap } from '../k8s/types.js';
 import { ADMIN_PORT, POSTGRES_PORT, childMeta, childNames, paths } from './common.js';
 import { peerDnsName } from './service.js';
-import { SHUTDOWN_GRACE_SECONDS } from './poolDivisor.js';
 
 export interface ConfigFacts {
   /** pool.replicas: what each pod divides the pool budget by (poolDivisor). */
@@ -19,8 +18,9 @@ export interface RenderedConfig {
   /** config.yaml as written to the ConfigMap. */
   yaml: string;
   /**
-   * Hash of everything in the config except pool.replicas. It goes on the pod template, so a
-   * config change rolls the pods; the divisor changes on every scale and is reloaded in place.
+   * Hash of everything in the config except what the proxy applies on reload (LIVE_FIELDS). It
+   * goes on the pod template, so a config change rolls the pods; the divisor (changes on every
+   * scale), pausing, the log level and the admin database's users are reloaded in place.
    */
   hash: string;
   /**
@@ -30,6 +30,13 @@ export interface RenderedConfig {
    */
   unsupported: string[];
 }
+
+/**
+ * Config fields every running proxy applies when the mounted file changes (ProxyServer.reload), so
+ * changing them must not roll the pods: a pause would otherwise restart the fleet it pauses, and a
+ * log level raised to debug a pod would replace that pod.
+ */
+export const LIVE_FIELDS = ['pool.replicas', 'paused', 'logLevel', 'adminUsers', 'statsUsers'] as const;
 
 /** host:port, with IPv6 literals in brackets. */
 export function hostPort(host: string, port: number): string {
@@ -45,7 +52,7 @@ type UserConfigInput = ProxyConfigInput['users'][number];
 
 function renderUser(dbp: DatabaseProxy, u: UserSpec): UserConfigInput {
   const { backendAuth } = dbp.spec;
-  const out: UserConfigInput = { name: u.name };
+  const out: UserConfigInput = { name: u.name, ...(u.maxConnections !== undefined ? { maxConnections: u.maxConnections } : {}) };
   if (u.passwordSecretRef) out.passwordFile = paths.userPasswordFile(u.name);
   if (backendAuth.iam) out.backendAuth = { method: 'iam', region: backendAuth.iam.region };
   // The separate Secret is mounted whole: its key named like the user is that user's file.
@@ -57,7 +64,9 @@ function renderUser(dbp: DatabaseProxy, u: UserSpec): UserConfigInput {
 function renderTls(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'tls' | 'backendTls'> {
   const t = dbp.spec.tls;
   const out: Pick<ProxyConfigInput, 'tls' | 'backendTls'> = {};
-  if (t?.secretName) out.tls = { certFile: paths.tlsCertFile, keyFile: paths.tlsKeyFile, requireTLS: t.requireTLS };
+  if (t?.secretName) {
+    out.tls = { certFile: paths.tlsCertFile, keyFile: paths.tlsKeyFile, requireTLS: t.requireTLS, ...(t.minVersion ? { minVersion: t.minVersion } : {}) };
+  }
   if (t?.backend && t.backend.mode !== 'disable') {
     // Without caSecretRef, verification uses the public CAs Node.js ships (the proxy's default).
     out.backendTls = { mode: t.backend.mode, ...(t.backend.caSecretRef ? { caFile: paths.backendCaFile } : {}) };
@@ -88,6 +97,20 @@ function renderTokenAuth(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'iamAuth' |
   return out;
 }
 
+/** The AWS identity check: on when the pods use AWS credentials, with IRSA's role as the expected identity. */
+function renderAwsIdentity(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'awsIdentity'> {
+  const roleArn = dbp.spec.iam?.roleArn;
+  if (!roleArn && !dbp.spec.backendAuth.iam) return {};
+  return { awsIdentity: roleArn ? { expectedRoleArn: roleArn } : {} };
+}
+
+/** The config without LIVE_FIELDS, for the hash. */
+function withoutLiveFields(config: ProxyConfigInput): unknown {
+  const { paused: _p, logLevel: _l, adminUsers: _a, statsUsers: _s, pool, ...rest } = config;
+  const { replicas: _r, ...poolRest } = pool ?? {};
+  return { ...rest, pool: poolRest };
+}
+
 /** Renders the proxy config. Only keys the proxy's schema knows are written (it rejects others). */
 export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): RenderedConfig {
   const { spec } = dbp;
@@ -98,6 +121,12 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
     replicas: Math.max(1, Math.floor(facts.poolDivisor)),
     borrowTimeout: spec.pool.borrowTimeout,
     idleClientTimeout: spec.pool.idleClientTimeout,
+    maxConnectionLifetime: spec.pool.maxConnectionLifetime,
+    idleConnectionTimeout: spec.pool.idleConnectionTimeout,
+    maxClientConnections: spec.pool.maxClientConnections,
+    connectTimeout: spec.pool.connectTimeout,
+    idleTransactionTimeout: spec.pool.idleTransactionTimeout,
+    queryTimeout: spec.pool.queryTimeout,
     ...(spec.pool.initQuery ? { initQuery: spec.pool.initQuery } : {}),
   };
   const config: ProxyConfigInput = {
@@ -107,17 +136,31 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
     users: spec.users.map((u) => renderUser(dbp, u)),
     clientAuth: { method: spec.clientAuth.method },
     pool,
-    healthCheck: { database: spec.target.database },
+    healthCheck: {
+      interval: spec.healthCheck.interval,
+      ...(spec.healthCheck.user !== undefined ? { user: spec.healthCheck.user } : {}),
+      database: spec.target.database,
+    },
+    session: {
+      trackSettings: spec.session.trackSettings,
+      untrackedParameters: [...(spec.session.untrackedParameters ?? [])],
+      maxPreparedStatements: spec.session.maxPreparedStatements,
+    },
+    adminUsers: [...(spec.adminUsers ?? [])],
+    statsUsers: [...(spec.statsUsers ?? [])],
+    cancelRateLimit: { ...spec.cancelRateLimit },
     // Cancel requests that land on the wrong pod go to the others through the headless peer Service.
     peers: { dns: peerDnsName(dbp), adminPort: ADMIN_PORT },
-    shutdownGracePeriod: `${SHUTDOWN_GRACE_SECONDS}s`,
+    shutdownGracePeriod: spec.shutdownGracePeriod,
+    logLevel: spec.logLevel,
+    paused: spec.paused,
     ...renderTls(dbp),
     ...renderTokenAuth(dbp),
+    ...renderAwsIdentity(dbp),
   };
   const yaml = `# Rendered by the dbproxy operator from DatabaseProxy ${dbp.metadata.namespace}/${dbp.metadata.name}; edits are overwritten.\n${stringify(config, { lineWidth: 0 })}`;
-  const { replicas: _divisor, ...poolWithoutDivisor } = pool;
   const hash = createHash('sha256')
-    .update(JSON.stringify({ ...config, pool: poolWithoutDivisor }))
+    .update(JSON.stringify(withoutLiveFields(config)))
     .digest('hex')
     .slice(0, 16);
   return { config, yaml, hash, unsupported: proxyRefuses(config) };

@@ -4,10 +4,9 @@ import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
 import type { Deployment, PodSpec } from '../k8s/types.js';
 import { buildConfigMap } from './configMap.js';
 import { buildDeployment } from './deployment.js';
-import { MIN_READY_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS } from './poolDivisor.js';
 
 const facts = { defaultImage: 'ghcr.io/example/dbproxy:0.1.0', configHash: 'abc123' };
-const build = (spec: Partial<DatabaseProxySpecInput> = {}, more: { replicas?: number } = {}): Deployment => buildDeployment(exampleProxy(spec), { ...facts, ...more });
+const build = (spec: Partial<DatabaseProxySpecInput> = {}, more: { replicas?: number; zoneSpread?: boolean } = {}): Deployment => buildDeployment(exampleProxy(spec), { ...facts, ...more });
 const proxyContainer = (d: Deployment) => d.spec.template.spec.containers[0]!;
 
 /** The checks of the "restricted" Pod Security Standard that apply to what the builder sets. */
@@ -61,10 +60,23 @@ describe('buildDeployment', () => {
     expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'admin' });
     expect(c.startupProbe?.httpGet).toEqual({ path: '/healthz', port: 'admin' });
     expect(c.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThan(0);
-    expect(d.spec.template.spec.terminationGracePeriodSeconds).toBe(TERMINATION_GRACE_PERIOD_SECONDS);
-    // the proxy's drain (shutdownGracePeriod) fits in the grace period after the preStop sleep
-    const cfg = parseConfigYaml(buildConfigMap(exampleProxy(), { poolDivisor: 3 }).configMap.data['config.yaml']!);
-    expect(c.lifecycle!.preStop!.sleep!.seconds + cfg.shutdownGracePeriod / 1000).toBeLessThan(TERMINATION_GRACE_PERIOD_SECONDS);
+    expect(d.spec.template.spec.terminationGracePeriodSeconds).toBe(30);
+  });
+
+  test.each<[string, string | undefined, number]>([
+    ['default 20s', undefined, 30],
+    ['0s: close at once', '0s', 10],
+    ['1500ms rounds up', '1500ms', 12],
+    ['5m, the most allowed', '5m', 310],
+  ])('shutdownGracePeriod %s: the proxy drain fits in the pod grace period after preStop, and minReadySeconds covers it', (_what, grace, expected) => {
+    const spec = grace === undefined ? {} : { shutdownGracePeriod: grace };
+    const d = build(spec);
+    const c = proxyContainer(d);
+    const pod = d.spec.template.spec;
+    const cfg = parseConfigYaml(buildConfigMap(exampleProxy(spec), { poolDivisor: 3 }).configMap.data['config.yaml']!);
+    expect(pod.terminationGracePeriodSeconds).toBe(expected);
+    expect(c.lifecycle!.preStop!.sleep!.seconds + cfg.shutdownGracePeriod / 1000).toBeLessThan(pod.terminationGracePeriodSeconds!);
+    expect(d.spec.minReadySeconds).toBeGreaterThanOrEqual(pod.terminationGracePeriodSeconds!);
   });
 
   test('spec.image wins over the default image', () => {
@@ -79,7 +91,58 @@ describe('buildDeployment', () => {
     const d = build(spec);
     expect(d.spec.replicas).toBe(replicas);
     expect(d.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate });
-    expect(d.spec.minReadySeconds).toBe(MIN_READY_SECONDS);
+    expect(d.spec.minReadySeconds).toBe(30);
+  });
+
+  test.each<[string, Partial<DatabaseProxySpecInput>, { zoneSpread?: boolean }, Array<Record<string, unknown>>]>([
+    ['no zones in the cluster: over nodes only', {}, {}, [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' }]],
+    [
+      'zones in the cluster: over zones and nodes',
+      {},
+      { zoneSpread: true },
+      [
+        { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway' },
+        { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' },
+      ],
+    ],
+    [
+      "the user's constraints replace the default, labelSelector filled in",
+      { pod: { topologySpreadConstraints: [{ maxSkew: 2, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule' }] } },
+      { zoneSpread: true },
+      [{ maxSkew: 2, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule' }],
+    ],
+  ])('topology spread: %s', (_what, spec, more, expected) => {
+    const tsc = build(spec, more).spec.template.spec.topologySpreadConstraints!;
+    expect(tsc).toEqual(expected.map((c) => ({ ...c, labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'dbproxy', 'app.kubernetes.io/instance': 'orders' } } })));
+  });
+
+  test.each<[string, Partial<DatabaseProxySpecInput>, (pod: PodSpec) => void]>([
+    ['nothing set: no nodeSelector, no pull secrets', {}, (pod) => {
+      expect(pod.nodeSelector).toBeUndefined();
+      expect(pod.imagePullSecrets).toBeUndefined();
+    }],
+    ['nodeSelector', { pod: { nodeSelector: { 'kubernetes.io/arch': 'arm64', pool: 'db-proxies' } } }, (pod) => expect(pod.nodeSelector).toEqual({ 'kubernetes.io/arch': 'arm64', pool: 'db-proxies' })],
+    ['imagePullSecrets', { pod: { imagePullSecrets: [{ name: 'registry-a' }, { name: 'registry-b' }] } }, (pod) => expect(pod.imagePullSecrets).toEqual([{ name: 'registry-a' }, { name: 'registry-b' }])],
+    ['priorityClassName', { pod: { priorityClassName: 'system-cluster-critical' } }, (pod) => expect(pod.priorityClassName).toBe('system-cluster-critical')],
+    [
+      "extra env after the operator's own, from values and sources",
+      { pod: { env: [{ name: 'AWS_STS_REGIONAL_ENDPOINTS', value: 'regional' }, { name: 'HTTPS_PROXY', valueFrom: { configMapKeyRef: { name: 'egress', key: 'proxy' } } }] } },
+      (pod) =>
+        expect(pod.containers[0]!.env).toEqual([
+          expect.objectContaining({ name: 'POD_NAME' }),
+          expect.objectContaining({ name: 'POD_NAMESPACE' }),
+          expect.objectContaining({ name: 'POD_IP' }),
+          { name: 'AWS_STS_REGIONAL_ENDPOINTS', value: 'regional' },
+          { name: 'HTTPS_PROXY', valueFrom: { configMapKeyRef: { name: 'egress', key: 'proxy' } } },
+        ]),
+    ],
+    [
+      "a user's AWS_REGION replaces the operator's (one entry: the API server refuses duplicate names)",
+      { backendAuth: { iam: { region: 'eu-west-1' } }, tls: { backend: {} }, pod: { env: [{ name: 'AWS_REGION', value: 'eu-central-1' }] } },
+      (pod) => expect(pod.containers[0]!.env!.filter((e) => e.name === 'AWS_REGION')).toEqual([{ name: 'AWS_REGION', value: 'eu-central-1' }]),
+    ],
+  ])('pod overrides: %s', (_what, spec, check) => {
+    check(build(spec).spec.template.spec);
   });
 
   test('replicas held back by the scale-up gate', () => {

@@ -2,6 +2,7 @@
 // config hash on the pod template (a config change rolls the pods), Secrets mounted as files (a
 // rotated Secret is picked up in place, no restart), and the rolling-update strategy that the pool
 // budget rule (poolDivisor.ts) counts on. Pure.
+import { parseDuration } from '../../proxy/contract/config.js';
 import type { DatabaseProxy } from '../api/v1alpha1.js';
 import type { Container, Deployment, EnvVar, KeyToPath, PodSpec, Volume, VolumeMount } from '../k8s/types.js';
 import {
@@ -17,7 +18,7 @@ import {
   selectorLabels,
   usesServiceAccountTokens,
 } from './common.js';
-import { MIN_READY_SECONDS, PRESTOP_SLEEP_SECONDS, TERMINATION_GRACE_PERIOD_SECONDS, rolloutStrategy } from './poolDivisor.js';
+import { PRESTOP_SLEEP_SECONDS, podTimings, rolloutStrategy, type PodTimings } from './poolDivisor.js';
 
 export interface DeploymentFacts {
   /** Image when spec.image is not set: the operator's own. */
@@ -26,6 +27,20 @@ export interface DeploymentFacts {
   configHash: string;
   /** Replicas to apply now (replicasToApply); defaults to spec.replicas. */
   replicas?: number;
+  /**
+   * Whether the cluster's nodes carry topology.kubernetes.io/zone: then the default spread is over
+   * zones too. (Not by default everywhere: a constraint whose key no node has makes the scheduler
+   * ignore every node when scoring, which would also lose the spread over nodes.)
+   */
+  zoneSpread?: boolean;
+}
+
+/** Node label of the zone, set by cloud providers. */
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+/** The grace period and minReadySeconds that go with spec.shutdownGracePeriod (the CRD pattern guarantees it parses). */
+export function timingsOf(dbp: DatabaseProxy): PodTimings {
+  return podTimings(parseDuration(dbp.spec.shutdownGracePeriod) ?? 0);
 }
 
 /** The unprivileged user and group of the proxy (the distroless "nonroot" ids). */
@@ -85,7 +100,10 @@ function env(dbp: DatabaseProxy): EnvVar[] {
   const out: EnvVar[] = [fromField('POD_NAME', 'metadata.name'), fromField('POD_NAMESPACE', 'metadata.namespace'), fromField('POD_IP', 'status.podIP')];
   const region = dbp.spec.backendAuth.iam?.region;
   if (region) out.push({ name: 'AWS_REGION', value: region });
-  return out;
+  // The user's variables come last and replace ours of the same name (the CRD refuses the POD_* ones).
+  const extra = dbp.spec.pod?.env ?? [];
+  const mine = out.filter((e) => !extra.some((x) => x.name === e.name));
+  return [...mine, ...extra.map((e): EnvVar => ({ name: e.name, ...(e.value !== undefined ? { value: e.value } : {}), ...(e.valueFrom ? { valueFrom: structuredClone(e.valueFrom) } : {}) }))];
 }
 
 function container(dbp: DatabaseProxy, facts: DeploymentFacts, mounts: VolumeMount[]): Container {
@@ -136,7 +154,7 @@ function podSpec(dbp: DatabaseProxy, facts: DeploymentFacts): PodSpec {
     securityContext: { runAsNonRoot: true, runAsUser: RUN_AS_USER, runAsGroup: RUN_AS_USER, fsGroup: RUN_AS_USER, seccompProfile: { type: 'RuntimeDefault' } },
     containers: [container(dbp, facts, mounts)],
     volumes: vols,
-    terminationGracePeriodSeconds: TERMINATION_GRACE_PERIOD_SECONDS,
+    terminationGracePeriodSeconds: timingsOf(dbp).terminationGracePeriodSeconds,
   };
   if (pod?.affinity) spec.affinity = structuredClone(pod.affinity);
   if (pod?.tolerations) spec.tolerations = structuredClone(pod.tolerations);
@@ -144,10 +162,13 @@ function podSpec(dbp: DatabaseProxy, facts: DeploymentFacts): PodSpec {
   spec.topologySpreadConstraints = pod?.topologySpreadConstraints
     ? pod.topologySpreadConstraints.map((c) => ({ ...structuredClone(c), labelSelector: c.labelSelector ?? selector }))
     : [
-        // Spread over nodes when possible; never block scheduling for it.
+        // Spread over zones and nodes when possible; never block scheduling for it.
+        ...(facts.zoneSpread ? [{ maxSkew: 1, topologyKey: ZONE_LABEL, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector }] : []),
         { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector },
       ];
   if (pod?.priorityClassName) spec.priorityClassName = pod.priorityClassName;
+  if (pod?.nodeSelector && Object.keys(pod.nodeSelector).length > 0) spec.nodeSelector = { ...pod.nodeSelector };
+  if (pod?.imagePullSecrets && pod.imagePullSecrets.length > 0) spec.imagePullSecrets = pod.imagePullSecrets.map((s) => ({ name: s.name }));
   return spec;
 }
 
@@ -162,7 +183,7 @@ export function buildDeployment(dbp: DatabaseProxy, facts: DeploymentFacts): Dep
       replicas,
       selector: { matchLabels: selectorLabels(dbp) },
       // At least the grace period: the pool budget rule needs it (see poolDivisor.ts).
-      minReadySeconds: MIN_READY_SECONDS,
+      minReadySeconds: timingsOf(dbp).minReadySeconds,
       revisionHistoryLimit: 5,
       strategy: { type: 'RollingUpdate', rollingUpdate: rolloutStrategy(replicas) },
       template: {

@@ -9,8 +9,8 @@ import { buildPeerService, buildService } from './service.js';
 import { buildServiceAccount } from './serviceAccount.js';
 
 export * from './common.js';
-export { buildConfigMap, hostPort, renderProxyConfig, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
-export { buildDeployment, RUN_AS_USER, type DeploymentFacts } from './deployment.js';
+export { buildConfigMap, hostPort, LIVE_FIELDS, renderProxyConfig, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
+export { buildDeployment, RUN_AS_USER, timingsOf, ZONE_LABEL, type DeploymentFacts } from './deployment.js';
 export { buildPodDisruptionBudget } from './podDisruptionBudget.js';
 export { buildPeerService, buildService, peerDnsName, serviceEndpoint } from './service.js';
 export { buildServiceAccount } from './serviceAccount.js';
@@ -23,6 +23,8 @@ export interface ChildFacts {
   poolDivisor: number;
   /** replicasToApply(...).replicas; defaults to spec.replicas. */
   replicas?: number;
+  /** Whether the cluster's nodes have zones (DeploymentFacts.zoneSpread). */
+  zoneSpread?: boolean;
 }
 
 export interface DesiredChildren {
@@ -43,7 +45,12 @@ export function desiredChildren(dbp: DatabaseProxy, facts: ChildFacts): DesiredC
   const cm = buildConfigMap(dbp, { poolDivisor: facts.poolDivisor });
   const children: DesiredChildren = {
     configMap: cm.configMap,
-    deployment: buildDeployment(dbp, { defaultImage: facts.defaultImage, configHash: cm.hash, ...(facts.replicas !== undefined ? { replicas: facts.replicas } : {}) }),
+    deployment: buildDeployment(dbp, {
+      defaultImage: facts.defaultImage,
+      configHash: cm.hash,
+      ...(facts.replicas !== undefined ? { replicas: facts.replicas } : {}),
+      ...(facts.zoneSpread !== undefined ? { zoneSpread: facts.zoneSpread } : {}),
+    }),
     service: buildService(dbp),
     peerService: buildPeerService(dbp),
     podDisruptionBudget: buildPodDisruptionBudget(dbp),

@@ -1,7 +1,7 @@
 import type { RollingUpdate } from '../k8s/types.js';
 import {
-  MIN_READY_SECONDS,
-  TERMINATION_GRACE_PERIOD_SECONDS,
+  PRESTOP_SLEEP_SECONDS,
+  podTimings,
   budgetFits,
   perPodCap,
   poolBudget,
@@ -69,8 +69,10 @@ function simulateRollout(o: SimOptions): number {
 const budgetHolds = (budget: number, divisor: number, pods: number) => pods * perPodCap(budget, divisor) <= budget;
 
 describe('rollout strategy and timings', () => {
-  test('minReadySeconds covers the grace period (the terminating-pod bound relies on it)', () => {
-    expect(MIN_READY_SECONDS).toBeGreaterThanOrEqual(TERMINATION_GRACE_PERIOD_SECONDS);
+  test.each([0, 1_500, 20_000, 300_000])('shutdownGracePeriod %i ms: the grace period covers preStop and the drain, minReadySeconds covers the grace period', (graceMs) => {
+    const t = podTimings(graceMs);
+    expect(t.terminationGracePeriodSeconds).toBeGreaterThan(PRESTOP_SLEEP_SECONDS + graceMs / 1000);
+    expect(t.minReadySeconds).toBeGreaterThanOrEqual(t.terminationGracePeriodSeconds);
   });
 
   test.each([
@@ -130,11 +132,12 @@ describe('poolDivisor', () => {
   // Rolling updates through the controller model: the divisor computed before the rollout covers
   // every pod that exists during it, surge and terminating pods included.
   const rollouts: Array<[number, number, number]> = [];
-  for (const replicas of [1, 2, 3, 5, 10]) for (const startup of [1, 5, 45]) for (const drain of [0, 10, TERMINATION_GRACE_PERIOD_SECONDS]) rollouts.push([replicas, startup, drain]);
+  const { terminationGracePeriodSeconds, minReadySeconds } = podTimings(20_000);
+  for (const replicas of [1, 2, 3, 5, 10]) for (const startup of [1, 5, 45]) for (const drain of [0, 10, terminationGracePeriodSeconds]) rollouts.push([replicas, startup, drain]);
   test.each(rollouts)('rolling update: %i replicas, %is startup, %is drain', (replicas, startupSeconds, drainSeconds) => {
     const strategy = rolloutStrategy(replicas);
     const { divisor } = poolDivisor({ desiredReplicas: replicas, deployment: settledDeployment(replicas), observedPods: replicas, previousDivisor: undefined });
-    const most = simulateRollout({ replicas, strategy, startupSeconds, drainSeconds, minReadySeconds: MIN_READY_SECONDS });
+    const most = simulateRollout({ replicas, strategy, startupSeconds, drainSeconds, minReadySeconds });
     expect(most).toBeLessThanOrEqual(divisor);
     for (const maxConnections of [100, 500, 5000]) {
       const budget = poolBudget(maxConnections, 90);

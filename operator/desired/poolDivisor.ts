@@ -37,12 +37,21 @@ import type { DeploymentStatus, RollingUpdate } from '../k8s/types.js';
 
 /** preStop sleep: endpoints controllers take the pod out of the Service before it stops accepting. */
 export const PRESTOP_SLEEP_SECONDS = 5;
-/** The proxy's shutdownGracePeriod: transactions in flight may finish within it after SIGTERM. */
-export const SHUTDOWN_GRACE_SECONDS = 20;
-/** preStop + shutdown + slack. */
-export const TERMINATION_GRACE_PERIOD_SECONDS = PRESTOP_SLEEP_SECONDS + SHUTDOWN_GRACE_SECONDS + 5;
-/** At least the grace period, so a rollout never has more than maxSurge + maxUnavailable pods terminating. */
-export const MIN_READY_SECONDS = TERMINATION_GRACE_PERIOD_SECONDS;
+/** Slack after the proxy's shutdownGracePeriod for closing sockets and exiting. */
+export const EXIT_SLACK_SECONDS = 5;
+
+export interface PodTimings {
+  /** preStop + the proxy's shutdownGracePeriod + slack: the kubelet never kills a drain the proxy is still allowed. */
+  terminationGracePeriodSeconds: number;
+  /** At least the grace period, so a rollout never has more than maxSurge + maxUnavailable pods terminating. */
+  minReadySeconds: number;
+}
+
+/** The pods' grace period and the Deployment's minReadySeconds for a shutdownGracePeriod (in ms, as the proxy parses it). */
+export function podTimings(shutdownGraceMs: number): PodTimings {
+  const terminationGracePeriodSeconds = PRESTOP_SLEEP_SECONDS + Math.ceil(Math.max(0, shutdownGraceMs) / 1000) + EXIT_SLACK_SECONDS;
+  return { terminationGracePeriodSeconds, minReadySeconds: terminationGracePeriodSeconds };
+}
 
 /**
  * The Deployment's rolling-update strategy. With two or more replicas, replace one pod at a time

@@ -20,6 +20,7 @@ export const resources = {
   serviceAccounts: { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
   podDisruptionBudgets: { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true },
   pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
+  nodes: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
   events: { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
 } as const satisfies Record<string, Resource>;

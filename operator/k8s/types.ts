@@ -63,7 +63,8 @@ export interface VolumeMount {
 export interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { fieldRef?: { fieldPath: string; apiVersion?: string } };
+  /** core/v1 EnvVarSource: fieldRef from the operator, anything from a user's spec.pod.env. */
+  valueFrom?: { fieldRef?: { fieldPath: string; apiVersion?: string } } & Record<string, unknown>;
 }
 
 export interface HTTPGetProbe {
@@ -129,6 +130,8 @@ export interface PodSpec {
   tolerations?: Array<Record<string, unknown>>;
   topologySpreadConstraints?: Array<Record<string, unknown>>;
   priorityClassName?: string;
+  nodeSelector?: Record<string, string>;
+  imagePullSecrets?: Array<{ name: string }>;
 }
 
 export interface RollingUpdate {

@@ -248,6 +248,26 @@ describe('computeStatus conditions', () => {
     const one = computeStatus(input({ deployment: healthy(), stats: [pod('a', { paused: true }), pod('b')] }));
     expect(cond(one, 'Ready')).toMatchObject({ status: 'True', reason: 'ProxyReady' });
   });
+
+  const byConfig = { paused: true, pause: { config: true, admin: false } };
+  const pausedProxy = exampleProxy({ paused: true }, { generation: 5 });
+  test.each<[string, Partial<StatusInput>, [string, RegExp]]>([
+    ['spec.paused, every ready pod paused by its config: Paused', { proxy: pausedProxy, stats: [pod('a', byConfig), pod('b', byConfig)] }, ['Paused', /^2 pods paused \(spec\.paused\): new transactions wait until spec\.paused is false; 2\/2 replicas ready/]],
+    ['spec.paused, one pod has not read its new config yet: Pausing', { proxy: pausedProxy, stats: [pod('a', byConfig), pod('b')] }, ['Pausing', /^1\/2 ready pods paused; the others pick up spec\.paused from their config file within about a minute/]],
+    ['spec.paused, no pod has stats yet: Pausing', { proxy: pausedProxy, stats: [] }, ['Pausing', /^0\/0 ready pods paused/]],
+    ['spec.paused false again, a pod still on the old config: Resuming', { stats: [pod('a', byConfig), pod('b')] }, ['Resuming', /^1 pod still paused by the previous config/]],
+    ['an older proxy without the pause detail, spec.paused: its paused flag counts', { proxy: pausedProxy, stats: [pod('a', { paused: true }), pod('b', { paused: true })] }, ['Paused', /^2 pods paused \(spec\.paused\)/]],
+  ])('%s', (_what, over, [reason, message]) => {
+    const s = computeStatus(input({ deployment: healthy(), ...over }));
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason });
+    expect(cond(s, 'Ready').message).toMatch(message);
+    expect(summary(s)).toMatchObject({ Available: ['True', 'ReplicasReady'], Degraded: ['False', 'AsExpected'] });
+  });
+
+  test('a failure while paused is still a failure: Degraded wins over Paused', () => {
+    const s = computeStatus(input({ proxy: exampleProxy({ paused: true }), deployment: healthy(), stats: [pod('a', { ...byConfig, ...unreachable() }), pod('b', { ...byConfig, ...unreachable() })] }));
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'TargetUnreachable' });
+  });
 });
 
 describe('a pod whose first check of the targets is pending', () => {
@@ -440,5 +460,51 @@ describe('podTrouble: failing or starting', () => {
     ['failed', { phase: 'Failed', conditions: notReady }, 'orders-x: pod failed'],
   ])('%s', (_name, status, expected) => {
     expect(p(status)).toBe(expected);
+  });
+});
+
+describe('IAMReady', () => {
+  const ROLE = 'arn:aws:iam::123456789012:role/orders-proxy';
+  const irsa = exampleProxy({ iam: { roleArn: ROLE }, backendAuth: { iam: { region: 'eu-west-1' } }, tls: { backend: {} } }, { generation: 2 });
+  const verified = { awsIdentity: { state: 'VERIFIED' as const, arn: 'arn:aws:sts::123456789012:assumed-role/orders-proxy/a', roleArn: ROLE, account: '123456789012', expectedRoleArn: ROLE, lastVerifiedAt: '2025-01-01T09:59:00.000Z' } };
+  const failed = (reason: string, message: string, extra = {}) => ({ awsIdentity: { state: 'FAILED' as const, expectedRoleArn: ROLE, reason, message, ...extra } });
+
+  test('not there when the pods use no AWS credentials', () => {
+    const s = computeStatus(input({ deployment: healthy(), stats: [pod('a'), pod('b')] }));
+    expect(s.conditions!.map((c) => c.type)).not.toContain('IAMReady');
+  });
+
+  test.each<[string, Partial<StatusInput>, [Condition['status'], string, RegExp], string]>([
+    ['every pod verified', { stats: [pod('a', verified), pod('b', verified)] }, ['True', 'IdentityVerified', /^the pods run as arn:aws:iam::123456789012:role\/orders-proxy \(STS: arn:aws:sts::123456789012:assumed-role\/orders-proxy\/a\)$/], 'ProxyReady'],
+    [
+      'no web identity token on every pod: the reason, named first in Degraded and Ready',
+      { stats: [pod('a', { ...failed('NoWebIdentityToken', 'the web identity token file /var/run/secrets/eks.amazonaws.com/serviceaccount/token cannot be read'), ...unreachable('AUTH_FAILURE') }), pod('b', { ...failed('NoWebIdentityToken', 'the web identity token file /var/run/secrets/eks.amazonaws.com/serviceaccount/token cannot be read'), ...unreachable('AUTH_FAILURE') })] },
+      ['False', 'NoWebIdentityToken', /^all 2 pods: the web identity token file \/var\/run\/secrets\/eks\.amazonaws\.com\/serviceaccount\/token cannot be read$/],
+      'AwsIdentityFailed',
+    ],
+    [
+      'the wrong role on one pod',
+      { stats: [pod('a', verified), pod('b', failed('WrongRole', 'the pods run as arn:aws:sts::123456789012:assumed-role/eks-node/i-1, not as ' + ROLE))] },
+      ['False', 'WrongRole', /^1\/2 pods: the pods run as arn:aws:sts::123456789012:assumed-role\/eks-node\/i-1/],
+      'AwsIdentityFailed',
+    ],
+    [
+      'STS unreachable after the identity was verified: IAMReady False, but not Degraded',
+      { stats: [pod('a', failed('StsUnreachable', 'STS could not be reached: timed out', { lastVerifiedAt: '2025-01-01T09:00:00.000Z' })), pod('b', verified)] },
+      ['False', 'StsUnreachable', /^1\/2 pods: STS could not be reached/],
+      'ProxyReady',
+    ],
+    ['the first check not answered yet', { stats: [pod('a', { awsIdentity: { state: 'PENDING' } }), pod('b', verified)] }, ['Unknown', 'IdentityCheckPending', /^1\/2 pods have checked/], 'ProxyReady'],
+    ['an older proxy that does not report it', { stats: [pod('a'), pod('b')] }, ['Unknown', 'IdentityNotReported', /older proxy image/], 'ProxyReady'],
+  ])('%s', (_what, over, [status, reason, message], readyReason) => {
+    const s = computeStatus(input({ proxy: irsa, deployment: healthy(), ...over }));
+    expect(cond(s, 'IAMReady')).toMatchObject({ status, reason, observedGeneration: 2 });
+    expect(cond(s, 'IAMReady').message).toMatch(message);
+    expect(cond(s, 'Ready').reason).toBe(readyReason);
+    if (readyReason === 'AwsIdentityFailed') {
+      expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'AwsIdentityFailed' });
+      expect(cond(s, 'Ready').message).toContain(`AWS identity: ${cond(s, 'IAMReady').message}`);
+    }
+    expect(validate(s, statusSchema.json)).toEqual([]);
   });
 });

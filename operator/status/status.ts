@@ -8,7 +8,8 @@ import { budgetFits, poolBudget } from '../desired/poolDivisor.js';
 import { serviceEndpoint } from '../desired/service.js';
 import type { DeploymentStatus } from '../k8s/types.js';
 
-export const CONDITION_TYPES = ['Ready', 'Available', 'Progressing', 'Degraded', 'TargetReachable'] as const;
+/** IAMReady only while the pods use AWS credentials (usesAwsIdentity). */
+export const CONDITION_TYPES = ['Ready', 'Available', 'Progressing', 'Degraded', 'TargetReachable', 'IAMReady'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
 /** A failover as a proxy reports it in /stats (older proxies may omit it: then it is inferred from writer changes). */
@@ -194,6 +195,38 @@ function targetVerdict(stats: PodStats[], statsErrors: number): Verdict & { part
   };
 }
 
+/** Whether the pods use AWS credentials (RDS IAM logins, or an IRSA role): then the status has IAMReady. */
+export function usesAwsIdentity(proxy: DatabaseProxy): boolean {
+  return proxy.spec.backendAuth.iam !== undefined || proxy.spec.iam?.roleArn !== undefined;
+}
+
+/** IAMReady from the pods' awsIdentity: True when every pod that answered has verified its identity. */
+function iamVerdict(stats: PodStats[]): Verdict & { problem: boolean } {
+  const ids = stats.flatMap((p) => (p.stats.awsIdentity ? [{ pod: p.pod, id: p.stats.awsIdentity }] : []));
+  if (ids.length === 0) {
+    return stats.length === 0
+      ? { status: 'Unknown', reason: 'NoStats', message: 'no proxy pod has reported /stats yet', problem: false }
+      : { status: 'Unknown', reason: 'IdentityNotReported', message: 'the proxy pods do not report an AWS identity (an older proxy image?)', problem: false };
+  }
+  const failed = ids.filter((x) => x.id.state === 'FAILED');
+  if (failed.length > 0) {
+    const reasons = new Map<string, number>();
+    for (const f of failed) reasons.set(f.id.reason ?? 'StsError', (reasons.get(f.id.reason ?? 'StsError') ?? 0) + 1);
+    const reason = [...reasons].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]![0];
+    const messages = [...new Set(failed.map((f) => f.id.message ?? f.id.reason ?? 'failed'))];
+    const who = failed.length === ids.length ? (ids.length === 1 ? '1 pod' : `all ${ids.length} pods`) : `${failed.length}/${ids.length} pods`;
+    // STS out of reach after the credentials were verified is a blip, not a broken setup: the
+    // credentials in hand keep working until they expire.
+    const problem = failed.some((f) => f.id.reason !== 'StsUnreachable' || !f.id.lastVerifiedAt);
+    return { status: 'False', reason: /^[A-Za-z][A-Za-z0-9]*$/.test(reason) ? reason : camelCase(reason), message: `${who}: ${messages.join('; ')}`, problem };
+  }
+  if (ids.some((x) => x.id.state !== 'VERIFIED')) {
+    return { status: 'Unknown', reason: 'IdentityCheckPending', message: `${ids.filter((x) => x.id.state === 'VERIFIED').length}/${ids.length} pods have checked their AWS identity`, problem: false };
+  }
+  const roles = [...new Set(ids.map((x) => x.id.roleArn ?? x.id.arn ?? ''))];
+  return { status: 'True', reason: 'IdentityVerified', message: `the pods run as ${roles.join(', ')} (STS: ${ids[0]!.id.arn})`, problem: false };
+}
+
 function condition(type: ConditionType, v: Verdict, generation: number | undefined, previous: Condition[] | undefined, now: Date): Condition {
   const prev = previous?.find((c) => c.type === type);
   const c: Condition = {
@@ -289,10 +322,15 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   // --- TargetReachable
   const target = targetVerdict(input.stats, input.statsErrors ?? 0);
 
+  // --- IAMReady
+  const iam = usesAwsIdentity(proxy) ? iamVerdict(input.stats) : undefined;
+
   // --- Degraded: every problem, the first one names the reason
   const problems: Array<[string, string]> = [];
   for (const p of input.problems ?? []) problems.push(['UnsupportedSpec', p]);
   if (deadline) problems.push(['ProgressDeadlineExceeded', progressingV.message]);
+  // Before the target: a broken identity is why IAM logins to the database fail.
+  if (iam?.problem) problems.push(['AwsIdentityFailed', `AWS identity: ${iam.message}`]);
   if (target.status === 'False') problems.push(['TargetUnreachable', target.message]);
   if (target.partial) problems.push(['TargetUnreachableFromSomePods', target.message]);
   if (shortfall && !podsStarting) {
@@ -312,7 +350,18 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   const summary = `${replicasText}; ${writer && target.status === 'True' ? `writer ${writer}; ` : ''}${countsText}`;
   if (degradedV.status === 'True') readyV = { status: 'False', reason: degradedV.reason, message: `${degradedV.message}; ${summary}` };
   else if (availableV.status !== 'True') readyV = { status: 'False', reason: availableV.reason, message: availableV.message };
-  else if (readyStats.length > 0 && readyStats.every((p) => p.stats.paused)) {
+  else if (proxy.spec.paused) {
+    // Deliberate, not a failure (Argo CD: Suspended). Pods pick the pause up from the ConfigMap,
+    // which the kubelet refreshes within about a minute: until every ready pod reports it, Pausing.
+    const paused = readyStats.filter((p) => p.stats.pause?.config ?? p.stats.paused).length;
+    readyV =
+      readyStats.length > 0 && paused === readyStats.length
+        ? { status: 'False', reason: 'Paused', message: `${plural(paused, 'pod')} paused (spec.paused): new transactions wait until spec.paused is false; ${summary}` }
+        : { status: 'False', reason: 'Pausing', message: `${paused}/${readyStats.length} ready pods paused; the others pick up spec.paused from their config file within about a minute; ${summary}` };
+  } else if (readyStats.some((p) => p.stats.pause?.config)) {
+    const still = readyStats.filter((p) => p.stats.pause?.config).length;
+    readyV = { status: 'False', reason: 'Resuming', message: `${plural(still, 'pod')} still paused by the previous config; they pick up spec.paused: false within about a minute; ${summary}` };
+  } else if (readyStats.length > 0 && readyStats.every((p) => p.stats.paused)) {
     // Every ready pod was PAUSEd from the admin console: deliberate, not a failure (Argo CD: Suspended).
     readyV = { status: 'False', reason: 'Paused', message: `${plural(readyStats.length, 'pod')} paused (admin console PAUSE; RESUME continues); ${summary}` };
   }
@@ -327,6 +376,7 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
     condition('Progressing', progressingV, generation, prevConds, now),
     condition('Degraded', degradedV, generation, prevConds, now),
     condition('TargetReachable', target, generation, prevConds, now),
+    ...(iam ? [condition('IAMReady', iam, generation, prevConds, now)] : []),
   ];
 
   // --- failover: reported by the proxies, or inferred from a change of writer

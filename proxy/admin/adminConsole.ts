@@ -38,7 +38,8 @@ export function adminAccess(config: { adminUsers: readonly string[]; statsUsers:
 export interface AdminOperations {
   show(what: 'pools' | 'clients' | 'servers' | 'stats' | 'targets' | 'config'): ResultSet;
   pause(): Promise<void>;
-  resume(): void;
+  /** Lifts this console's PAUSE; resolves to a note when the pool stays paused for another reason. */
+  resume(): string;
   /** Re-reads the config file; resolves to a note on what could not be applied without a restart. */
   reload(): Promise<string>;
   /** This user's rights, read from the current config on every command (a RELOAD may change them). */
@@ -140,7 +141,8 @@ export class AdminSession implements FrameSink {
           await this.ops.pause();
           s.write(commandComplete('PAUSE'));
         } else if (words[0] === 'resume') {
-          this.ops.resume();
+          const note = this.ops.resume();
+          if (note) s.write(noticeResponse({ severity: 'NOTICE', code: '00000', message: note }));
           s.write(commandComplete('RESUME'));
         } else {
           const note = await this.ops.reload();

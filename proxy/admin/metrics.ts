@@ -10,6 +10,8 @@ export interface GaugeSource {
   lastFailoverSeconds(): number | null;
   clientConnections(): number;
   pool(): { databaseConnections: number; borrowed: number; pinned: number; idle: number; waiting: number };
+  /** Per user: connections held, and the cap (users[].maxConnections). */
+  users?(): Array<{ user: string; connections: number; maxConnections: number | null }>;
   budget(): number | null;
   targetMaxConnections(): number | null;
 }
@@ -70,6 +72,26 @@ export class ProxyMetrics {
       [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       r,
     );
+    new Gauge({
+      name: 'dbproxy_user_database_connections',
+      help: "Backend connections one user's pools hold on this proxy (lent, idle and opening).",
+      labelNames: ['user'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const u of source.users?.() ?? []) this.set({ user: u.user }, u.connections);
+      },
+    });
+    new Gauge({
+      name: 'dbproxy_user_database_connections_limit',
+      help: "A user's cap on backend connections (users[].maxConnections); absent for users without one.",
+      labelNames: ['user'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const u of source.users?.() ?? []) if (u.maxConnections !== null) this.set({ user: u.user }, u.maxConnections);
+      },
+    });
     this.failovers = new Counter({ name: 'dbproxy_failovers_total', help: 'Changes to a new writer after the previous one failed.', registers: [r] });
     gauge('dbproxy_last_failover_duration_seconds', 'From the old writer first failing a check to the new writer taking over.', () => source.lastFailoverSeconds());
     new Gauge({

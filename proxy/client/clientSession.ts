@@ -161,6 +161,16 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     return this.backend_;
   }
 
+  /** Holding a backend inside a transaction with nothing in flight: the client is what keeps it. */
+  get idleInTransaction(): boolean {
+    return this.backend_ !== null && this.txStatus !== 'I' && this.queue.waiting === 0 && this.pending.length === 0 && !this.syncing;
+  }
+
+  /** When the request the server is running now started (0: none running). */
+  get runningSince(): number {
+    return this.backend_ !== null && this.queue.waiting > 0 ? this.requestStartedAt : 0;
+  }
+
   /** Between transactions: holding no backend, or holding only a pinned one with nothing in flight. */
   get isIdle(): boolean {
     if (this.borrowing || this.pending.length > 0) return false;
@@ -493,13 +503,13 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
 
   /** An idle backend now if there is one (no Promise, no pause), else wait in line for one. */
   private getBackend(): void {
-    const b = this.ctx.pool.tryBorrow(this.key);
+    const b = this.ctx.pool.tryBorrow(this.key, this);
     if (b) {
       this.attach(b);
       return;
     }
     this.pair.pauseClient(PAUSE_BORROW);
-    const handle = this.ctx.pool.borrow(this.key);
+    const handle = this.ctx.pool.borrow(this.key, this);
     this.borrowing = handle;
     handle.promise.then(
       (granted) => {
@@ -522,9 +532,9 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     );
   }
 
+  /** Takes a backend the pool lent to this session (the pool made it this session's). */
   private attach(b: BackendConnection): void {
     this.backend_ = b;
-    b.owner = this;
     b.statements.capacity = this.ctx.config.session.maxPreparedStatements;
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
     this.pair.attach(b.socket, b.framer);
@@ -744,10 +754,9 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     if (this.closeAfterTransaction) this.drain();
   }
 
+  /** Stops using the backend; the caller gives it back to the pool at once (release, discard...). */
   private detachBackend(): void {
-    const b = this.backend_!;
     this.backend_ = null;
-    b.owner = null;
     this.pair.detach();
   }
 

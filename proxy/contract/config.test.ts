@@ -1,4 +1,4 @@
-import { ConfigError, parseConfig, parseConfigYaml, parseDuration } from './config.js';
+import { awsIdentityCheck, ConfigError, parseConfig, parseConfigYaml, parseDuration } from './config.js';
 
 const minimal = { targets: ['db:5432'], users: [{ name: 'app', passwordFile: '/s/app' }] };
 
@@ -70,4 +70,37 @@ test('durations', () => {
   expect(parseDuration('1.5s')).toBe(1500);
   expect(parseDuration('-1s')).toBeUndefined();
   expect(parseDuration('5 parsecs')).toBeUndefined();
+});
+
+test('session.untrackedParameters match whatever case they are written in (PostgreSQL folds parameter names)', () => {
+  expect(parseConfig({ ...minimal, session: { untrackedParameters: ['Work_Mem', 'pg_hint_plan.Enable_Hint'] } }).session.untrackedParameters).toEqual(['work_mem', 'pg_hint_plan.enable_hint']);
+});
+
+test('paused defaults to false and is read from the file', () => {
+  expect(parseConfig(minimal).paused).toBe(false);
+  expect(parseConfig({ ...minimal, paused: true }).paused).toBe(true);
+  expect(problems({ ...minimal, paused: 'yes' })).toEqual([expect.stringMatching(/^paused: /)]);
+});
+
+describe('awsIdentityCheck', () => {
+  const iamUsers = [{ name: 'app', backendAuth: { method: 'iam', region: 'eu-west-1' } }];
+  const tls = { backendTls: { mode: 'require' } };
+  test.each<[string, Record<string, unknown>, ReturnType<typeof awsIdentityCheck>]>([
+    ['off without IAM users or a section', minimal, undefined],
+    ['on for a user with backendAuth iam, in its region', { ...minimal, ...tls, users: iamUsers }, { enabled: true, interval: 300_000, timeout: 10_000, fallbackRegion: 'eu-west-1' }],
+    [
+      'the section alone turns it on, with the expected role',
+      { ...minimal, awsIdentity: { expectedRoleArn: 'arn:aws:iam::123456789012:role/orders-proxy', interval: '1m', region: 'us-west-2' } },
+      { enabled: true, expectedRoleArn: 'arn:aws:iam::123456789012:role/orders-proxy', interval: 60_000, timeout: 10_000, region: 'us-west-2', fallbackRegion: undefined },
+    ],
+    ['enabled false turns it off even with IAM users', { ...minimal, ...tls, users: iamUsers, awsIdentity: { enabled: false } }, undefined],
+  ])('%s', (_what, input, expected) => {
+    expect(awsIdentityCheck(parseConfig(input))).toEqual(expected);
+  });
+
+  test('expectedRoleArn must be a role ARN', () => {
+    expect(problems({ ...minimal, awsIdentity: { expectedRoleArn: 'arn:aws:iam::123456789012:user/alice' } })).toEqual([
+      'awsIdentity.expectedRoleArn: must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)',
+    ]);
+  });
 });

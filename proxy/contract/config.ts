@@ -43,6 +43,12 @@ const userSchema = z
   .object({
     /** Database user name, as clients send it in the startup packet. */
     name: z.string().min(1).max(63),
+    /**
+     * Most backend connections this user's pools may hold together on this proxy (PgBouncer's
+     * max_user_connections), so one busy application cannot take the whole budget; this user's
+     * borrowers then wait behind their own user only. Default: no cap beyond the budget.
+     */
+    maxConnections: z.number().int().min(1).optional(),
     /** File holding the password alone (a mounted Kubernetes Secret key works as is). Re-read when it changes. */
     passwordFile: z.string().min(1).optional(),
     /** File holding an RDS-style JSON secret: {"username": ..., "password": ...}. Re-read when it changes. */
@@ -165,6 +171,28 @@ const serviceAccountAuthSchema = z
   })
   .strict();
 
+/** An IAM role ARN (the role IRSA makes the pods assume). */
+export const ROLE_ARN_PATTERN = /^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/;
+
+const awsIdentitySchema = z
+  .object({
+    /**
+     * Check the pod's AWS identity with STS GetCallerIdentity at start and every `interval`, and
+     * report it in /stats (awsIdentity). Default true. It runs when this section is present or a
+     * user has backendAuth.method iam.
+     */
+    enabled: z.boolean().default(true),
+    /** The role the proxy must run as (IRSA's role); another identity is reported as WrongRole. Default: unset, any identity is accepted. */
+    expectedRoleArn: z.string().regex(ROLE_ARN_PATTERN, 'must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)').optional(),
+    /** How often the identity is checked again. Default 5m. */
+    interval: duration('5m'),
+    /** Timeout of one check (credentials and the STS call). Default 10s. */
+    timeout: duration('10s'),
+    /** Region of the STS endpoint. Default: the AWS SDK's (AWS_REGION, which IRSA sets), else the region of the first backendAuth iam user. */
+    region: z.string().min(1).optional(),
+  })
+  .strict();
+
 const poolSchema = z
   .object({
     /** Share of the target's max_connections this proxy (all replicas together) may use, 1-100. */
@@ -185,6 +213,17 @@ const poolSchema = z
     initQuery: z.string().default(''),
     /** Maximum client connections on this proxy; more get SQLSTATE 53300. */
     maxClientConnections: z.number().int().min(1).default(10000),
+    /**
+     * A client idle inside a transaction (ReadyForQuery status T or E) this long is closed with
+     * FATAL 25P03, as PostgreSQL's idle_in_transaction_session_timeout does, and its backend
+     * connection discarded. 0 (default) disables.
+     */
+    idleTransactionTimeout: duration('0s'),
+    /**
+     * A request running longer than this on the server is cancelled there (the client gets
+     * 57014 and keeps its connection), like PgBouncer's query_timeout. 0 (default) disables.
+     */
+    queryTimeout: duration('0s'),
     /** Timeout for opening a backend connection (TCP, startup and authentication). */
     connectTimeout: duration('10s'),
   })
@@ -234,7 +273,11 @@ const configSchema = z
          */
         trackSettings: z.boolean().default(true),
         /** Parameters whose SET always pins, e.g. extension settings the proxy should not replay. */
-        untrackedParameters: z.array(z.string().min(1)).default([]),
+        untrackedParameters: z
+          .array(z.string().min(1))
+          .default([])
+          // PostgreSQL folds parameter names to lower case, and so does the classifier that compares them.
+          .transform((names) => names.map((n) => n.toLowerCase())),
         /** Server-side prepared statements kept per backend connection (LRU); older ones are closed. */
         maxPreparedStatements: z.number().int().min(1).max(100000).default(200),
       })
@@ -278,6 +321,14 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Pause the proxy: transactions in flight finish, new ones wait (as after PAUSE on the admin
+     * database) until this is false again or they reach pool.borrowTimeout. Applied on reload, so
+     * an operator can pause a fleet through its ConfigMap. Default false.
+     */
+    paused: z.boolean().default(false),
+    /** The AWS identity check (STS GetCallerIdentity). Default: unset; on anyway when a user has backendAuth.method iam. */
+    awsIdentity: awsIdentitySchema.optional(),
     /** 0-255, part of every cancel key so a cancel can be routed to the replica that issued it. */
     replicaId: z.number().int().min(0).max(255).default(0),
     /** On SIGTERM: how long transactions may run on before every connection is closed. */
@@ -337,6 +388,19 @@ export type TlsConfig = ProxyConfig['tls'];
 export type BackendTlsConfig = ProxyConfig['backendTls'];
 export type IamConfig = NonNullable<ProxyConfig['iam']>;
 export type ServiceAccountAuthConfig = NonNullable<ProxyConfig['serviceAccountAuth']>;
+export type AwsIdentityConfig = NonNullable<ProxyConfig['awsIdentity']>;
+
+/**
+ * The identity check in force: the awsIdentity section, or its defaults when a user logs in to the
+ * database with IAM (that is when a broken identity shows up as failed logins); undefined: off.
+ */
+export function awsIdentityCheck(c: ProxyConfig): (AwsIdentityConfig & { fallbackRegion: string | undefined }) | undefined {
+  const iamUser = c.users.find((u) => u.backendAuth.method === 'iam');
+  if (!c.awsIdentity && !iamUser) return undefined;
+  const section = c.awsIdentity ?? awsIdentitySchema.parse({});
+  if (!section.enabled) return undefined;
+  return { ...section, fallbackRegion: iamUser?.backendAuth.region };
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

@@ -13,11 +13,33 @@ export interface TargetStats {
   maxConnections: number | null;
 }
 
+/** The proxy's own AWS identity as STS GetCallerIdentity reports it (proxy/iam/identityCheck.ts). */
+export interface AwsIdentityStats {
+  /** PENDING until the first check has answered. */
+  state: 'VERIFIED' | 'FAILED' | 'PENDING';
+  /** The caller ARN STS reported, e.g. arn:aws:sts::123456789012:assumed-role/orders-proxy/<session>. */
+  arn?: string;
+  /** The same as a role (or user) ARN: arn:aws:iam::123456789012:role/orders-proxy. */
+  roleArn?: string;
+  account?: string;
+  /** The role the config expects (a DatabaseProxy's iam.roleArn). */
+  expectedRoleArn?: string;
+  /** FAILED: NoWebIdentityToken, InvalidWebIdentityToken, ExpiredToken, AccessDenied, InvalidCredentials, WrongRole, NoCredentials, NoRegion, StsUnreachable, StsError. */
+  reason?: string;
+  message?: string;
+  /** When the last check finished, and when one last succeeded (ISO 8601). */
+  checkedAt?: string;
+  lastVerifiedAt?: string;
+}
+
 export interface ProxyStats {
   version: 1;
   replicaId: number;
   ready: boolean;
+  /** New transactions wait: the config says paused, or PAUSE on the admin console. */
   paused: boolean;
+  /** Why: the config file's `paused` (a DatabaseProxy's spec.paused), PAUSE on the admin console. Absent from older proxies. */
+  pause?: { config: boolean; admin: boolean };
   shuttingDown: boolean;
   clientConnections: number;
   databaseConnections: number;
@@ -39,6 +61,11 @@ export interface ProxyStats {
     maxConnectionsPercent: number;
     maxIdleConnectionsPercent: number;
     replicas: number;
+    /**
+     * Per user: backend connections its pools hold (lent, idle and opening), how many of them are
+     * lent, clients waiting, and its cap (users[].maxConnections; null: none). Absent in older proxies.
+     */
+    users?: Array<{ user: string; connections: number; borrowed: number; waiting: number; maxConnections: number | null }>;
   };
   writer: string | null;
   /** Why there is no writer (NO_WRITER, MULTIPLE_WRITERS: ...), when there is none. */
@@ -52,4 +79,6 @@ export interface ProxyStats {
    * how many since start, and the last one. Absent while there have been none.
    */
   backendAuthFailures?: { total: number; last: { at: string; user: string; database: string; code: string; message: string } };
+  /** The proxy's AWS identity, when it checks one (backendAuth iam, or an awsIdentity section in the config). */
+  awsIdentity?: AwsIdentityStats;
 }

@@ -6,6 +6,10 @@ import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { type BackendConnection, type BackendEndpoint, type BackendOwner, ServerError } from '../server/backendConnection.js';
 import { BorrowQueue, type Waiter } from './borrowQueue.js';
 import type { PoolBudget } from './budget.js';
+import { Framer, inspectTable } from '../protocol/framer.js';
+
+/** Everything an idle backend says is looked at whole. */
+const IDLE_INSPECT = inspectTable('', true);
 
 export interface PoolKey {
   user: string;
@@ -18,6 +22,8 @@ export interface PoolSettings {
   borrowTimeoutMs: number;
   maxConnectionLifetimeMs: number;
   idleConnectionTimeoutMs: number;
+  /** Most connections (open and opening) each listed user's pools may hold together. */
+  userLimits?: ReadonlyMap<string, number>;
 }
 
 export interface PoolDeps {
@@ -44,7 +50,13 @@ export interface BorrowHandle {
 
 interface PendingBorrow extends Waiter<BackendConnection> {
   timer: TimerHandle;
+  readonly owner: BackendOwner | null;
 }
+
+// The states a backend goes through, each written here and nowhere else (as PgBouncer's objects.c
+// keeps its lists): opening (counted in KeyPool.opening), idle (KeyPool.idle, owned by the pool's
+// idle listener), lent (in `lent`, owned by its borrower; also in `pinnedSet` when its client
+// pinned it), resetting (a pinned one getting DISCARD ALL before it is idle again), closed.
 
 class KeyPool {
   readonly idle: BackendConnection[] = [];
@@ -160,24 +172,28 @@ export class BackendPool {
    * Lends an idle backend at once, or returns null (then `borrow` and wait). The common case of
    * the data path: no Promise, no timer, no waiting in line behind nobody.
    */
-  tryBorrow(key: PoolKey): BackendConnection | null {
+  tryBorrow(key: PoolKey, owner: BackendOwner | null = null): BackendConnection | null {
     if (!this.canLend()) return null;
     const kp = this.keyPool(key);
     if (kp.waiters.size > 0) return null;
     const now = this.deps.clock.now();
     const b = this.takeIdle(kp, now);
     if (!b) return null;
-    this.lend(b, now, now);
+    this.lend(b, owner, now, now);
     return b;
   }
 
-  borrow(key: PoolKey): BorrowHandle {
+  /**
+   * Lends a backend to `owner` (who then hears its data and its close), now or once one is free.
+   * Without an owner the borrower runs its own queries on it (BackendConnection.query).
+   */
+  borrow(key: PoolKey, owner: BackendOwner | null = null): BorrowHandle {
     const kp = this.keyPool(key);
     const started = this.deps.clock.now();
     if (this.canLend()) {
       const b = this.takeIdle(kp);
       if (b) {
-        this.lend(b, started);
+        this.lend(b, owner, started);
         return { promise: Promise.resolve(b), cancel: () => this.release(b) };
       }
     }
@@ -194,6 +210,7 @@ export class BackendPool {
       const w: PendingBorrow = {
         seq,
         enqueuedAt: started,
+        owner,
         timer,
         resolve: (b) => {
           this.deps.clock.clearTimeout(timer);
@@ -283,6 +300,7 @@ export class BackendPool {
 
   /** Closes a lent backend whose state cannot be trusted (client left mid-transaction, ...). */
   discard(b: BackendConnection): void {
+    b.owner = null;
     this.lent.delete(b);
     this.pinnedSet.delete(b);
     this.closeBackend(b);
@@ -354,8 +372,8 @@ export class BackendPool {
     };
   }
 
-  /** Per-key view for SHOW POOLS. */
-  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number }> {
+  /** Per-key view for SHOW POOLS; maxConnections is the user's cap (users[].maxConnections), null without one. */
+  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number; maxConnections: number | null }> {
     const borrowed = new Map<string, number>();
     for (const b of this.lent) {
       const k = keyString(b);
@@ -367,7 +385,29 @@ export class BackendPool {
       waiting: kp.waiters.size,
       opening: kp.opening,
       borrowed: borrowed.get(keyString(kp.key)) ?? 0,
+      maxConnections: this.settings.userLimits?.get(kp.key.user) ?? null,
     }));
+  }
+
+  /** Per user, summed over its (user, database) pools: for /stats and metrics. */
+  userStats(): Array<{ user: string; connections: number; borrowed: number; waiting: number; maxConnections: number | null }> {
+    const by = new Map<string, { user: string; connections: number; borrowed: number; waiting: number; maxConnections: number | null }>();
+    const of = (user: string) => {
+      let u = by.get(user);
+      if (!u) by.set(user, (u = { user, connections: 0, borrowed: 0, waiting: 0, maxConnections: this.settings.userLimits?.get(user) ?? null }));
+      return u;
+    };
+    for (const kp of this.keys.values()) {
+      const u = of(kp.key.user);
+      u.connections += kp.idle.length + kp.opening;
+      u.waiting += kp.waiters.size;
+    }
+    for (const b of this.lent) {
+      const u = of(b.user);
+      u.connections++;
+      u.borrowed++;
+    }
+    return [...by.values()];
   }
 
   /** Every open backend with its state, for SHOW SERVERS. */
@@ -422,16 +462,16 @@ export class BackendPool {
     return undefined;
   }
 
-  private lend(b: BackendConnection, startedAt: number, now = this.deps.clock.now()): void {
-    b.owner = null;
+  private lend(b: BackendConnection, owner: BackendOwner | null, startedAt: number, now = this.deps.clock.now()): void {
+    b.owner = owner;
     this.lent.add(b);
     b.lastUsedAt = now;
     this.deps.onBorrowed?.(now - startedAt);
   }
 
   private grant(kp: KeyPool, b: BackendConnection): void {
-    const w = kp.waiters.shift()!;
-    this.lend(b, w.enqueuedAt);
+    const w = kp.waiters.shift()! as PendingBorrow;
+    this.lend(b, w.owner, w.enqueuedAt);
     w.resolve(b);
   }
 
@@ -462,6 +502,8 @@ export class BackendPool {
       let next: KeyPool | undefined;
       for (const kp of this.keys.values()) {
         if (kp.waiters.size <= kp.opening) continue;
+        // A user at its cap waits for its own connections to come back, not for new ones.
+        if (!this.userHasRoom(kp.key.user)) continue;
         if (!next || kp.waiters.peek()!.seq < next.waiters.peek()!.seq) next = kp;
       }
       if (!next) return;
@@ -474,6 +516,20 @@ export class BackendPool {
       this.removeIdle(victim);
       this.closeBackend(victim);
     }
+  }
+
+  /** Connections (lent, idle and opening) of all of one user's pools. */
+  private userConnections(user: string): number {
+    let n = 0;
+    for (const kp of this.keys.values()) if (kp.key.user === user) n += kp.idle.length + kp.opening;
+    for (const b of this.lent) if (b.user === user) n++;
+    return n;
+  }
+
+  /** Whether the user's cap (users[].maxConnections) leaves room for one more connection. */
+  private userHasRoom(user: string): boolean {
+    const cap = this.settings.userLimits?.get(user);
+    return cap === undefined || this.userConnections(user) < cap;
   }
 
   private idleVictim(): BackendConnection | undefined {
@@ -567,15 +623,22 @@ export class BackendPool {
 
   private onIdleData(b: BackendConnection, chunk: Buffer): void {
     // An idle server only speaks up to report a parameter change or to say it is going away;
-    // anything but ParameterStatus/Notice means the connection is no longer trustworthy.
-    let i = 0;
-    while (i + 5 <= chunk.length) {
-      const type = String.fromCharCode(chunk[i]!);
-      const len = chunk.readUInt32BE(i + 1);
-      if (type !== 'S' && type !== 'N') break;
-      i += len + 1;
+    // anything but ParameterStatus/Notice means the connection is no longer trustworthy. The
+    // connection's own framer reads it, so a message split across reads is still one message.
+    b.framer ??= new Framer(IDLE_INSPECT, 1 << 30);
+    b.framer.inspect = IDLE_INSPECT;
+    let unexpected = false;
+    try {
+      b.framer.push(chunk, {
+        raw: () => void (unexpected = true),
+        message: (type) => {
+          if (type !== 0x53 /* S */ && type !== 0x4e /* N */) unexpected = true;
+        },
+      });
+    } catch {
+      unexpected = true;
     }
-    if (i !== chunk.length) {
+    if (unexpected) {
       this.deps.log.info({ backend: b.label }, 'idle backend connection sent unexpected data; closing it');
       this.removeIdle(b);
       this.closeBackend(b);

@@ -9,6 +9,7 @@ export const SQLSTATE = {
   adminShutdown: '57P01',
   cannotConnectNow: '57P03',
   idleSessionTimeout: '57P05',
+  idleInTransactionTimeout: '25P03',
   queryCanceled: '57014',
   programLimitExceeded: '54000',
   invalidCatalogName: '3D000',

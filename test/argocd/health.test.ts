@@ -232,6 +232,19 @@ describe('health.lua on hand-written statuses (older or newer operators)', () =>
     const one = observed({ deployment: rolledOut(), stats: [pod('a', { paused: true }), pod('b')] });
     expect((await argoHealth(one.obj)).status).toBe('Healthy');
   });
+
+  test('spec.paused: Suspended once every pod has paused, Progressing while pods are still pausing or resuming', async () => {
+    const byConfig = { paused: true, pause: { config: true, admin: false } };
+    const paused = observed({ proxy: exampleProxy({ paused: true }, { generation: GENERATION }), deployment: rolledOut(), stats: [pod('a', byConfig), pod('b', byConfig)] });
+    expect(readyOf(paused.status).reason).toBe('Paused');
+    expect(await argoHealth(paused.obj)).toEqual({ status: 'Suspended', message: readyOf(paused.status).message });
+    const pausing = observed({ proxy: exampleProxy({ paused: true }, { generation: GENERATION }), deployment: rolledOut(), stats: [pod('a', byConfig), pod('b')] });
+    expect(readyOf(pausing.status).reason).toBe('Pausing');
+    expect((await argoHealth(pausing.obj)).status).toBe('Progressing');
+    const resuming = observed({ deployment: rolledOut(), stats: [pod('a', byConfig), pod('b')] });
+    expect(readyOf(resuming.status).reason).toBe('Resuming');
+    expect((await argoHealth(resuming.obj)).status).toBe('Progressing');
+  });
 });
 
 describe('the Lua sandbox is Argo CD’s', () => {

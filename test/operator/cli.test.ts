@@ -32,6 +32,7 @@ afterAll(async () => {
 test('dbproxy operator --help prints the flags', async () => {
   const r = await run(process.execPath, [DBPROXY, 'operator', '--help']);
   expect(r.code).toBe(0);
+  expect(r.stderr).toBe('');
   expect(r.stdout).toContain('--leader-election-namespace');
   expect(r.stdout).toContain('--status-interval');
 });
@@ -45,6 +46,8 @@ test.each([
   const r = await run(process.execPath, [DBPROXY, 'operator', ...args], { DBPROXY_DEFAULT_IMAGE: '' });
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(message);
+  expect(r.stderr).toContain('usage: dbproxy operator [flags]');
+  expect(r.stdout).toBe('');
 });
 
 test('runs, leads, reconciles, serves /readyz and /metrics, and stops on SIGTERM releasing the Lease', async () => {

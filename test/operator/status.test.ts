@@ -6,6 +6,9 @@
 // The operator reads each pod's /stats at podIP:9090 and the conditions move Progressing -> Ready;
 // the counts in the status are the sums of the pods' /stats, and the Ready message says how many
 // connections are borrowed and pinned.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { jest } from '@jest/globals';
 import pg from 'pg';
@@ -15,7 +18,9 @@ import type { PgCluster } from '../../hack/postgres.js';
 import { parseConfig } from '../../proxy/contract/config.js';
 import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { ProxyServer } from '../../proxy/proxyServer.js';
+import { makeCa, makeLeaf } from '../support/certs.js';
 import { USERS, startCluster, writePasswordFiles } from '../support/harness.js';
+import { startLocalSts, type LocalSts } from '../support/localSts.js';
 import { createNamespace, deleteNamespace, getJson, applyDatabaseProxy, kubectlOk, sharedCluster, waitFor, type TestCluster } from './support/cluster.js';
 import { startTestOperator, type TestOperator } from './support/operator.js';
 
@@ -204,4 +209,87 @@ test('a pod whose /stats cannot be read makes the proxy Degraded, not silently w
   );
   expect(condition(degraded, 'Degraded')).toMatchObject({ reason: 'StatsUnavailable', message: expect.stringContaining('could not read /stats from 1 pod') });
   expect(condition(degraded, 'Ready')).toMatchObject({ status: 'False' });
+});
+
+describe('IAMReady: the pods\' AWS identity, from STS through /stats to the status', () => {
+  const ROLE = 'arn:aws:iam::123456789012:role/orders-proxy';
+  const NODE_ROLE = 'arn:aws:iam::123456789012:role/eks-node-group';
+  const TOKEN = 'eyJ.projected-token.sig';
+  const IP = `${subnet}.23`;
+  const ENV = ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_ROLE_SESSION_NAME', 'AWS_REGION', 'AWS_ENDPOINT_URL_STS', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE', 'AWS_EC2_METADATA_DISABLED'];
+  const saved: Record<string, string | undefined> = {};
+  let sts: LocalSts;
+  let dir: string;
+  let running: ProxyServer | undefined;
+  const irsa = () => getJson(cluster, ['dbp', 'irsa', '-n', ns]);
+
+  beforeAll(async () => {
+    const ca = makeCa();
+    sts = await startLocalSts({ tls: makeLeaf(ca, 'sts', { dns: ['localhost'], ips: ['127.0.0.1'] }), webIdentity: [{ roleArn: ROLE, token: TOKEN }, { roleArn: NODE_ROLE, token: TOKEN }] });
+    dir = mkdtempSync(join(tmpdir(), 'dbproxy-irsa-'));
+    writeFileSync(join(dir, 'token'), TOKEN);
+    for (const k of ENV) saved[k] = process.env[k];
+  });
+
+  afterAll(async () => {
+    await running?.shutdown(1000);
+    await sts?.close();
+    for (const k of ENV) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  });
+
+  /** The pod's environment as IRSA would set it if the role it names could be assumed; then its proxy, on the pod's address. */
+  async function runPod(pod: string, assumedRole: string): Promise<void> {
+    for (const k of ENV) delete process.env[k];
+    Object.assign(process.env, {
+      AWS_ROLE_ARN: assumedRole,
+      AWS_WEB_IDENTITY_TOKEN_FILE: join(dir, 'token'),
+      AWS_ROLE_SESSION_NAME: pod,
+      AWS_REGION: 'us-east-1',
+      AWS_ENDPOINT_URL_STS: sts.httpUrl,
+      AWS_CONFIG_FILE: join(dir, 'none'),
+      AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    const cm = await getJson(cluster, ['configmap', 'irsa-config', '-n', ns]);
+    const rendered = parseYaml(cm!.data['config.yaml']) as Record<string, unknown>;
+    expect(rendered.awsIdentity).toEqual({ expectedRoleArn: ROLE });
+    await running?.shutdown(1000);
+    running = await ProxyServer.create({
+      config: parseConfig({ ...rendered, listen: `${IP}:0`, adminListen: `${IP}:9090`, users: writePasswordFiles(USERS.filter((u) => u.name === 'app')).users, healthCheck: { ...(rendered.healthCheck as object), interval: '200ms' } }),
+      log: pino({ level: 'silent' }),
+    });
+    await running.start();
+    await running.whenReady();
+    await kubectlOk(cluster, ['patch', 'pod', pod, '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: readyPodStatus(IP) })]);
+  }
+
+  test('the node\'s role instead of the DatabaseProxy\'s: IAMReady=False WrongRole, Degraded; the right role: IAMReady=True with its ARN', async () => {
+    await applyDatabaseProxy(cluster, ns, 'irsa', { replicas: 1, iam: { roleArn: ROLE }, target: { host: '127.0.0.1', port: db!.port }, users: [{ name: 'app', passwordSecretRef: { name: 'app-password' } }] });
+    const pod = await waitFor('the pod', async () => (await getJson(cluster, ['pods', '-n', ns, '-l', 'app.kubernetes.io/instance=irsa']))?.items[0]?.metadata.name as string | undefined);
+    await runPod(pod, NODE_ROLE);
+    const wrong = await waitFor('IAMReady=False', async () => {
+      const d = await irsa();
+      return condition(d, 'IAMReady')?.status === 'False' ? d : undefined;
+    }, 30_000);
+    expect(condition(wrong, 'IAMReady')).toMatchObject({
+      reason: 'WrongRole',
+      message: `1 pod: the pods run as arn:aws:sts::123456789012:assumed-role/eks-node-group/${pod}, not as ${ROLE}`,
+      observedGeneration: wrong.metadata.generation,
+    });
+    expect(condition(wrong, 'Degraded')).toMatchObject({ status: 'True', reason: 'AwsIdentityFailed' });
+    expect(condition(wrong, 'Ready')).toMatchObject({ status: 'False', reason: 'AwsIdentityFailed' });
+    expect(await kubectlOk(cluster, ['get', 'dbp', 'irsa', '-n', ns, '-o', 'jsonpath={.status.conditions[?(@.type=="IAMReady")].reason}'])).toBe('WrongRole');
+
+    await runPod(pod, ROLE); // the annotation fixed, the pod replaced
+    const good = await waitFor('IAMReady=True', async () => {
+      const d = await irsa();
+      return condition(d, 'IAMReady')?.status === 'True' ? d : undefined;
+    }, 30_000);
+    expect(condition(good, 'IAMReady')).toMatchObject({ reason: 'IdentityVerified', message: `the pods run as ${ROLE} (STS: arn:aws:sts::123456789012:assumed-role/orders-proxy/${pod})` });
+    expect(condition(good, 'Degraded')).toMatchObject({ status: 'False' });
+    await waitFor('Ready=True', async () => condition(await irsa(), 'Ready')?.status === 'True', 30_000);
+  });
 });

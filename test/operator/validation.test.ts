@@ -82,6 +82,19 @@ describe('invalid specs are refused by the API server with readable messages', (
     ],
     ['a CA for backend TLS mode require', { ...baseSpec, tls: { backend: { mode: 'require', caSecretRef: { name: 'ca' } } } }, ['spec.tls.backend.caSecretRef', 'only used by mode verify-ca or verify-full']],
     ['an STS role ARN that is a session, not a role', { ...baseSpec, tls: { secretName: 'tls' }, clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: 'arn:aws:sts::123456789012:assumed-role/x/y', user: 'app' }] } } }, ['spec.clientAuth.awsIam.mappings[0].arn', 'should match']],
+    ['connectTimeout 0s', { ...baseSpec, pool: { connectTimeout: '0s' } }, ['spec.pool.connectTimeout', 'pool.connectTimeout must be more than 0s']],
+    ['a health check every 10ms', { ...baseSpec, healthCheck: { interval: '10ms' } }, ['spec.healthCheck.interval', 'healthCheck.interval must be at least 100ms']],
+    ['a health-check user not in spec.users', { ...baseSpec, healthCheck: { user: 'monitor' } }, ['spec.healthCheck.user', 'healthCheck.user must be one of spec.users']],
+    ['an admin user not in spec.users', { ...baseSpec, adminUsers: ['dba'] }, ['spec.adminUsers', 'every adminUsers entry must be one of spec.users']],
+    ['a stats user not in spec.users', { ...baseSpec, statsUsers: ['grafana'] }, ['spec.statsUsers', 'every statsUsers entry must be one of spec.users']],
+    ['a shutdown grace period of an hour', { ...baseSpec, shutdownGracePeriod: '1h' }, ['spec.shutdownGracePeriod', 'shutdownGracePeriod must be at most 300s']],
+    ['tls.minVersion without a certificate', { ...baseSpec, tls: { minVersion: 'TLSv1.3' } }, ['spec.tls.minVersion', 'tls.minVersion is for client-facing TLS: it needs tls.secretName']],
+    ['TLS 1.1', { ...baseSpec, tls: { secretName: 't', minVersion: 'TLSv1.1' } }, ['spec.tls.minVersion', 'Unsupported value: "TLSv1.1"']],
+    ['a log level the proxy does not know', { ...baseSpec, logLevel: 'verbose' }, ['spec.logLevel', 'Unsupported value: "verbose"']],
+    ['an env var the operator sets', { ...baseSpec, pod: { env: [{ name: 'POD_IP', value: '1.2.3.4' }] } }, ['spec.pod.env', 'pod.env may not set POD_NAME, POD_NAMESPACE, POD_IP']],
+    ['an env var with value and valueFrom', { ...baseSpec, pod: { env: [{ name: 'X', value: 'a', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] } }, ['spec.pod.env[0]', 'set value or valueFrom, not both']],
+    ['a parameter name with a space', { ...baseSpec, session: { untrackedParameters: ['work mem'] } }, ['spec.session.untrackedParameters[0]', 'should match']],
+    ['maxPreparedStatements 0', { ...baseSpec, session: { maxPreparedStatements: 0 } }, ['spec.session.maxPreparedStatements', 'should be greater than or equal to 1']],
   ])('%s', async (_what, spec, messages) => {
     const stderr = await applyExpectingRefusal('bad', spec);
     expect(stderr).toContain('The DatabaseProxy "bad" is invalid');
@@ -121,7 +134,13 @@ describe('defaults', () => {
       users: [{ name: 'app', passwordSecretRef: { name: 'app-password', key: 'password' } }],
       backendAuth: { password: {} },
       clientAuth: { method: 'scram-sha-256', iamAuth: 'DISABLED' },
-      pool: { maxConnectionsPercent: 90, borrowTimeout: '120s', idleClientTimeout: '1800s' },
+      pool: { maxConnectionsPercent: 90, borrowTimeout: '120s', idleClientTimeout: '1800s', maxConnectionLifetime: '3600s', idleConnectionTimeout: '60s', maxClientConnections: 10000, connectTimeout: '10s' },
+      session: { trackSettings: true, maxPreparedStatements: 200 },
+      healthCheck: { interval: '1s' },
+      cancelRateLimit: { perSecond: 20, burst: 100, peerPerSecond: 200, peerBurst: 1000 },
+      shutdownGracePeriod: '20s',
+      logLevel: 'info',
+      paused: false,
       service: { type: 'ClusterIP', port: 5432 },
     });
     // Re-applying the same manifest (client-side and server-side) changes nothing: no drift from defaulting (GitOps).
@@ -133,7 +152,54 @@ describe('defaults', () => {
   });
 });
 
+test('a spec using every operations setting is accepted as written', async () => {
+  const spec = {
+    ...baseSpec,
+    users: [
+      { name: 'app', passwordSecretRef: { name: 'app-password' } },
+      { name: 'dba', passwordSecretRef: { name: 'dba-password' } },
+      { name: 'grafana', passwordSecretRef: { name: 'grafana-password' } },
+    ],
+    pool: { maxConnectionLifetime: '30m', idleConnectionTimeout: '15s', maxClientConnections: 500, connectTimeout: '3s' },
+    session: { trackSettings: false, untrackedParameters: ['pg_hint_plan.enable_hint'], maxPreparedStatements: 1000 },
+    healthCheck: { interval: '500ms', user: 'grafana' },
+    cancelRateLimit: { perSecond: 5, burst: 10, peerPerSecond: 50, peerBurst: 100 },
+    tls: { secretName: 'orders-tls', minVersion: 'TLSv1.3' },
+    adminUsers: ['dba'],
+    statsUsers: ['grafana'],
+    shutdownGracePeriod: '5m',
+    logLevel: 'debug',
+    paused: true,
+    pod: {
+      nodeSelector: { 'kubernetes.io/arch': 'arm64' },
+      imagePullSecrets: [{ name: 'registry' }],
+      env: [{ name: 'AWS_STS_REGIONAL_ENDPOINTS', value: 'regional' }, { name: 'HTTPS_PROXY', valueFrom: { configMapKeyRef: { name: 'egress', key: 'url' } } }],
+      priorityClassName: 'high',
+    },
+  };
+  await kubectlOk(cluster, ['apply', '-f', '-'], proxy('operations', spec));
+  const dbp = await getJson(cluster, ['dbp', 'operations', '-n', ns]);
+  expect(dbp!.spec).toMatchObject(spec);
+});
+
 describe('kubectl explain and kubectl get', () => {
+  test('kubectl explain databaseproxy.spec documents every operations field', async () => {
+    const flat = async (path: string) => (await kubectlOk(cluster, ['explain', path])).replace(/\s+/g, ' ');
+    const spec = await flat('databaseproxy.spec');
+    for (const field of ['session', 'healthCheck', 'cancelRateLimit', 'adminUsers', 'statsUsers', 'shutdownGracePeriod', 'logLevel', 'paused']) expect(spec).toContain(`${field} <`);
+    expect(spec).toContain('Pause every proxy pod');
+    expect(spec).toContain("terminationGracePeriodSeconds is this plus the preStop delay");
+    const pool = await flat('databaseproxy.spec.pool');
+    for (const field of ['maxConnectionLifetime', 'idleConnectionTimeout', 'maxClientConnections', 'connectTimeout']) expect(pool).toContain(`${field} <`);
+    expect(await flat('databaseproxy.spec.session')).toContain("like PgBouncer's max_prepared_statements");
+    expect(await flat('databaseproxy.spec.healthCheck')).toContain('The database is target.database');
+    expect(await flat('databaseproxy.spec.tls.minVersion')).toContain('Lowest TLS version clients may use');
+    const pod = await flat('databaseproxy.spec.pod');
+    for (const field of ['nodeSelector', 'imagePullSecrets', 'env', 'priorityClassName', 'topologySpreadConstraints']) expect(pod).toContain(`${field} <`);
+    expect(pod).toContain('when the cluster\'s nodes carry topology.kubernetes.io/zone');
+    expect(await flat('databaseproxy.status.conditions')).toContain('IAMReady');
+  });
+
   test('kubectl explain databaseproxy.spec.pool shows the descriptions', async () => {
     const out = await kubectlOk(cluster, ['explain', 'databaseproxy.spec.pool']);
     expect(out).toContain('KIND:       DatabaseProxy');

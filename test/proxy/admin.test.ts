@@ -128,6 +128,7 @@ describe('HTTP admin endpoints', () => {
       replicaId: 0,
       ready: true,
       paused: false,
+      pause: { config: false, admin: false },
       shuttingDown: false,
       clientConnections: expect.any(Number),
       databaseConnections: expect.any(Number),
@@ -144,6 +145,7 @@ describe('HTTP admin endpoints', () => {
         maxConnectionsPercent: 90,
         maxIdleConnectionsPercent: 45,
         replicas: 1,
+        users: expect.any(Array),
       },
       writer: `127.0.0.1:${cluster.port}`,
       targets: [{ endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', role: 'writer', maxConnections: targetMax }],
@@ -326,7 +328,7 @@ describe('admin database "dbproxy"', () => {
     await worker.query('SELECT 1'); // logged in and served once before the pause
 
     await admin.query('PAUSE');
-    expect((await stats()).paused).toBe(true);
+    expect(await stats()).toMatchObject({ paused: true, pause: { config: false, admin: true } });
 
     const q = tracked(worker.query("SELECT 'ran' AS r"));
     await eventually(async () => (await stats()).waiting === 1, 'the client to queue for a backend while paused');

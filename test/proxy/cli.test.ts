@@ -2,7 +2,7 @@
 // config validation that names the bad field, usage errors, and a good config that serves
 // psql, reloads, logs pino JSON without secrets, and exits 0 promptly on SIGTERM.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { PgCluster } from '../../hack/postgres.js';
@@ -59,6 +59,52 @@ describe('usage', () => {
     const r = await cli(['proxy', '--config', '/dev/null', '--bogus']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/bogus/);
+  });
+
+  test('--version and version print the package version and exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(resolve('package.json'), 'utf8')) as { version: string };
+    for (const args of [['--version'], ['-V'], ['version']]) {
+      const r = await cli(args);
+      expect([args, r.code, r.stdout, r.stderr]).toEqual([args, 0, `dbproxy ${version}\n`, '']);
+    }
+  });
+
+  // Every command's --help: its own usage on stdout, exit 0, nothing on stderr.
+  test.each<[string[], RegExp]>([
+    [['--help'], /^usage:\n  dbproxy proxy --config FILE/],
+    [['-h'], /^usage:\n  dbproxy proxy --config FILE/],
+    [['help'], /^usage:\n  dbproxy proxy --config FILE/],
+    [['proxy', '--help'], /^usage: dbproxy proxy --config FILE\n[\s\S]*-c, --config FILE/],
+    [['proxy', '-h'], /^usage: dbproxy proxy --config FILE/],
+    [['token', '--help'], /^usage: dbproxy token --proxy-id ID[\s\S]*--endpoint URL/],
+    [['token', '-h'], /^usage: dbproxy token --proxy-id ID/],
+    [['operator', '--help'], /^usage: dbproxy operator \[flags\][\s\S]*--default-image IMAGE/],
+    [['help', 'proxy'], /^usage: dbproxy proxy --config FILE/],
+    [['help', 'token'], /^usage: dbproxy token --proxy-id ID/],
+    [['help', 'operator'], /^usage: dbproxy operator \[flags\]/],
+  ])('dbproxy %j prints help and exits 0', async (args, usage) => {
+    const r = await cli(args);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(usage);
+    expect(r.stdout).toContain('--help');
+  });
+
+  // Usage errors: the message and the command's own usage on stderr, exit 2, nothing on stdout.
+  test.each<[string[], RegExp, RegExp]>([
+    [['token', '--bogus'], /^dbproxy token: Unknown option '--bogus'/, /usage: dbproxy token --proxy-id ID/],
+    [['token'], /^dbproxy token: --proxy-id ID is required/, /usage: dbproxy token --proxy-id ID/],
+    [['token', '--proxy-id', 'a/b', 'extra'], /^dbproxy token: Unexpected argument 'extra'/, /usage: dbproxy token/],
+    [['proxy', '--bogus'], /^dbproxy proxy: Unknown option '--bogus'/, /usage: dbproxy proxy --config FILE/],
+    [['proxy', '--config', '/dev/null', 'extra'], /^dbproxy proxy: Unexpected argument 'extra'/, /usage: dbproxy proxy/],
+    [['operator', '--bogus'], /^dbproxy operator: Unknown option '--bogus'/, /usage: dbproxy operator \[flags\]/],
+    [['--bogus'], /^dbproxy: unknown option --bogus/, /^usage:\n  dbproxy proxy/m],
+    [['help', 'frobnicate'], /^dbproxy help: unknown command frobnicate/, /^usage:\n  dbproxy proxy/m],
+    [['--version', 'extra'], /^dbproxy --version: unexpected argument extra/, /^usage:/m],
+  ])('dbproxy %j is a usage error: exit 2, message and usage on stderr', async (args, message, usage) => {
+    const r = await cli(args);
+    expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: '' });
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toMatch(usage);
   });
 });
 

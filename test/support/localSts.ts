@@ -1,6 +1,8 @@
 // A small local STS for the tests, over HTTP and HTTPS (a certificate from the test CA):
 //  - AssumeRoleWithWebIdentity (what the SDK's default chain calls for IRSA): checks the role and
 //    the web identity token, and issues fresh temporary keys it remembers;
+//  - GetCallerIdentity signed in the Authorization header (what the SDK's STS client sends: the
+//    proxy's check of its own identity), verified with the keys it knows;
 //  - GetCallerIdentity as a presigned GET (what the proxy sends to verify a client token): checks
 //    the SigV4 signature with the keys it knows (its own issued ones and the test's static ones),
 //    the expiry and the signed headers as they arrive, and answers with the caller's ARN in JSON
@@ -10,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { type Keys, verifyPresigned } from './sigv4.js';
+import { type Keys, verifyAuthorizationHeader, verifyPresigned } from './sigv4.js';
 
 export interface KnownIdentity extends Keys {
   /** The caller's ARN as STS reports it (an assumed-role ARN for issued keys). */
@@ -23,7 +25,7 @@ export interface KnownIdentity extends Keys {
 export interface LocalStsOptions {
   tls: { cert: string; key: string };
   /** Roles that may be assumed with a web identity token, and the token each accepts. */
-  webIdentity?: Array<{ roleArn: string; token: string }>;
+  webIdentity?: Array<{ roleArn: string; token: string; /** Refused as STS refuses an expired projected token. */ expired?: boolean }>;
   /** Lifetime of issued keys. Default 1 hour. */
   credentialLifetimeMs?: number;
   region?: string;
@@ -88,6 +90,7 @@ export async function startLocalSts(opts: LocalStsOptions): Promise<LocalSts> {
         const allowed = (opts.webIdentity ?? []).find((w) => w.roleArn === roleArn);
         if (!allowed) return fail(403, 'AccessDenied', `Not authorized to perform sts:AssumeRoleWithWebIdentity on ${roleArn}`);
         if (allowed.token !== token) return fail(400, 'InvalidIdentityToken', 'Couldn\'t retrieve verification key from your identity provider');
+        if (allowed.expired) return fail(400, 'ExpiredTokenException', 'Token expired: current date/time must be before the expiration date/time');
         const m = /^arn:aws:iam::(\d{12}):role\/(?:.*\/)?([^/]+)$/.exec(roleArn)!;
         const id: KnownIdentity = {
           accessKeyId: `ASIA${randomBytes(8).toString('hex').toUpperCase()}`,
@@ -108,6 +111,22 @@ export async function startLocalSts(opts: LocalStsOptions): Promise<LocalSts> {
             `<SessionToken>${xmlEscape(id.sessionToken!)}</SessionToken><Expiration>${id.expiration!.toISOString()}</Expiration></Credentials>` +
             `<Audience>sts.amazonaws.com</Audience></AssumeRoleWithWebIdentityResult>` +
             `<ResponseMetadata><RequestId>${randomBytes(8).toString('hex')}</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
+          'text/xml',
+        );
+      }
+
+      if (action === 'GetCallerIdentity' && req.method === 'POST') {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
+        const check = verifyAuthorizationHeader('POST', req.url ?? '/', headers, body, (akid) => identities.get(akid), { service: 'sts', region });
+        if (!check.ok) return fail(403, check.code!, check.message!);
+        const id = identities.get(check.accessKeyId!)!;
+        if (id.expiration && id.expiration.getTime() < Date.now()) return fail(400, 'ExpiredToken', 'The security token included in the request is expired');
+        return send(
+          200,
+          `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>${xmlEscape(id.arn)}</Arn>` +
+            `<UserId>${xmlEscape(id.userId)}</UserId><Account>${id.account}</Account></GetCallerIdentityResult>` +
+            `<ResponseMetadata><RequestId>${randomBytes(8).toString('hex')}</RequestId></ResponseMetadata></GetCallerIdentityResponse>`,
           'text/xml',
         );
       }

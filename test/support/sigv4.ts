@@ -95,3 +95,58 @@ export function verifyPresigned(
   }
   return { ok: true, accessKeyId, region, service, signedHeaders };
 }
+
+/**
+ * Verifies a request signed in its Authorization header (how the SDK's STS client calls
+ * GetCallerIdentity): `headers` with lower-case names, `body` as sent.
+ */
+export function verifyAuthorizationHeader(
+  method: string,
+  pathAndQuery: string,
+  headers: Record<string, string | undefined>,
+  body: string,
+  lookup: (accessKeyId: string) => Keys | undefined,
+  opts: { now?: number; service?: string; region?: string } = {},
+): PresignedCheck {
+  const auth = headers.authorization ?? '';
+  const m = /^AWS4-HMAC-SHA256 Credential=([^,]+), ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(auth);
+  if (!m) return { ok: false, code: 'MissingAuthenticationToken', message: 'Request is missing Authentication Token' };
+  const [, credential, signedHeadersParam, signature] = m;
+  const amzDate = headers['x-amz-date'] ?? '';
+  const [accessKeyId, date, region, service, term] = credential!.split('/');
+  if (!accessKeyId || !date || !region || !service || term !== 'aws4_request' || !amzDate.startsWith(date)) {
+    return { ok: false, code: 'IncompleteSignature', message: 'malformed credential scope' };
+  }
+  if (opts.service && service !== opts.service) return { ok: false, code: 'SignatureDoesNotMatch', message: `credential should be scoped to correct service: '${opts.service}'` };
+  if (opts.region && region !== opts.region) return { ok: false, code: 'SignatureDoesNotMatch', message: 'credential should be scoped to a valid region' };
+  const keys = lookup(accessKeyId);
+  if (!keys) return { ok: false, code: 'InvalidClientTokenId', message: 'The security token included in the request is invalid.' };
+  if ((keys.sessionToken ?? undefined) !== headers['x-amz-security-token']) return { ok: false, code: 'InvalidClientTokenId', message: 'The security token included in the request is invalid.' };
+  const dm = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate);
+  if (!dm) return { ok: false, code: 'IncompleteSignature', message: 'malformed X-Amz-Date' };
+  const signedAt = Date.UTC(+dm[1]!, +dm[2]! - 1, +dm[3]!, +dm[4]!, +dm[5]!, +dm[6]!);
+  if (Math.abs((opts.now ?? Date.now()) - signedAt) > 15 * 60_000) return { ok: false, code: 'RequestExpired', message: 'Signature expired' };
+  const q = pathAndQuery.indexOf('?');
+  const path = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  const pairs = (q < 0 ? '' : pathAndQuery.slice(q + 1))
+    .split('&')
+    .filter(Boolean)
+    .map((part): [string, string] => {
+      const eq = part.indexOf('=');
+      return [decodeURIComponent(eq < 0 ? part : part.slice(0, eq)), eq < 0 ? '' : decodeURIComponent(part.slice(eq + 1))];
+    });
+  const canonicalQuery = pairs
+    .map(([k, v]) => [uriEncode(k), uriEncode(v)] as const)
+    .sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join('&');
+  const signedHeaders = signedHeadersParam!.split(';');
+  const canonicalHeaders = signedHeaders.map((h) => `${h}:${(headers[h] ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
+  const canonicalUri = path.split('/').map((seg) => uriEncode(decodeURIComponent(seg))).join('/') || '/';
+  const payloadHash = headers['x-amz-content-sha256'] ?? sha256hex(body);
+  const canonicalRequest = [method, canonicalUri, canonicalQuery, canonicalHeaders, signedHeadersParam, payloadHash].join('\n');
+  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, `${date}/${region}/${service}/aws4_request`, sha256hex(canonicalRequest)].join('\n');
+  const expected = createHmac('sha256', signingKey(keys.secretAccessKey, date!, region!, service!)).update(stringToSign, 'utf8').digest('hex');
+  if (expected !== signature) return { ok: false, code: 'SignatureDoesNotMatch', message: 'The request signature we calculated does not match the signature you provided.' };
+  return { ok: true, accessKeyId, region: region!, service: service!, signedHeaders };
+}

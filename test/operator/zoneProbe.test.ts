@@ -1,0 +1,52 @@
+// The zone probe behind the default topology spread, against the real API server and with the
+// operator's own (chart RBAC) credentials: a node with the label turns it on, within the probe's
+// reuse time and not before. A label of this test's own stands in for topology.kubernetes.io/zone,
+// so operators of other test files on the shared control plane do not see a zone appear.
+import { pino } from 'pino';
+import { ZoneProbe } from '../../operator/controller/zoneProbe.js';
+import { KubeClient } from '../../operator/k8s/client.js';
+import { kubectlOk, sharedCluster, sharedClusterInfo, type TestCluster } from './support/cluster.js';
+
+let cluster: TestCluster;
+const suffix = Math.random().toString(36).slice(2, 8);
+const label = `zone-probe.test.dbproxy.io/zone-${suffix}`;
+const node = `zone-probe-${suffix}`;
+
+beforeAll(() => {
+  cluster = sharedCluster();
+});
+
+afterAll(async () => {
+  await cluster?.kubectl(['delete', 'node', node, '--ignore-not-found', '--wait=false']);
+});
+
+test('no node with the label: no zones; a node gets it: zones, once the remembered answer is old', async () => {
+  let now = 1_000_000;
+  const clock = { now: () => now, setTimeout: () => 0, clearTimeout: () => undefined };
+  const client = KubeClient.create({ kubeconfig: sharedClusterInfo().operatorKubeconfigPath });
+  const probe = new ZoneProbe(client, clock, pino({ level: 'silent' }), 60_000, label);
+  expect(await probe.zoned()).toBe(false);
+
+  await kubectlOk(cluster, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { [label]: 'eu-west-1a' } } }));
+  now += 59_000;
+  expect(await probe.zoned()).toBe(false); // remembered: one list per minute, not per reconcile
+  now += 2_000;
+  expect(await probe.zoned()).toBe(true);
+});
+
+test('an API error keeps the last answer instead of guessing', async () => {
+  let now = 0;
+  const clock = { now: () => now, setTimeout: () => 0, clearTimeout: () => undefined };
+  const good = KubeClient.create({ kubeconfig: sharedClusterInfo().operatorKubeconfigPath });
+  let failing = false;
+  const client = { listPage: (...args: Parameters<KubeClient['listPage']>) => (failing ? Promise.reject(new Error('connection refused')) : good.listPage(...args)) } as unknown as KubeClient;
+  const probe = new ZoneProbe(client, clock, pino({ level: 'silent' }), 1000, label);
+  expect(await new ZoneProbe(client, clock, pino({ level: 'silent' }), 1000, `${label}-none`).zoned()).toBe(false);
+  failing = true;
+  expect(await new ZoneProbe(client, clock, pino({ level: 'silent' }), 1000, label).zoned()).toBeUndefined();
+  failing = false;
+  const answer = await probe.zoned();
+  failing = true;
+  now += 5000;
+  expect(await probe.zoned()).toBe(answer);
+});
