@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench bench-quick demo e2e-kind kind-deps fuzz clean
+.PHONY: all deps pydeps build test test-unit bench bench-quick demo e2e-kind kind-deps fuzz conformance clean
 
 all: build
 
@@ -61,6 +61,14 @@ bench: build
 bench-quick: build
 	bash hack/install-bench-deps.sh
 	BENCH_QUICK=1 npx --no-install node dist/test/bench/cpuBench.js
+
+## pgx's own test suite (github.com/jackc/pgx/v5 from the Go module proxy, cached in
+## ~/.cache/dbproxy/pgx) against PostgreSQL 15 directly and through dbproxy (pool of 20); prints
+## passed/failed/skipped for both and the tests that fail only through dbproxy. Not part of
+## `make test`. Bounded by CONFORMANCE_TIMEOUT (default 60m); exits 1 on a proxy-only failure
+## not listed in hack/conformance/known-differences.txt.
+conformance: build
+	bash hack/conformance/run.sh
 
 clean:
 	rm -rf dist

@@ -35,7 +35,7 @@ import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, 
 import { type BackendTlsSettings, backendTlsSettings } from './tls/backendTls.js';
 import { ServerTls } from './tls/serverTls.js';
 import { KnownStatements } from './session/preparedStatements.js';
-import { startupSessionParams } from './session/sessionParams.js';
+import { literal, startupSessionParams } from './session/sessionParams.js';
 import { StartupParamsCheck } from './session/startupCheck.js';
 import { TargetMonitor } from './target/targetMonitor.js';
 
@@ -101,6 +101,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private readonly sessions = new Set<ClientSession>();
   private readonly adminSockets = new Set<net.Socket>();
   private readonly serverParamsByKey = new Map<string, Map<string, string>>();
+  /** How the server reports a startup value (client_encoding utf-8 → UTF8), by (user, database, name, value). */
+  private readonly reportedSpelling = new Map<string, string>();
   private readonly monitor: TargetMonitor;
   private listener: net.Server | null = null;
   private http: AdminHttp | null = null;
@@ -382,13 +384,14 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       socket.end(errorResponse({ severity: 'FATAL', ...fields }));
       return;
     }
+    const reported = await this.reportedValues(key, wanted, serverParams);
     if (socket.destroyed) return;
     const session = new ClientSession(socket, key, wanted, this, ++this.nextSessionId);
     const ck = this.cancels.register(session);
     session.cancelPid = ck.pid;
     this.sessions.add(session);
     socket.cork();
-    for (const [name, value] of serverParams) socket.write(parameterStatus(name, wanted.get(name.toLowerCase()) ?? value));
+    for (const [name, value] of serverParams) socket.write(parameterStatus(name, reported.get(name) ?? value));
     socket.write(backendKeyData(ck.pid, ck.secret));
     socket.write(readyForQuery('I'));
     socket.uncork();
@@ -404,6 +407,36 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       if (b.closed) this.pool.discard(b);
       else this.pool.release(b);
     }
+  }
+
+  /**
+   * The values of the reported parameters a client set at startup, as the server reports them
+   * (PostgreSQL normalises: utf-8 → UTF8, iso, dmy → ISO, DMY, utc → UTC, a long
+   * application_name truncated): set_config returns them. Asked once per (user, database, name,
+   * value); the client's own spelling if the server cannot be asked.
+   */
+  private async reportedValues(key: PoolKey, wanted: ReadonlyMap<string, string>, serverParams: ReadonlyMap<string, string>): Promise<Map<string, string>> {
+    const names = [...serverParams.keys()].filter((n) => wanted.has(n.toLowerCase()));
+    const cacheKey = (n: string): string => `${keyString(key)}\0${n}\0${wanted.get(n.toLowerCase())}`;
+    const missing = names.filter((n) => !this.reportedSpelling.has(cacheKey(n)));
+    if (missing.length > 0) {
+      try {
+        const b = await this.pool.borrow(key).promise;
+        try {
+          // is_local: the values last only for this statement's own transaction.
+          const sql = `SELECT ${missing.map((n) => `pg_catalog.set_config(${literal(n)}, ${literal(wanted.get(n.toLowerCase())!)}, true)`).join(', ')}`;
+          const row = (await b.query(sql, this.config.pool.connectTimeout)).rows[0] ?? [];
+          if (this.reportedSpelling.size > 2000) this.reportedSpelling.clear();
+          missing.forEach((n, i) => this.reportedSpelling.set(cacheKey(n), row[i] ?? wanted.get(n.toLowerCase())!));
+        } finally {
+          if (b.closed) this.pool.discard(b);
+          else this.pool.release(b);
+        }
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'could not ask the server how it reports startup parameters');
+      }
+    }
+    return new Map(names.map((n) => [n, this.reportedSpelling.get(cacheKey(n)) ?? wanted.get(n.toLowerCase())!]));
   }
 
   /** The ParameterStatus set a new client is shown: what a server reported for this user and database. */
