@@ -10,6 +10,8 @@ export interface GaugeSource {
   lastFailoverSeconds(): number | null;
   clientConnections(): number;
   pool(): { databaseConnections: number; borrowed: number; pinned: number; idle: number; waiting: number };
+  /** The read-only endpoint's standbys: health, lag and pool, by endpoint. */
+  readers?(): Array<{ endpoint: string; usable: boolean; lagMs: number | null; lagBytes: number | null; databaseConnections: number; borrowed: number; pinned: number }>;
   /** Per user: connections held, and the cap (users[].maxConnections). */
   users?(): Array<{ user: string; connections: number; maxConnections: number | null }>;
   budget(): number | null;
@@ -92,6 +94,27 @@ export class ProxyMetrics {
         for (const u of source.users?.() ?? []) if (u.maxConnections !== null) this.set({ user: u.user }, u.maxConnections);
       },
     });
+    const readerGauge = (name: string, help: string, read: (r: ReturnType<NonNullable<GaugeSource['readers']>>[number]) => number | null): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['endpoint', 'role'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const x of source.readers?.() ?? []) {
+            const v = read(x);
+            if (v !== null) this.set({ endpoint: x.endpoint, role: 'reader' }, v);
+          }
+        },
+      });
+    };
+    readerGauge('dbproxy_reader_available', 'Per standby of the read-only endpoint: 1 while in rotation (healthy, within readers.maxReplicationLag), else 0.', (x) => (x.usable ? 1 : 0));
+    readerGauge('dbproxy_reader_replication_lag_seconds', 'Per standby: how long ago the writer was where the standby has replayed to.', (x) => (x.lagMs === null ? null : x.lagMs / 1000));
+    readerGauge('dbproxy_reader_replication_lag_bytes', 'Per standby: WAL bytes the writer has that the standby has not replayed.', (x) => x.lagBytes);
+    readerGauge('dbproxy_reader_database_connections', "Per standby: connections the read-only endpoint's pool holds to it.", (x) => x.databaseConnections);
+    readerGauge('dbproxy_reader_database_connections_currently_borrowed', 'Per standby: connections lent to read-only clients.', (x) => x.borrowed);
+    readerGauge('dbproxy_reader_database_connections_currently_session_pinned', 'Per standby: connections pinned to one read-only client.', (x) => x.pinned);
     this.failovers = new Counter({ name: 'dbproxy_failovers_total', help: 'Changes to a new writer after the previous one failed.', registers: [r] });
     gauge('dbproxy_last_failover_duration_seconds', 'From the old writer first failing a check to the new writer taking over.', () => source.lastFailoverSeconds());
     new Gauge({

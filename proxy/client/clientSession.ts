@@ -17,7 +17,7 @@ import { functionCallEffect } from '../classify/functionCalls.js';
 import type { PinReason } from '../classify/pinReasons.js';
 import type { BorrowHandle, PoolKey } from '../pool/backendPool.js';
 import { BorrowTimeoutError } from '../pool/backendPool.js';
-import { ProtocolViolation, readErrorFields, readExecutePortal, readFunctionCall } from '../protocol/clientMessages.js';
+import { locateParse, ProtocolViolation, readErrorFields, readExecutePortal, readFunctionCall } from '../protocol/clientMessages.js';
 import { Framer, type FrameSink, FramingError, inspectTable } from '../protocol/framer.js';
 import { errorResponse, frame, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
@@ -83,6 +83,14 @@ const ERROR_RESPONSE = 0x45;
 
 /** The proxy's own statement and portal that put startup values back after an extended-protocol RESET. */
 const RESTORE_NAME = 'dbproxy_restore';
+
+/**
+ * What a read-only endpoint's client gets, from the server itself, for asking a read-write
+ * transaction of the writer (readers.fallbackToWriter): the error a standby would give, 25006,
+ * at the same step, and an aborted transaction where PostgreSQL would abort it.
+ */
+const REFUSE_READ_WRITE =
+  "DO $dbproxy$ BEGIN RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction', MESSAGE = 'cannot set transaction read-write mode on the read-only endpoint'; END $dbproxy$";
 
 type TxStatus = 'I' | 'T' | 'E';
 
@@ -300,7 +308,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         return;
       case P:
         this.extendedPending = true;
-        this.statements.onParse(b, msg);
+        this.statements.onParse(b, this.ctx.readOnly?.onWriter(b) ? this.readOnlyParse(msg) : msg);
         return;
       case B: {
         this.extendedPending = true;
@@ -346,9 +354,21 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     }
   }
 
+  /** A Parse of a read-write request, from a read-only client on the writer, becomes one that fails when run. */
+  private readOnlyParse(msg: Buffer): Buffer {
+    const at = locateParse(msg);
+    const c = this.ctx.classifier.classifyBytes(msg, at.nameEnd + 1, at.textEnd, this.txStatus !== 'I');
+    if (!c.readWrite) return msg;
+    return serialize.parse({ name: msg.toString('utf8', 5, at.nameEnd), text: REFUSE_READ_WRITE });
+  }
+
   private onQuery(msg: Buffer): void {
     if (msg[msg.length - 1] !== 0) throw new ProtocolViolation('invalid string in message');
     const c = this.judge(this.ctx.classifier.classifyBytes(msg, 5, msg.length - 1, this.txStatus !== 'I'), true, () => msg.toString('utf8', 5, msg.length - 1));
+    if (c.readWrite && this.ctx.readOnly?.onWriter(this.backend_!)) {
+      this.forward(serialize.query(REFUSE_READ_WRITE), 'Q');
+      return;
+    }
     if (c.resets.length === 0) {
       this.forward(msg, 'Q');
     } else if (c.statements === 1) {

@@ -85,6 +85,20 @@ export interface ProxyStats {
    * how many since start, and the last one. Absent while there have been none.
    */
   backendAuthFailures?: { total: number; last: { at: string; user: string; database: string; code: string; message: string } };
+  /**
+   * The read-only endpoint (readers in the config), absent without one: totals over the standbys'
+   * pools, and each standby's pool (usable: in rotation; reason: why not).
+   */
+  readers?: {
+    maxReplicationLagMs: number;
+    fallbackToWriter: boolean;
+    databaseConnections: number;
+    borrowed: number;
+    pinned: number;
+    idle: number;
+    waiting: number;
+    pools: Array<{ endpoint: string; usable: boolean; reason?: string; maxDatabaseConnections: number | null; databaseConnections: number; borrowed: number; pinned: number; idle: number; waiting: number }>;
+  };
   /** The proxy's AWS identity, when it checks one (backendAuth iam, or an awsIdentity section in the config). */
   awsIdentity?: AwsIdentityStats;
 }

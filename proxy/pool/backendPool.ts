@@ -42,6 +42,19 @@ export class BorrowTimeoutError extends Error {
   }
 }
 
+/**
+ * What a client session needs of a pool: the writer's BackendPool, or the read-only endpoint's
+ * router over its standbys' pools.
+ */
+export interface Lender {
+  tryBorrow(key: PoolKey, owner?: BackendOwner | null): BackendConnection | null;
+  borrow(key: PoolKey, owner?: BackendOwner | null): BorrowHandle;
+  release(b: BackendConnection): void;
+  discard(b: BackendConnection): void;
+  resetAndRelease(b: BackendConnection): void;
+  markPinned(b: BackendConnection): void;
+}
+
 export interface BorrowHandle {
   promise: Promise<BackendConnection>;
   /** Withdraws from the queue (client went away); a backend already granted is released. */
@@ -161,6 +174,11 @@ export class BackendPool {
 
   get isPaused(): boolean {
     return this.paused;
+  }
+
+  /** Backends lent out now (pinned ones included). */
+  get lentCount(): number {
+    return this.lent.size;
   }
 
   /** Borrowed backends not pinned: what PAUSE waits to reach zero. */

@@ -91,17 +91,26 @@ export class ReaderPools {
     for (const r of this.readers.values()) r.pool.updateSettings(this.deps.settings());
   }
 
-  /** The usable standbys' pools, the one with the most room first. */
+  /**
+   * The usable standbys' pools, the one with the most room first; among equals, a different one
+   * each time, so that even one client's transactions spread over the standbys.
+   */
   private usable(): BackendPool[] {
-    const pools: Array<{ pool: BackendPool; room: number }> = [];
+    const pools: Array<{ pool: BackendPool; room: number; order: number }> = [];
+    const n = this.readers.size;
+    const turn = this.turn++;
+    let i = 0;
     for (const r of this.readers.values()) {
+      const order = (i++ - turn + n * 1024) % n;
       if (!r.target.usable) continue;
       const limit = r.pool.currentLimits?.maxDatabaseConnections;
       if (limit === undefined) continue;
-      pools.push({ pool: r.pool, room: limit - r.pool.lentCount });
+      pools.push({ pool: r.pool, room: limit - r.pool.lentCount, order });
     }
-    return pools.sort((a, b) => b.room - a.room).map((p) => p.pool);
+    return pools.sort((a, b) => b.room - a.room || a.order - b.order).map((p) => p.pool);
   }
+
+  private turn = 0;
 
   tryBorrow(key: PoolKey, owner: BackendOwner | null = null): BackendConnection | null {
     for (const pool of this.usable()) {
