@@ -354,12 +354,14 @@ export class BackendPool {
     };
   }
 
-  /** Per-key view for SHOW POOLS. */
-  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number }> {
+  /** Per-key view for SHOW POOLS; `oldestWaitSince` is when the longest waiter started (null: none waits). */
+  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number; pinned: number; oldestWaitSince: number | null }> {
     const borrowed = new Map<string, number>();
+    const pinned = new Map<string, number>();
     for (const b of this.lent) {
       const k = keyString(b);
       borrowed.set(k, (borrowed.get(k) ?? 0) + 1);
+      if (this.pinnedSet.has(b)) pinned.set(k, (pinned.get(k) ?? 0) + 1);
     }
     return [...this.keys.values()].map((kp) => ({
       ...kp.key,
@@ -367,6 +369,8 @@ export class BackendPool {
       waiting: kp.waiters.size,
       opening: kp.opening,
       borrowed: borrowed.get(keyString(kp.key)) ?? 0,
+      pinned: pinned.get(keyString(kp.key)) ?? 0,
+      oldestWaitSince: kp.waiters.peek()?.enqueuedAt ?? null,
     }));
   }
 
