@@ -92,7 +92,7 @@ export class ProxyMetrics {
     this.clientConnectionsTotal = new Counter({ name: 'dbproxy_client_connections_received_total', help: 'Client connections accepted.', registers: [r] });
     this.queryLatency = new FastHistogram(
       'dbproxy_query_response_latency_seconds',
-      'Time from a client request to the server being ready for the next one (per ReadyForQuery).',
+      'Time from a client request arriving to the server being ready for the next one (per ReadyForQuery); a wait for a backend is included.',
       [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       r,
     );

@@ -21,7 +21,10 @@ export class PoolCounters {
   queryTimeUs = 0;
   /** Microseconds clients waited for a backend to be lent. */
   waitTimeUs = 0;
-  /** Parse messages from clients; Parse messages sent to servers (fewer: statements are shared); Bind messages. */
+  /**
+   * Parse messages of named statements from clients; those the proxy sent to servers (fewer:
+   * statements are shared); Bind messages to named statements. Named only, as PgBouncer counts.
+   */
   clientParseCount = 0;
   serverParseCount = 0;
   bindCount = 0;

@@ -298,6 +298,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     }
     const r = this.statements.answerWithoutBackend(type, msg);
     if (!r) return false;
+    if (type === P && msg[5] !== 0) this.counters.clientParseCount++;
     this.pair.toClient.push(r.answer);
     if (r.skipToSync) {
       this.localBatch = false;
@@ -315,7 +316,9 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
       if (type === P || type === B || type === D || type === E || type === C || type === H) return;
     }
     if (this.requestStartedAt === 0 && this.queue.waiting === 0) {
-      this.requestStartedAt = this.ctx.clock.now();
+      // When the client read carrying the request arrived (read in the same tick, or earlier
+      // when the request waited for a backend): one clock read per read, not one more per request.
+      this.requestStartedAt = this.lastActivity;
       this.awaitingServer = true;
       if (this.xactStartedAt === 0) this.xactStartedAt = this.requestStartedAt;
     }
@@ -326,12 +329,13 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         this.onQuery(msg);
         return;
       case P:
-        this.counters.clientParseCount++;
+        // Named statements only, as PgBouncer counts them (its prepared-statement tracking).
+        if (msg[5] !== 0) this.counters.clientParseCount++;
         this.extendedPending = true;
         this.statements.onParse(b, msg);
         return;
       case B: {
-        this.counters.bindCount++;
+        if (msg[msg[5] === 0 ? 6 : msg.indexOf(0, 5) + 1] !== 0) this.counters.bindCount++;
         this.extendedPending = true;
         const bound = this.statements.onBind(b, msg);
         if (bound.classification) this.notePortalRestore(bound.portal, bound.classification);
@@ -397,13 +401,13 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   // ---- requests (StatementHost) ----
 
   forward(msg: Buffer, req: RequestType, done?: (ok: boolean) => void): void {
-    if (req === 'P') this.counters.serverParseCount++;
+    if (req === 'P' && msg[5] !== 0) this.counters.serverParseCount++;
     this.queue.push(done ? { kind: 'client', req, done } : CLIENT_SLOT[req]);
     this.pair.toServer.push(msg);
   }
 
   hidden(msg: Buffer, slot: Omit<Slot, 'kind'>): void {
-    if (slot.req === 'P') this.counters.serverParseCount++;
+    if (slot.req === 'P' && msg[5] !== 0) this.counters.serverParseCount++;
     this.queue.push({ kind: 'hidden', ...slot });
     this.pair.toServer.push(msg);
   }
