@@ -2,6 +2,7 @@
 // /readyz, /metrics, /stats), the admin database "dbproxy" (SHOW ..., PAUSE, RESUME, RELOAD), and
 // logs that never carry a password.
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -234,6 +235,57 @@ describe('HTTP admin endpoints', () => {
     expect(metricValue(later, 'dbproxy_database_connections_currently_borrowed')).toBe(0);
     // A counter: pins stay counted after the pinned client has gone.
     expect(metricValue(later, 'dbproxy_session_pins_total{reason="temporary_object"}')).toBe(2);
+  });
+});
+
+describe('RDS-named connection metrics', () => {
+  test('client logins that succeed, fail and close, and cancel requests (neither), are counted as RDS Proxy counts them', async () => {
+    const m = async (sample: string): Promise<number> => metricValue(await metricsText(), sample) ?? 0;
+    const before = {
+      received: await m('dbproxy_client_connections_received_total'),
+      ok: await m('dbproxy_client_connections_setup_succeeded_total'),
+      failed: await m('dbproxy_client_connections_setup_failed_total'),
+      closed: await m('dbproxy_client_connections_closed_total'),
+    };
+    const good = await newClient();
+    expect(await m('dbproxy_client_connections_no_tls')).toBe(1);
+    expect(await m('dbproxy_client_connections_tls')).toBe(0);
+    // (Another database than the log test below counts failed logins for.)
+    const bad = client(proxy.port, 'app', { password: 'wrong', database: 'metrics_test' });
+    bad.on('error', () => undefined);
+    await expect(bad.connect()).rejects.toMatchObject({ code: '28P01' });
+    // A CancelRequest connection: neither a login nor a failed one.
+    await new Promise<void>((resolve, reject) => {
+      const s = netConnect({ host: '127.0.0.1', port: proxy.port }, () => {
+        const pkt = Buffer.alloc(16);
+        pkt.writeInt32BE(16, 0);
+        pkt.writeInt32BE(80877102, 4);
+        pkt.writeInt32BE(12345, 8);
+        pkt.writeInt32BE(678, 12);
+        s.end(pkt);
+      });
+      s.on('close', () => resolve());
+      s.on('error', reject);
+    });
+    await closeClient(good);
+    await eventually(async () => (await m('dbproxy_client_connections_closed_total')) === before.closed + 3, 'three connections to be counted as closed');
+    expect(await m('dbproxy_client_connections_received_total')).toBe(before.received + 3);
+    expect(await m('dbproxy_client_connections_setup_succeeded_total')).toBe(before.ok + 1);
+    expect(await m('dbproxy_client_connections_setup_failed_total')).toBe(before.failed + 1);
+  });
+
+  test('backend connection requests and setups are counted per endpoint, and each request observes the database response latency', async () => {
+    const endpoint = `{endpoint="127.0.0.1:${cluster.port}"}`;
+    const text = await metricsText();
+    const requests = metricValue(text, `dbproxy_database_connection_requests_total${endpoint}`) ?? 0;
+    expect(requests).toBeGreaterThan(0);
+    expect(metricValue(text, `dbproxy_database_connections_setup_succeeded_total${endpoint}`)).toBe(requests);
+    expect(metricType(text, 'dbproxy_database_connections_setup_failed_total')).toBe('counter');
+    const latencyBefore = metricValue(text, 'dbproxy_query_database_response_latency_seconds_count') ?? 0;
+    const c = await newClient();
+    for (let i = 0; i < 5; i++) await c.query('SELECT 1');
+    await closeClient(c);
+    expect(metricValue(await metricsText(), 'dbproxy_query_database_response_latency_seconds_count')).toBe(latencyBefore + 5);
   });
 });
 
