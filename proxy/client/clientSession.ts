@@ -125,6 +125,8 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   private xactStartedAt = 0;
   /** The request in progress has not heard from the server yet (for the database response latency). */
   private awaitingServer = false;
+  /** The server read being walked is the request's first: its time is the database response time. */
+  private firstServerRead = false;
   /** When the client started waiting in line for a backend (0: not waiting). */
   borrowStartedAt = 0;
   /** This pool's counters, looked up once: the data path only bumps their fields. */
@@ -697,12 +699,16 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   onBackendData(b: BackendConnection, chunk: Buffer): void {
     if (b !== this.backend_) return;
     this.counters.bytesOut += chunk.length;
-    if (this.awaitingServer) {
-      this.awaitingServer = false;
-      if (this.requestStartedAt > 0) this.ctx.metrics.databaseResponseLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
-    }
+    this.firstServerRead = this.awaitingServer;
+    this.awaitingServer = false;
     b.framer!.inspect = this.serverWatch();
     this.pair.serverData(chunk);
+    if (this.firstServerRead) {
+      // The answer goes on beyond its first read: that read's time is when the database answered.
+      // (An answer complete in one read was observed at its ReadyForQuery, with no clock read of its own.)
+      this.firstServerRead = false;
+      if (this.requestStartedAt > 0) this.ctx.metrics.databaseResponseLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
+    }
   }
 
   onBackendDrain(b: BackendConnection): void {
@@ -742,6 +748,10 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         const now = this.ctx.clock.now();
         const ms = now - this.requestStartedAt;
         this.ctx.metrics.queryLatency.observe(ms / 1000);
+        if (this.firstServerRead) {
+          this.firstServerRead = false;
+          this.ctx.metrics.databaseResponseLatency.observe(ms / 1000);
+        }
         const c = this.counters;
         c.queryTimeUs += ms * 1000;
         if (msg[5] === 0x49 /* I */) {
