@@ -1,3 +1,4 @@
+// pgbouncer-scrape, built by install.sh; lib/pq is the driver pgbouncer_exporter uses.
 module dbproxy.local/hack/pgbouncer-scrape
 
 go 1.26

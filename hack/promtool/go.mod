@@ -1,3 +1,5 @@
+// promtool for the dashboard and alert-rule tests, built by install.sh (-tags remove_all_sd).
+// To bump: GOFLAGS=-mod=mod go get -tool github.com/prometheus/prometheus/cmd/promtool@v0.X.Y
 module dbproxy.local/hack/promtool
 
 go 1.26.7
