@@ -6,6 +6,7 @@ import type { CredentialStore } from './auth/credentialStore.js';
 import type { StatementClassifier } from './classify/classifier.js';
 import type { ProxyConfig } from './contract/config.js';
 import type { ProxyMetrics } from './admin/metrics.js';
+import type { PoolCounterRegistry } from './admin/poolCounters.js';
 import type { Lender, PoolKey } from './pool/backendPool.js';
 import type { BackendConnection } from './server/backendConnection.js';
 import type { Clock } from './runtime/clock.js';
@@ -24,6 +25,8 @@ export interface ProxyContext {
   readonly readOnly?: { onWriter(b: BackendConnection): boolean };
   readonly classifier: StatementClassifier;
   readonly metrics: ProxyMetrics;
+  /** Per-(user, database) traffic counters; a session takes its object once, at start. */
+  readonly counters: PoolCounterRegistry;
   readonly log: Logger;
   readonly clock: Clock;
   /** Keys the fake SCRAM verifiers of unknown users, so they look like real ones. */

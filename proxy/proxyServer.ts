@@ -17,6 +17,8 @@ import { awsIdentityCheck, type ProxyConfig, parseConfigYaml, splitHostPort } fr
 import { IdentityCheck, stsGetCallerIdentity, type GetCallerIdentity } from './iam/identityCheck.js';
 import type { ProxyStats } from './contract/stats.js';
 import { type AdminAccess, adminAccess, AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
+import { PoolCounterRegistry } from './admin/poolCounters.js';
+import { type AdminView, show, type ShowSubject } from './admin/showCommands.js';
 import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { CancelRegistry } from './cancel/cancelRegistry.js';
@@ -89,6 +91,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   readonly clock: Clock;
   readonly authSecret = randomBytes(32);
   readonly knownStatements = new KnownStatements();
+  readonly counters: PoolCounterRegistry;
   shuttingDown = false;
   readonly backendAuthFailures: BackendAuthFailures;
   /** Client-facing TLS, when tls.certFile is set. */
@@ -125,6 +128,10 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
   /** PAUSE on the admin console; the pool is paused while this or the config's `paused` holds. */
   private consolePaused = false;
+  /** Client connections (by remote address and port) that logged in: their close is not a failed setup. */
+  private readonly loggedIn_ = new Set<string>();
+  /** Cancel-request connections whose close is still to come: not failed setups either. */
+  private cancelClosesPending = 0;
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -173,6 +180,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       self: () => `${splitHostPort(this.config.adminListen, true)!.host}:${this.http?.port ?? 0}`,
       log: this.log,
     });
+    this.counters = new PoolCounterRegistry(() => this.clock.now());
     this.metrics = new ProxyMetrics({
       writer: () => this.monitor.currentWriter,
       targets: () => this.monitor.stats(),
@@ -186,6 +194,17 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       },
       budget: () => this.pool.currentLimits?.budget ?? null,
       targetMaxConnections: () => this.targetMaxConnections,
+      counters: () => this.counters.all(),
+      sessions: () => {
+        let inTransaction = 0;
+        let tls = 0;
+        for (const s of this.sessions) {
+          if (s.inTransaction) inTransaction++;
+          if (s.connection.tls !== '') tls++;
+        }
+        return { inTransaction, tls, noTls: this.sessions.size - tls };
+      },
+      databaseConnectionsTls: () => this.pool.backends().filter((b) => b.backend.encrypted).length,
     });
     this.pool = new BackendPool(poolSettings(this.config), {
       open: (key, endpoint) => this.openWriterBackend(key, endpoint),
@@ -246,6 +265,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       clock: this.clock,
       authSecret: this.authSecret,
       knownStatements: this.knownStatements,
+      counters: this.counters,
       get shuttingDown() {
         return server.shuttingDown;
       },
@@ -279,6 +299,13 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     const adminListen = splitHostPort(this.config.adminListen, true)!;
     this.listener = net.createServer({ noDelay: true }, (socket) => {
       this.metrics.clientConnectionsTotal.inc();
+      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      socket.once('close', () => {
+        this.metrics.clientConnectionsClosed.inc();
+        if (this.loggedIn_.delete(peer)) return;
+        if (this.cancelClosesPending > 0) this.cancelClosesPending--;
+        else this.metrics.clientSetupFailed.inc();
+      });
       void handleClientConnection(socket, this, { tls: this.serverTls, tokens: this.tokenAuth });
     });
     this.listener.maxConnections = this.config.pool.maxClientConnections + 100;
@@ -345,7 +372,16 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private async openWriterBackend(key: PoolKey, endpoint: BackendEndpoint): Promise<BackendConnection> {
     // No application_name of its own: a client that sends none sees the server's default, as it
     // would connecting directly (the proxy's own health-check connection is named).
-    const b = await this.openBackend(key, endpoint, this.config.pool.initQuery, '');
+    const where = `${endpoint.host}:${endpoint.port}`;
+    this.metrics.databaseConnectionRequests.inc({ endpoint: where });
+    let b: BackendConnection;
+    try {
+      b = await this.openBackend(key, endpoint, this.config.pool.initQuery, '');
+    } catch (e) {
+      this.metrics.databaseSetupFailed.inc({ endpoint: where });
+      throw e;
+    }
+    this.metrics.databaseSetupSucceeded.inc({ endpoint: where });
     if (b.serverParams.get('in_hot_standby') === 'on') {
       b.close();
       void this.monitor.checkNow();
@@ -400,6 +436,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   }
 
   async cancel(pid: number, secret: number, source: string | undefined): Promise<void> {
+    this.cancelClosesPending++;
     const limit = this.config.cancelRateLimit;
     if (!this.cancelLimiter.take(sourceKey(source), { perSecond: limit.perSecond, burst: limit.burst })) {
       this.metrics.cancelRequests.inc({ via: 'client', result: 'rate_limited' });
@@ -478,6 +515,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     const reported = await this.reportedValues(key, wanted, serverParams, ctx.pool);
     if (socket.destroyed) return;
     const session = new ClientSession(socket, key, wanted, ctx, ++this.nextSessionId);
+    this.loggedIn(socket);
     const ck = this.cancels.register(session);
     session.cancelPid = ck.pid;
     this.sessions.add(session);
@@ -547,7 +585,14 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return params;
   }
 
+  /** A client connection got through its login: counted as set up, and its close is not a failure. */
+  private loggedIn(socket: net.Socket): void {
+    this.loggedIn_.add(`${socket.remoteAddress}:${socket.remotePort}`);
+    this.metrics.clientSetupSucceeded.inc();
+  }
+
   startAdminSession(socket: net.Socket, user: string, leftover: Buffer): void {
+    this.loggedIn(socket);
     this.adminSockets.add(socket);
     socket.on('close', () => this.adminSockets.delete(socket));
     new AdminSession(socket, user, this).start(leftover);
@@ -579,6 +624,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       this.lastTrim = now;
       this.pool.trim();
       this.readerPools?.trim();
+      this.counters.tick();
     }
     const { idleClientTimeout, idleTransactionTimeout, queryTimeout } = this.config.pool;
     if (idleClientTimeout <= 0 && idleTransactionTimeout <= 0 && queryTimeout <= 0) return;
@@ -695,82 +741,41 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return notes.join('; ');
   }
 
-  show(what: 'pools' | 'clients' | 'servers' | 'stats' | 'targets' | 'config'): ResultSet {
-    const now = this.clock.now();
-    switch (what) {
-      case 'pools':
-        return {
-          columns: ['user', 'database', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_opening', 'pool_size'],
-          // pool_size: what this pool may reach, its user's cap when lower than the budget.
-          rows: this.pool.keyStats().map((k) => {
-            const budget = this.pool.currentLimits?.maxDatabaseConnections ?? null;
-            return [k.user, k.database, k.waiting, k.borrowed, k.idle, k.opening, k.maxConnections !== null && (budget === null || k.maxConnections < budget) ? k.maxConnections : budget];
-          }),
-        };
-      case 'clients':
-        return {
-          columns: ['id', 'user', 'database', 'state', 'addr', 'connect_seconds', 'idle_seconds', 'pinned_reasons', 'server'],
-          rows: [...this.sessions].map((s) => [
-            s.id,
-            s.key.user,
-            s.key.database,
-            s.state,
-            s.remoteAddress,
-            Math.round((now - s.connectedAt) / 1000),
-            Math.round((now - s.lastActivity) / 1000),
-            s.pinnedReasons.join(',') || null,
-            s.currentBackend?.label ?? null,
-          ]),
-        };
-      case 'servers':
-        return {
-          columns: ['id', 'user', 'database', 'state', 'endpoint', 'pid', 'age_seconds', 'idle_seconds'],
-          rows: this.pool.backends().map(({ backend: b, state }) => [
-            b.id,
-            b.user,
-            b.database,
-            state,
-            `${b.endpoint.host}:${b.endpoint.port}`,
-            b.pid,
-            Math.round((now - b.createdAt) / 1000),
-            state === 'idle' ? Math.round((now - b.lastUsedAt) / 1000) : 0,
-          ]),
-        };
-      case 'stats': {
-        const s = this.stats();
-        return {
-          columns: ['name', 'value'],
-          rows: [
-            ['client_connections', s.clientConnections],
-            ['database_connections', s.databaseConnections],
-            ['borrowed', s.borrowed],
-            ['pinned', s.pinned],
-            ['idle', s.idle],
-            ['waiting', s.waiting],
-            ['borrow_timeouts', s.borrowTimeouts],
-            ['budget', s.pool.budget],
-            ['max_database_connections', s.pool.maxDatabaseConnections],
-            ['target_max_connections', s.pool.targetMaxConnections],
-            ['writer', s.writer],
-            ['paused', s.paused],
-            ...Object.entries(s.pinsByReason).map(([r, n]): [string, number] => [`pins_${r}`, n]),
-          ],
-        };
-      }
-      case 'targets':
-        return {
-          columns: ['endpoint', 'state', 'reason', 'role', 'max_connections', 'reader_state', 'reader_reason', 'lag_ms', 'lag_bytes', 'replay_paused'],
-          rows: this.monitor
-            .stats()
-            .map((t) => [t.endpoint, t.state, t.reason ?? null, t.role, t.maxConnections, t.reader?.state ?? null, t.reader?.reason ?? null, t.reader?.lagMs ?? null, t.reader?.lagBytes ?? null, t.reader ? String(t.reader.replayPaused) : null]),
-        };
-      case 'config':
-        return {
-          columns: ['key', 'value'],
-          rows: Object.entries(this.config.pool).map(([k, v]) => [k, String(v)]),
-        };
-    }
+  show(what: ShowSubject): ResultSet {
+    return show(this.adminView, what);
   }
+
+  /** What the admin console reads (showCommands.ts renders it). */
+  private readonly adminView: AdminView = {
+    now: () => this.clock.now(),
+    config: () => this.config,
+    sessions: () => this.sessions,
+    poolKeys: () => this.pool.keyStats(),
+    backends: () => this.pool.backends(),
+    limits: () => this.pool.currentLimits,
+    paused: () => this.pool.isPaused,
+    writer: () => ((w) => (w ? `${w.host}:${w.port}` : null))(this.pool.writer),
+    targets: () => this.monitor.stats(),
+    counters: () => this.counters,
+    summary: () => {
+      const s = this.stats();
+      return {
+        client_connections: s.clientConnections,
+        database_connections: s.databaseConnections,
+        borrowed: s.borrowed,
+        pinned: s.pinned,
+        idle: s.idle,
+        waiting: s.waiting,
+        borrow_timeouts: s.borrowTimeouts,
+        budget: s.pool.budget,
+        max_database_connections: s.pool.maxDatabaseConnections,
+        target_max_connections: s.pool.targetMaxConnections,
+        writer: s.writer,
+        failovers: s.failovers,
+        ...Object.fromEntries(Object.entries(s.pinsByReason).map(([r, n]) => [`pins_${r}`, n])),
+      };
+    },
+  };
 
   stats(): ProxyStats {
     const p = this.pool.stats();

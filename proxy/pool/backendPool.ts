@@ -390,12 +390,17 @@ export class BackendPool {
     };
   }
 
-  /** Per-key view for SHOW POOLS; maxConnections is the user's cap (users[].maxConnections), null without one. */
-  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number; maxConnections: number | null }> {
+  /**
+   * Per-key view for SHOW POOLS: `oldestWaitSince` is when the longest waiter started (null: none
+   * waits); maxConnections is the user's cap (users[].maxConnections), null without one.
+   */
+  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number; pinned: number; oldestWaitSince: number | null; maxConnections: number | null }> {
     const borrowed = new Map<string, number>();
+    const pinned = new Map<string, number>();
     for (const b of this.lent) {
       const k = keyString(b);
       borrowed.set(k, (borrowed.get(k) ?? 0) + 1);
+      if (this.pinnedSet.has(b)) pinned.set(k, (pinned.get(k) ?? 0) + 1);
     }
     return [...this.keys.values()].map((kp) => ({
       ...kp.key,
@@ -403,6 +408,8 @@ export class BackendPool {
       waiting: kp.waiters.size,
       opening: kp.opening,
       borrowed: borrowed.get(keyString(kp.key)) ?? 0,
+      pinned: pinned.get(keyString(kp.key)) ?? 0,
+      oldestWaitSince: kp.waiters.peek()?.enqueuedAt ?? null,
       maxConnections: this.settings.userLimits?.get(kp.key.user) ?? null,
     }));
   }
