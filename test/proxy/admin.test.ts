@@ -364,8 +364,10 @@ describe('admin database "dbproxy"', () => {
     expect(byName.get('writer')).toBe(`127.0.0.1:${cluster.port}`);
 
     const targets = await adminQuery(proxy.port, 'SHOW TARGETS');
-    expect(columns(targets)).toEqual(['endpoint', 'state', 'reason', 'role', 'max_connections']);
-    expect(targets.rows).toEqual([{ endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', reason: null, role: 'writer', max_connections: MAX_CONNECTIONS }]);
+    expect(columns(targets)).toEqual(['endpoint', 'state', 'reason', 'role', 'max_connections', 'reader_state', 'reader_reason', 'lag_ms', 'lag_bytes', 'replay_paused']);
+    expect(targets.rows).toEqual([
+      { endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', reason: null, role: 'writer', max_connections: MAX_CONNECTIONS, reader_state: null, reader_reason: null, lag_ms: null, lag_bytes: null, replay_paused: null },
+    ]);
 
     await busy.query('COMMIT');
     await closeClient(busy);
