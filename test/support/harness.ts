@@ -77,7 +77,14 @@ export async function startProxy(cluster: PgCluster, overrides: Partial<ProxyCon
   const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(line) });
   const server = await ProxyServer.create({ config, log });
   const { port, adminPort, readersPort } = await server.start();
-  await server.whenReady();
+  try {
+    await server.whenReady();
+  } catch (e) {
+    // A proxy that never found its writer still holds listeners and timers: close it, or the test
+    // run never exits. The error says why (with the proxy's own log lines).
+    await server.shutdown(0);
+    throw new Error(`${(e as Error).message}\n${logs.slice(-5).join('')}`);
+  }
   return { server, port, adminPort, ...(readersPort !== undefined ? { readersPort } : {}), logs, stop: () => server.shutdown(2000) };
 }
 
