@@ -37,8 +37,15 @@ export class ServerError extends Error {
 }
 
 export interface BackendEndpoint {
+  /** The address connected to. */
   host: string;
   port: number;
+  /**
+   * The host name the target was configured by, when it was a name that resolved to `host`. TLS
+   * (SNI and verify-full) uses it: a database's certificate names the host (RDS's, cert-manager's),
+   * rarely the address one resolution returned.
+   */
+  name?: string;
 }
 
 export interface OpenBackendOptions {
@@ -320,7 +327,7 @@ export function openBackend(opts: OpenBackendOptions): Promise<BackendConnection
         startup(raw);
         return;
       }
-      negotiateBackendTls(raw, opts.endpoint.host, opts.tls).then((secure) => {
+      negotiateBackendTls(raw, opts.endpoint.name ?? opts.endpoint.host, opts.tls).then((secure) => {
         // Errors now surface on the TLS socket, which the connection watches.
         raw.on('error', () => {});
         startup(secure);

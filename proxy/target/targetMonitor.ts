@@ -239,7 +239,7 @@ export class TargetMonitor {
         }
       }
       for (const host of hosts) {
-        const endpoint = { host, port: t.port };
+        const endpoint: BackendEndpoint = host === t.host ? { host, port: t.port } : { host, port: t.port, name: t.host };
         const k = key(endpoint);
         seen.add(k);
         if (!this.endpoints.has(k)) {

@@ -101,7 +101,7 @@ beforeAll(async () => {
   ca = makeCa('kind e2e CA');
   kind = await startKindCluster({ clientImage: true });
   await kind.apply([restrictedNamespace(OPERATOR_NS), restrictedNamespace(NS)]);
-  // PostgreSQL serves TLS with a certificate for both Services' names (verify-full in the last test).
+  // PostgreSQL serves TLS with a certificate for both Services' names (verify-full checks them: the last test).
   const dbNames = ['primary', 'standby'].flatMap((r) => [`pg-${r}.${NS}.svc.cluster.local`, `pg-${r}.${NS}.svc`]);
   await kind.apply([tlsSecret('pg-tls', makeLeaf(ca, 'postgres', { dns: dbNames }))]);
   await kind.helm([
@@ -345,8 +345,7 @@ describe('the secured setup: TLS on both sides, database passwords of their own,
         users: [{ name: DB_USER, passwordSecretRef: { name: `${TLS_NAME}-app` } }],
         backendAuth: { password: { secretName: 'db-passwords' } },
         pool: { maxConnectionsPercent: 20 },
-        // verify-ca: the chain is checked against db-ca. verify-full does not work with these
-        // targets yet (the last test says why).
+        // verify-ca: the chain is checked against db-ca (verify-full: the last test).
         tls: { secretName: `${TLS_NAME}-tls`, requireTLS: true, backend: { mode: 'verify-ca', caSecretRef: { name: 'db-ca' } } },
         serviceAccountName: `${TLS_NAME}-proxy`,
         clientAuth: { iamAuth: 'OPTIONAL', serviceAccounts: { audience, mappings: [{ namespace: NS, serviceAccount: 'orders-api', user: DB_USER }] } },
@@ -386,30 +385,25 @@ describe('the secured setup: TLS on both sides, database passwords of their own,
     await driver('/close', { group: 'tls' });
   });
 
-  // Known defect, kept visible (reported; the proxy is not this test's to change): the proxy
-  // resolves a target's host name and then checks the database certificate against the resolved
-  // address instead of the name, so verify-full refuses a certificate that names the host (as
-  // cert-manager's here, or RDS's for its endpoints). This test pins the symptom a user sees; when
-  // the proxy checks the name it fails, and should become "verify-full ... becomes Ready".
-  test('known defect: with verify-full, a host-name target is checked against its resolved address, so a certificate that names the host is refused', async () => {
+  // The targets are Service names; the database's certificate names them, not their ClusterIPs
+  // (as cert-manager's here, or RDS's for its endpoints). verify-full must check the name.
+  test('verify-full with host-name targets: the certificate is checked against the name, the proxy becomes Ready and reaches PostgreSQL over TLS', async () => {
     await kind.apply([
       databaseProxy('strict', {
         replicas: 1,
-        target: { host: `pg-standby.${NS}.svc.cluster.local`, database: DB_NAME },
+        target: { endpoints, database: DB_NAME },
         users: [{ name: DB_USER, passwordSecretRef: { name: DB_SECRET } }],
         pool: { maxConnectionsPercent: 10 },
         tls: { backend: { mode: 'verify-full', caSecretRef: { name: 'db-ca' } } },
       }),
     ]);
     try {
-      const seen = await waitFor('the strict proxy reports its target', async () => {
-        const o = await dbp('strict');
-        const c = condition(o, 'TargetReachable');
-        return c?.status === 'False' && /CONNECTION_FAILED/.test(c.message) ? c : undefined;
-      }, 120_000, 1000);
-      expect(seen.message).toContain(`${await endpointOf('standby')} UNAVAILABLE (CONNECTION_FAILED)`);
-      const logs = await kind.kubectlOk(['logs', '-n', NS, '-l', 'app.kubernetes.io/instance=strict', '--tail=50']);
-      expect(logs).toMatch(/failed \(verify-full\): Hostname\/IP does not match certificate's altnames: IP: [0-9.]+ is not in the cert's list/);
+      await waitReady('strict');
+      const o = await dbp('strict');
+      expect(condition(o, 'TargetReachable')?.status).toBe('True');
+      expect(condition(o, 'TargetReachable')?.message).not.toMatch(/CONNECTION_FAILED/);
+      const sql = 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()';
+      expect(await driver('/try', { host: `strict.${NS}.svc`, password: DB_PASSWORD, sql })).toEqual({ rows: [{ ssl: true }] });
     } finally {
       await kind.kubectlOk(['delete', 'dbp', 'strict', '-n', NS, '--wait=false']);
     }

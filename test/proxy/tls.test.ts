@@ -252,6 +252,18 @@ describe('backend TLS', () => {
     await ok.stop();
   });
 
+  test('verify-full with a target given by host name checks the certificate against that name, not the address it resolves to', async () => {
+    // A server whose certificate names only the host (cert-manager's, RDS's do), no address.
+    const named = startPostgres({ port: await freePort(), users: USERS, maxConnections: 20, settings: postgresTlsSettings(ca, { dns: ['localhost'] }) });
+    try {
+      const proxy = await proxyWith({ targets: [`localhost:${named.port}`], backendTls: { mode: 'verify-full', caFile: ca.certFile } }, named);
+      expect(await sslOfProxyBackend(proxy.port)).toBe('true');
+      await proxy.stop();
+    } finally {
+      named.destroy();
+    }
+  });
+
   test('require against a server without TLS says so', async () => {
     const r = await failingProxy(plainCluster, { mode: 'require' });
     expect(r.logs).toMatch(/does not support TLS, but backendTls\.mode is require/);
