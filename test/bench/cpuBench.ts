@@ -10,7 +10,9 @@
 // ("simple,extended,prepared"), BENCH_POOL (20), BENCH_TXNS (transactions measured per cell,
 // default 60000; quick 12000), BENCH_ROUNDS (1; more repeats each cell and keeps the median),
 // BENCH_TARGETS ("dbproxy,pgbouncer"; add "pipe" for a bare Node socket pipe, one server
-// connection per client, at up to 100 clients: the floor for any Node proxy).
+// connection per client, at up to 100 clients: the floor for any Node proxy), BENCH_BASELINE_CLI (a
+// dist/proxy/cli/dbproxy.js of another build, e.g. a worktree of an older commit, measured as a
+// further target "dbproxy <BENCH_BASELINE_NAME or 'before'>": a before/after table in one run).
 // Writes .tmp/cpu-bench.md and .tmp/cpu-bench.json.
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync, spawn } from 'node:child_process';
@@ -161,6 +163,18 @@ async function main(): Promise<void> {
       const secret = pg.psql(`SELECT rolpassword FROM pg_authid WHERE rolname = '${USER.name}'`);
       const b: PgBouncer = await startPgBouncer({ bin, listenPort: await freePort(), targetPort: pg.port, poolSize: cfg.pool, users: [{ name: USER.name, password: secret }], maxClientConn: 5000, maxPreparedStatements: 200 });
       targets.push({ name: b.version, port: b.port, pid: b.pid, stop: () => b.stop() });
+    }
+    const baselineCli = process.env.BENCH_BASELINE_CLI;
+    if (baselineCli) {
+      const p: Dbproxy = await startDbproxy({
+        cli: baselineCli,
+        targetPort: pg.port,
+        users: [USER],
+        maxConnectionsPercent: cfg.pool + 1,
+        expectPool: cfg.pool,
+        maxClientConnections: 5000,
+      });
+      targets.push({ name: `dbproxy ${process.env.BENCH_BASELINE_NAME ?? 'before'}`, port: p.port, pid: p.pid, stop: () => p.stop() });
     }
     if (cfg.targets.includes('pipe')) {
       const port = await freePort();
