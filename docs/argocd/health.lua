@@ -17,6 +17,7 @@ local failed = {
   PoolBudgetTooSmall = true,            -- max_connections x maxConnectionsPercent is below the number of pods
   AwsIdentityFailed = true,             -- the pods' AWS identity (IRSA) is missing or wrong: IAM logins to the database fail
   StatsUnavailable = true,              -- ready pods do not answer /stats
+  ReadersUnavailable = true,            -- spec.readers.enabled, no standby in rotation, no fallbackToWriter (Degraded only: Ready stays about the main endpoint)
 }
 
 local function condition(conditions, conditionType)
@@ -63,7 +64,13 @@ local degraded = condition(status.conditions, "Degraded")
 
 if degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"
-  hs.message = messageOf(ready, messageOf(degraded, degraded.reason))
+  if ready ~= nil and ready.status == "True" then
+    -- The main endpoint serves (Ready), yet something else the user asked for does not (the
+    -- read-only endpoint without a standby): Degraded names it, Ready would not.
+    hs.message = messageOf(degraded, degraded.reason)
+  else
+    hs.message = messageOf(ready, messageOf(degraded, degraded.reason))
+  end
   return hs
 end
 

@@ -1,8 +1,8 @@
 // `make demo`: the whole product on one machine, with no Docker and no cloud. Starts a PostgreSQL
 // primary and standby, a real Kubernetes control plane (hack/controlplane) and the local pod runner
 // (hack/podRunner, standing in for kubelets), installs the operator with the Helm chart, applies a
-// sample DatabaseProxy and its Secret, waits for Ready, and prints a psql connection string that
-// works and `kubectl get dbp`. Stays up until Ctrl-C, then removes everything it started, whatever
+// sample DatabaseProxy and its Secret, waits for Ready, and prints psql connection strings that
+// work (the main endpoint, and the read-only one to the standby) and `kubectl get dbp`. Stays up until Ctrl-C, then removes everything it started, whatever
 // the user did meanwhile (the suggested failover included): see leftovers.ts.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     say('installing the operator with helm (charts/dbproxy)');
     await installOperator(cp, { release: 'dbproxy', namespace: OPERATOR_NS, installCrds: true });
     await kubectlOk(cp, ['create', 'namespace', APP_NS]);
-    const manifests = sampleManifests({ namespace: APP_NS, name: NAME, db });
+    const manifests = sampleManifests({ namespace: APP_NS, name: NAME, db, readers: { enabled: true } });
     say(`applying the sample DatabaseProxy:\n${manifests}`);
     await kubectlOk(cp, ['apply', '-f', '-'], manifests);
     say('waiting for Ready');
@@ -86,7 +86,15 @@ async function main(): Promise<void> {
     // Prove the string works before printing it.
     const check = await runCommand(join(db.primary.bindir, 'psql'), [url, '-X', '-A', '-t', '-c', "SELECT 'connected through dbproxy to ' || inet_server_port()"]);
     if (check.code !== 0) throw new Error(`psql through the proxy failed: ${check.stderr}`);
-    const get = await kubectlOk(cp, ['get', 'dbp', '-n', APP_NS]);
+    // The read-only endpoint: Ready is about the main one, so wait for the standby to be in rotation.
+    const roIp = runner.serviceIp(APP_NS, `${NAME}-ro`);
+    if (!roIp) throw new Error('the pod runner has no address for the read-only Service');
+    const roUrl = `postgresql://${db.user.name}:${db.user.password}@${roIp}:5432/postgres`;
+    const roWait = await kubectl(cp, ['wait', `dbp/${NAME}`, '-n', APP_NS, '--for=condition=ReadersAvailable', '--timeout=60s']);
+    if (roWait.code !== 0) throw new Error(`the read-only endpoint has no standby in rotation: ${roWait.stderr}`);
+    const roCheck = await runCommand(join(db.primary.bindir, 'psql'), [roUrl, '-X', '-A', '-t', '-c', "SELECT 'read-only, from the standby on port ' || inet_server_port() WHERE pg_is_in_recovery()"]);
+    if (roCheck.code !== 0 || !roCheck.stdout.trim()) throw new Error(`psql through the read-only endpoint failed: ${roCheck.stderr || 'not a standby'}`);
+    const get = await kubectlOk(cp, ['get', 'dbp', '-n', APP_NS, '-o', 'wide']);
     const kubectlBin = join(cp.binDir, 'kubectl');
     process.stdout.write(
       [
@@ -95,7 +103,11 @@ async function main(): Promise<void> {
         '',
         `  psql '${url}'`,
         '',
-        `(${ip}:5432 stands in for ${NAME}.${APP_NS}.svc:5432: the pod runner forwards it to the ready proxy pods.)`,
+        `Read-only (${roCheck.stdout.trim()}; writes get 25006):`,
+        '',
+        `  psql '${roUrl}'`,
+        '',
+        `(${ip}:5432 and ${roIp}:5432 stand in for ${NAME}.${APP_NS}.svc:5432 and ${NAME}-ro.${APP_NS}.svc:5432: the pod runner forwards them to the ready proxy pods.)`,
         '',
         get.trimEnd(),
         '',

@@ -145,7 +145,15 @@ export async function installOperator(c: ClusterAccess, o: OperatorInstall): Pro
 }
 
 /** The sample: a Secret with the user's password and a DatabaseProxy in front of both instances. */
-export function sampleManifests(o: { namespace: string; name: string; db: DatabasePair; replicas?: number; maxConnectionsPercent?: number }): string {
+export function sampleManifests(o: {
+  namespace: string;
+  name: string;
+  db: DatabasePair;
+  replicas?: number;
+  maxConnectionsPercent?: number;
+  /** spec.readers: the read-only endpoint <name>-ro over the standby. Default: none. */
+  readers?: { enabled: boolean; maxReplicationLag?: string; fallbackToWriter?: boolean };
+}): string {
   const secret = {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -162,6 +170,7 @@ export function sampleManifests(o: { namespace: string; name: string; db: Databa
       target: { endpoints: [`127.0.0.1:${o.db.primary.port}`, `127.0.0.1:${o.db.standby.port}`], database: 'postgres' },
       users: [{ name: o.db.user.name, passwordSecretRef: { name: secret.metadata.name } }],
       pool: { maxConnectionsPercent: o.maxConnectionsPercent ?? 50 },
+      ...(o.readers ? { readers: o.readers } : {}),
     },
   };
   return `${stringify(secret)}---\n${stringify(proxy)}`;

@@ -27,6 +27,9 @@ describe('DatabaseProxy v1alpha1 schema', () => {
     });
     expect(dbp.spec.session).toEqual({ trackSettings: true, maxPreparedStatements: 200 });
     expect(dbp.spec.healthCheck).toEqual({ interval: '1s' });
+    // No read-only endpoint unless asked for; asked for, its settings get their defaults.
+    expect(dbp.spec.readers).toBeUndefined();
+    expect(exampleProxy({ readers: { enabled: true } }).spec.readers).toEqual({ enabled: true, maxReplicationLag: '30s', fallbackToWriter: false });
     expect(dbp.spec.cancelRateLimit).toEqual({ perSecond: 20, burst: 100, peerPerSecond: 200, peerBurst: 1000 });
     expect([dbp.spec.shutdownGracePeriod, dbp.spec.logLevel, dbp.spec.paused]).toEqual(['20s', 'info', false]);
     expect([dbp.spec.adminUsers, dbp.spec.statsUsers]).toEqual([undefined, undefined]);
@@ -106,8 +109,10 @@ describe('DatabaseProxy v1alpha1 schema', () => {
       '!has(self.adminUsers) || self.adminUsers.all(n, self.users.exists(u, u.name == n))',
       '!has(self.statsUsers) || self.statsUsers.all(n, self.users.exists(u, u.name == n))',
       '!has(self.healthCheck) || !has(self.healthCheck.user) || self.users.exists(u, u.name == self.healthCheck.user)',
+      "!has(self.readers) || !has(self.readers.maxReplicationLag) || !has(self.healthCheck) || !has(self.healthCheck.interval) || duration(self.readers.maxReplicationLag) >= duration(self.healthCheck.interval) + duration(self.healthCheck.interval)",
       "!has(self.backendAuth.password) || !has(self.backendAuth.password.secretName) || self.users.all(u, u.name.matches('^[-._a-zA-Z0-9]+$'))",
     ]);
+    expect(rules(spec.properties!.readers)).toEqual(["!has(self.maxReplicationLag) || duration(self.maxReplicationLag) > duration('0s')"]);
     expect(rules(spec.properties!.healthCheck)).toEqual(["!has(self.interval) || duration(self.interval) >= duration('100ms')"]);
     expect(rules(spec.properties!.pod)).toEqual(["!has(self.env) || self.env.all(e, !(e.name in ['POD_NAME', 'POD_NAMESPACE', 'POD_IP']))"]);
     expect(rules(spec.properties!.clientAuth)).toEqual(["!has(self.iamAuth) || self.iamAuth == 'DISABLED' || has(self.awsIam) || has(self.serviceAccounts)"]);

@@ -404,6 +404,32 @@ const service = s.object(
   { description: 'The Service applications connect to; it is named like the DatabaseProxy.' },
 );
 
+const readers = s
+  .object(
+    {
+      enabled: s
+        .boolean({
+          description:
+            'Serve the read-only endpoint: each proxy pod also listens for read-only clients, and a second Service, <name>-ro, leads to that listener (same type, port and annotations as spec.service). Its clients log in exactly as on the main Service and are served, a transaction at a time, from pools to the standbys among the target endpoints that are healthy and within maxReplicationLag (one pool per standby, sized from its own max_connections and maxConnectionsPercent; no standby\'s connections count against the writer\'s budget). Each transaction goes to the standby with the most room. Writes get PostgreSQL\'s own error (SQLSTATE 25006). false removes the <name>-ro Service again and keeps the other settings.',
+        })
+        .required(),
+      maxReplicationLag: durationField(
+        'A standby further behind the writer than this leaves the rotation until it catches up, e.g. "10s". Lag is the time since the writer was at the position the standby has replayed to (measured by the health checks, so an idle writer never makes a standby look late); a read through this endpoint sees data at most about this old. At least twice healthCheck.interval (a standby streaming normally can look one interval behind). Default "30s".',
+      ).default('30s'),
+      fallbackToWriter: s
+        .boolean({
+          description:
+            'With no standby in rotation: false (default) read-only clients wait up to pool.borrowTimeout for one, then get SQLSTATE 53300 saying why; true they are served by the writer\'s pool instead, in read-only transactions (writes still get 25006). Default false.',
+        })
+        .default(false),
+    },
+    {
+      description:
+        'The read-only endpoint, <name>-ro.<namespace>.svc: pooled, lag-aware connections to the standbys, balanced per transaction (like RDS Proxy\'s READ_ONLY proxy endpoints). Status: status.readers and the ReadersAvailable condition. Default: none.',
+    },
+  )
+  .rule("!has(self.maxReplicationLag) || duration(self.maxReplicationLag) > duration('0s')", 'readers.maxReplicationLag must be more than 0s', { fieldPath: '.maxReplicationLag' });
+
 const resourceList = (description: string) =>
   s.map(s.intOrString({ description: 'A quantity, e.g. "100m" or "128Mi".', pattern: QUANTITY }), { description, maxProperties: 16 });
 
@@ -516,6 +542,7 @@ export const specSchema = s
         .default(false),
       tls,
       service: service.default({}),
+      readers,
       resources,
       pod,
     },
@@ -563,6 +590,12 @@ export const specSchema = s
     { fieldPath: '.healthCheck.user' },
   )
   .rule(
+    // healthCheck.interval is always there after defaulting ("1s"); CEL has no duration * int.
+    "!has(self.readers) || !has(self.readers.maxReplicationLag) || !has(self.healthCheck) || !has(self.healthCheck.interval) || duration(self.readers.maxReplicationLag) >= duration(self.healthCheck.interval) + duration(self.healthCheck.interval)",
+    'readers.maxReplicationLag must be at least twice healthCheck.interval: lag is measured once per health check, so a standby streaming normally can look one interval behind',
+    { fieldPath: '.readers.maxReplicationLag' },
+  )
+  .rule(
     "!has(self.backendAuth.password) || !has(self.backendAuth.password.secretName) || self.users.all(u, u.name.matches('^[-._a-zA-Z0-9]+$'))",
     'with backendAuth.password.secretName, user names must be valid Secret keys (letters, digits, "-", "_", "."): the Secret holds one key per user name',
     { fieldPath: '.backendAuth.password.secretName' },
@@ -575,7 +608,7 @@ const CONDITION_TYPE = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a
 /** The standard metav1.Condition shape. */
 export const conditionSchema = s.object(
   {
-    type: s.string({ description: 'Type of condition in CamelCase: Ready, Available, Progressing, Degraded, TargetReachable, IAMReady.', maxLength: 316, pattern: CONDITION_TYPE }).required(),
+    type: s.string({ description: 'Type of condition in CamelCase: Ready, Available, Progressing, Degraded, TargetReachable, IAMReady, ReadersAvailable.', maxLength: 316, pattern: CONDITION_TYPE }).required(),
     status: s.enum(['True', 'False', 'Unknown'] as const, { description: 'Status of the condition: True, False or Unknown.' }).required(),
     observedGeneration: s.integer({ description: 'The .metadata.generation the condition was computed from.', minimum: 0, format: 'int64' }),
     lastTransitionTime: s.string({ description: 'When the condition last changed status.', format: 'date-time' }).required(),
@@ -594,7 +627,7 @@ export const statusSchema = s.object(
     observedGeneration: s.integer({ description: 'The .metadata.generation the operator last acted on.', minimum: 0, format: 'int64' }),
     conditions: s.array(conditionSchema, {
       description:
-        'Ready (summary; reason Paused while spec.paused holds every pod), Available, Progressing, Degraded, TargetReachable, and IAMReady when the pods use AWS credentials (backendAuth.iam or iam.roleArn): the identity STS reports for them, or why there is none.',
+        'Ready (summary; reason Paused while spec.paused holds every pod), Available, Progressing, Degraded, TargetReachable, IAMReady when the pods use AWS credentials (backendAuth.iam or iam.roleArn): the identity STS reports for them, or why there is none, and ReadersAvailable with spec.readers.enabled: whether every ready pod has a standby in rotation for the read-only endpoint.',
       maxItems: 16,
       listType: 'map',
       listMapKeys: ['type'],
@@ -620,6 +653,31 @@ export const statusSchema = s.object(
     selector: s.string({ description: 'Label selector of the proxy pods, for the scale subresource.', maxLength: 1024 }),
     lastFailoverTime: s.string({ description: 'When the proxies last saw the writer move to another database instance.', format: 'date-time' }),
     lastFailoverDuration: s.string({ description: 'How long the last failover left the proxies without a writer, e.g. "12.5s".', maxLength: 32 }),
+    readers: s.object(
+      {
+        endpoint: s.string({ description: 'Where read-only clients connect inside the cluster: <name>-ro.<namespace>.svc:<port>.', maxLength: 512 }),
+        standbys: s.integer({ description: 'Standbys the ready pods know among the target endpoints (in recovery and answering).', minimum: 0, format: 'int32' }),
+        available: s.integer({ description: 'Standbys in rotation (healthy and within spec.readers.maxReplicationLag) on every ready pod: what the read-only endpoint spreads reads over.', minimum: 0, format: 'int32' }),
+        lag: s.string({ description: 'The largest replication lag among the standbys in rotation, in whole seconds, e.g. "2s": how old the data a read sees may be, at most.', maxLength: 32 }),
+        databaseConnections: count("Connections the read-only endpoint's pools hold to the standbys, summed over ready pods."),
+        borrowed: count('Of those, connections lent to read-only clients, summed over ready pods.'),
+        waiting: count('Read-only clients waiting for a connection, summed over ready pods.'),
+        targets: s.array(
+          s.object(
+            {
+              endpoint: s.string({ description: 'host:port of the standby.', maxLength: 260 }).required(),
+              available: s.boolean({ description: 'In rotation on every ready pod.' }).required(),
+              reason: s.string({ description: 'Why not, as most pods report it: REPLICATION_LAG, or why the standby cannot be used (UNREACHABLE, ...).', maxLength: 64 }),
+              lag: s.string({ description: 'Its replication lag, the largest any ready pod measured, in whole seconds, e.g. "0s".', maxLength: 32 }),
+              lagBytes: s.integer({ description: 'WAL bytes the writer has that this standby has not replayed, the most any ready pod saw.', minimum: 0, format: 'int64' }),
+            },
+            { description: 'A standby of the read-only endpoint.' },
+          ),
+          { description: 'Each standby, as the ready pods see it.', maxItems: 16, listType: 'map', listMapKeys: ['endpoint'] },
+        ),
+      },
+      { description: 'The read-only endpoint (spec.readers.enabled), merged over the ready pods\' /stats; absent without it.' },
+    ),
   },
   { description: 'Observed state of the proxy, written by the operator.' },
 );
@@ -661,6 +719,8 @@ export type ConditionStatus = Condition['status'];
 export type StatusCounts = NonNullable<DatabaseProxyStatus['counts']>;
 export type UserSpec = DatabaseProxySpec['users'][number];
 export type PoolSpec = DatabaseProxySpec['pool'];
+export type ReadersSpec = NonNullable<DatabaseProxySpec['readers']>;
+export type ReadersStatus = NonNullable<DatabaseProxyStatus['readers']>;
 
 export interface ObjectMetaLite {
   name: string;

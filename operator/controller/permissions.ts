@@ -20,7 +20,9 @@ export const CLUSTER_RULES: PolicyRule[] = [
   // Children: informers, and server-side apply (a patch; one that creates the object is also
   // authorized as create).
   { apiGroups: ['apps'], resources: ['deployments'], verbs: ['list', 'watch', 'create', 'patch'] },
-  { apiGroups: [''], resources: ['configmaps', 'services'], verbs: ['list', 'watch', 'create', 'patch'] },
+  { apiGroups: [''], resources: ['configmaps'], verbs: ['list', 'watch', 'create', 'patch'] },
+  // The read-only endpoint's Service (<name>-ro) it made is deleted when spec.readers is turned off.
+  { apiGroups: [''], resources: ['services'], verbs: ['list', 'watch', 'create', 'patch', 'delete'] },
   // The ServiceAccount it made is deleted when the user switches to their own (serviceAccountName).
   { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['list', 'watch', 'create', 'patch', 'delete'] },
   { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['list', 'watch', 'create', 'patch'] },

@@ -243,6 +243,18 @@ export class Reconciler {
       if (gate.waiting) this.event(obj, 'Normal', 'WaitingForPoolShrink', `holding ${gate.replicas} replicas (want ${proxy.spec.replicas}): ${gate.reason}`);
       await this.applyChild(resources.services, desired.service, caches.services, created);
       await this.applyChild(resources.services, desired.peerService, caches.services, created);
+      if (desired.readerService) {
+        await this.applyChild(resources.services, desired.readerService, caches.services, created);
+      } else {
+        // spec.readers turned off: the read-only Service goes, but only one this DatabaseProxy
+        // made (its controller owner reference); a Service of that name someone else made is theirs.
+        const ro = caches.services.get(namespace, names.readerService);
+        if (ro && isOwnedBy(ro, uid)) {
+          await this.o.client.delete(resources.services, namespace, names.readerService, { uid: ro.metadata.uid! });
+          this.applied.delete(`services/${namespace}/${names.readerService}`);
+          this.event(obj, 'Normal', 'ReaderServiceDeleted', `deleted Service ${names.readerService}: spec.readers.enabled is not true`);
+        }
+      }
       await this.applyChild(resources.podDisruptionBudgets, desired.podDisruptionBudget, caches.podDisruptionBudgets, created);
       if (created.length > 0) this.event(obj, 'Normal', 'Created', `created ${created.join(', ')}`);
     }

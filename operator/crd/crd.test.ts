@@ -64,7 +64,7 @@ describe('CRD', () => {
       status: {},
       scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' },
     });
-    expect(v.additionalPrinterColumns.map((c) => c.name)).toEqual(['Ready', 'Writer', 'Clients', 'Borrowed', 'Pinned', 'Age']);
+    expect(v.additionalPrinterColumns.map((c) => c.name)).toEqual(['Ready', 'Writer', 'Clients', 'Borrowed', 'Pinned', 'Readers', 'Age']);
   });
 
   test('printer columns and scale paths point at fields the schema declares', () => {

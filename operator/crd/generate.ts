@@ -46,6 +46,8 @@ export const printerColumns: PrinterColumn[] = [
   { name: 'Clients', type: 'integer', jsonPath: '.status.counts.clientConnections', description: 'Client connections over all ready pods.' },
   { name: 'Borrowed', type: 'integer', jsonPath: '.status.counts.borrowed', description: 'Database connections lent to clients.' },
   { name: 'Pinned', type: 'integer', jsonPath: '.status.counts.pinned', description: 'Database connections pinned to a client session.' },
+  // Wide only (kubectl get dbp -o wide): most proxies have no read-only endpoint.
+  { name: 'Readers', type: 'integer', jsonPath: '.status.readers.available', priority: 1, description: 'Standbys the read-only endpoint (<name>-ro) spreads reads over: in rotation on every ready pod.' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp', description: 'Time since creation.' },
 ];
 

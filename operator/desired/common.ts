@@ -16,6 +16,8 @@ export const CONFIG_HASH_ANNOTATION = 'dbproxy.io/config-hash';
 export const IRSA_ROLE_ANNOTATION = 'eks.amazonaws.com/role-arn';
 
 export const POSTGRES_PORT = 5432;
+/** The read-only listener inside the pods (the proxy's readers.listen), behind the <name>-ro Service. */
+export const READERS_PORT = 5433;
 export const ADMIN_PORT = 9090;
 export const CONTAINER_NAME = 'proxy';
 
@@ -24,12 +26,14 @@ export function childNames(dbp: DatabaseProxy): {
   deployment: string;
   service: string;
   peerService: string;
+  /** The read-only endpoint's Service (spec.readers.enabled). */
+  readerService: string;
   serviceAccount: string;
   configMap: string;
   podDisruptionBudget: string;
 } {
   const n = dbp.metadata.name;
-  return { deployment: n, service: n, peerService: `${n}-peers`, serviceAccount: n, configMap: `${n}-config`, podDisruptionBudget: n };
+  return { deployment: n, service: n, peerService: `${n}-peers`, readerService: `${n}-ro`, serviceAccount: n, configMap: `${n}-config`, podDisruptionBudget: n };
 }
 
 /** The ServiceAccount the pods run as: the user's own, or the one the operator creates. */
@@ -40,6 +44,11 @@ export function podServiceAccountName(dbp: DatabaseProxy): string {
 /** Whether the proxy verifies ServiceAccount tokens (TokenReview): the config says how, and the pods then need an API token. */
 export function usesServiceAccountTokens(dbp: DatabaseProxy): boolean {
   return dbp.spec.clientAuth.iamAuth !== 'DISABLED' && dbp.spec.clientAuth.serviceAccounts !== undefined;
+}
+
+/** Whether the read-only endpoint is asked for: its listener, container port and Service exist only then. */
+export function readersEnabled(dbp: DatabaseProxy): boolean {
+  return dbp.spec.readers?.enabled === true;
 }
 
 /** Labels that select this proxy's pods (immutable in the Deployment: keep them few and stable). */

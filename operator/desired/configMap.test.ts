@@ -233,6 +233,15 @@ describe('renderProxyConfig', () => {
         expect(c.serviceAccountAuth).toMatchObject({ audience: 'dbproxy:shop/orders', mappings: [{ namespace: 'shop', serviceAccount: 'orders-api', user: 'app' }] });
       },
     ],
+    ['no spec.readers: no read-only listener', {}, 3, (c) => expect(c.readers).toBeUndefined()],
+    ['readers disabled: no read-only listener', { readers: { enabled: false, maxReplicationLag: '5s', fallbackToWriter: true } }, 3, (c) => expect(c.readers).toBeUndefined()],
+    ['readers enabled: the listener behind <name>-ro, with the defaults', { readers: { enabled: true } }, 3, (c) => expect(c.readers).toEqual({ listen: '0.0.0.0:5433', maxReplicationLag: 30_000, fallbackToWriter: false })],
+    [
+      'readers enabled: lag limit and fallback as written',
+      { readers: { enabled: true, maxReplicationLag: '1500ms', fallbackToWriter: true } },
+      3,
+      (c) => expect(c.readers).toEqual({ listen: '0.0.0.0:5433', maxReplicationLag: 1_500, fallbackToWriter: true }),
+    ],
   ])('%s', (_name, spec, divisor, check) => {
     check(parsed(spec, divisor));
   });
@@ -246,6 +255,9 @@ describe('renderProxyConfig', () => {
     expect(render({ tls: { secretName: 'orders-tls' } }).hash).not.toBe(render({}).hash);
     expect(render({ session: { trackSettings: false } }).hash).not.toBe(render({}).hash);
     expect(render({ shutdownGracePeriod: '30s' }).hash).not.toBe(render({}).hash);
+    // The read-only listener starts with the process: turning it on or off rolls the pods.
+    expect(render({ readers: { enabled: true } }).hash).not.toBe(render({}).hash);
+    expect(render({ readers: { enabled: false } }).hash).toBe(render({}).hash);
   });
 
   test('hash: fields the proxy applies on reload do not roll the pods (pausing a fleet must not restart it)', () => {

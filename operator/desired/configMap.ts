@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { ConfigError, parseConfig, type ProxyConfigInput } from '../../proxy/contract/config.js';
 import type { DatabaseProxy, UserSpec } from '../api/v1alpha1.js';
 import type { ConfigMap } from '../k8s/types.js';
-import { ADMIN_PORT, POSTGRES_PORT, childMeta, childNames, paths } from './common.js';
+import { ADMIN_PORT, POSTGRES_PORT, READERS_PORT, childMeta, childNames, paths, readersEnabled } from './common.js';
 import { peerDnsName } from './service.js';
 
 export interface ConfigFacts {
@@ -104,6 +104,13 @@ function renderAwsIdentity(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'awsIdent
   return { awsIdentity: roleArn ? { expectedRoleArn: roleArn } : {} };
 }
 
+/** The read-only listener (spec.readers.enabled), behind the <name>-ro Service; nothing otherwise. */
+function renderReaders(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'readers'> {
+  const r = dbp.spec.readers;
+  if (!r || !readersEnabled(dbp)) return {};
+  return { readers: { listen: `0.0.0.0:${READERS_PORT}`, maxReplicationLag: r.maxReplicationLag, fallbackToWriter: r.fallbackToWriter } };
+}
+
 /** The config without LIVE_FIELDS, for the hash. */
 function withoutLiveFields(config: ProxyConfigInput): unknown {
   const { paused: _p, logLevel: _l, adminUsers: _a, statsUsers: _s, pool, ...rest } = config;
@@ -157,6 +164,7 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
     ...renderTls(dbp),
     ...renderTokenAuth(dbp),
     ...renderAwsIdentity(dbp),
+    ...renderReaders(dbp),
   };
   const yaml = `# Rendered by the dbproxy operator from DatabaseProxy ${dbp.metadata.namespace}/${dbp.metadata.name}; edits are overwritten.\n${stringify(config, { lineWidth: 0 })}`;
   const hash = createHash('sha256')

@@ -63,6 +63,18 @@ describe('buildDeployment', () => {
     expect(d.spec.template.spec.terminationGracePeriodSeconds).toBe(30);
   });
 
+  test.each<[string, Partial<DatabaseProxySpecInput>, string[]]>([
+    ['no read-only endpoint', {}, ['postgres', 'admin']],
+    ['readers disabled', { readers: { enabled: false } }, ['postgres', 'admin']],
+    ['readers enabled: the read-only listener too', { readers: { enabled: true } }, ['postgres', 'postgres-ro', 'admin']],
+  ])('container ports: %s', (_name, spec, names) => {
+    const c = proxyContainer(build(spec));
+    expect(c.ports?.map((p) => p.name)).toEqual(names);
+    if (names.includes('postgres-ro')) expect(c.ports?.find((p) => p.name === 'postgres-ro')).toEqual({ name: 'postgres-ro', containerPort: 5433, protocol: 'TCP' });
+    // Readiness stays the writer's: one probe per pod, both Services select the same pods.
+    expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'admin' });
+  });
+
   test.each<[string, string | undefined, number]>([
     ['default 20s', undefined, 30],
     ['0s: close at once', '0s', 10],

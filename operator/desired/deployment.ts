@@ -10,11 +10,13 @@ import {
   CONFIG_HASH_ANNOTATION,
   CONTAINER_NAME,
   POSTGRES_PORT,
+  READERS_PORT,
   childMeta,
   childNames,
   commonLabels,
   paths,
   podServiceAccountName,
+  readersEnabled,
   selectorLabels,
   usesServiceAccountTokens,
 } from './common.js';
@@ -114,6 +116,9 @@ function container(dbp: DatabaseProxy, facts: DeploymentFacts, mounts: VolumeMou
     env: env(dbp),
     ports: [
       { name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' },
+      // The read-only listener, behind the <name>-ro Service. The pod's readiness stays the
+      // writer's (/readyz): readiness is per pod, and both Services select the same pods.
+      ...(readersEnabled(dbp) ? [{ name: 'postgres-ro', containerPort: READERS_PORT, protocol: 'TCP' as const }] : []),
       { name: 'admin', containerPort: ADMIN_PORT, protocol: 'TCP' },
     ],
     volumeMounts: mounts,

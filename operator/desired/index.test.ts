@@ -30,9 +30,17 @@ describe('desiredChildren', () => {
     expect(c.deployment.spec.replicas).toBe(2);
   });
 
+  test('the read-only endpoint\'s Service only with spec.readers.enabled', () => {
+    expect(desiredChildren(exampleProxy(), { defaultImage: 'img', poolDivisor: 3 }).readerService).toBeUndefined();
+    expect(desiredChildren(exampleProxy({ readers: { enabled: false } }), { defaultImage: 'img', poolDivisor: 3 }).readerService).toBeUndefined();
+    const c = desiredChildren(exampleProxy({ readers: { enabled: true } }), { defaultImage: 'img', poolDivisor: 3 });
+    expect(c.readerService?.metadata.name).toBe('orders-ro');
+    expect(c.unsupported).toEqual([]);
+  });
+
   test('names and selector', () => {
     const dbp = exampleProxy();
-    expect(childNames(dbp)).toEqual({ deployment: 'orders', service: 'orders', peerService: 'orders-peers', serviceAccount: 'orders', configMap: 'orders-config', podDisruptionBudget: 'orders' });
+    expect(childNames(dbp)).toEqual({ deployment: 'orders', service: 'orders', peerService: 'orders-peers', readerService: 'orders-ro', serviceAccount: 'orders', configMap: 'orders-config', podDisruptionBudget: 'orders' });
     expect(selectorString(dbp)).toBe('app.kubernetes.io/name=dbproxy,app.kubernetes.io/instance=orders');
   });
 });

@@ -5,14 +5,14 @@ import type { ConfigMap, Deployment, PodDisruptionBudget, Service, ServiceAccoun
 import { buildConfigMap } from './configMap.js';
 import { buildDeployment } from './deployment.js';
 import { buildPodDisruptionBudget } from './podDisruptionBudget.js';
-import { buildPeerService, buildService } from './service.js';
+import { buildPeerService, buildReaderService, buildService } from './service.js';
 import { buildServiceAccount } from './serviceAccount.js';
 
 export * from './common.js';
 export { buildConfigMap, hostPort, LIVE_FIELDS, renderProxyConfig, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
 export { buildDeployment, RUN_AS_USER, timingsOf, ZONE_LABEL, type DeploymentFacts } from './deployment.js';
 export { buildPodDisruptionBudget } from './podDisruptionBudget.js';
-export { buildPeerService, buildService, peerDnsName, serviceEndpoint } from './service.js';
+export { buildPeerService, buildReaderService, buildService, peerDnsName, readerServiceEndpoint, serviceEndpoint } from './service.js';
 export { buildServiceAccount } from './serviceAccount.js';
 export * from './poolDivisor.js';
 
@@ -35,6 +35,8 @@ export interface DesiredChildren {
   service: Service;
   /** Headless, over the admin port: how replicas find each other to forward cancel requests. */
   peerService: Service;
+  /** <name>-ro, the read-only endpoint: only with spec.readers.enabled (delete one the operator made earlier otherwise). */
+  readerService?: Service;
   podDisruptionBudget: PodDisruptionBudget;
   configHash: string;
   /** Why the proxy would refuse the rendered config (a backstop behind the CRD's CEL rules); non-empty means: do not roll out, report UnsupportedSpec. */
@@ -59,5 +61,7 @@ export function desiredChildren(dbp: DatabaseProxy, facts: ChildFacts): DesiredC
   };
   const sa = buildServiceAccount(dbp);
   if (sa) children.serviceAccount = sa;
+  const ro = buildReaderService(dbp);
+  if (ro) children.readerService = ro;
   return children;
 }

@@ -2,7 +2,7 @@
 // <name>.<namespace>.svc:<port>. Pure.
 import type { DatabaseProxy } from '../api/v1alpha1.js';
 import type { Service } from '../k8s/types.js';
-import { ADMIN_PORT, POSTGRES_PORT, childMeta, childNames, selectorLabels } from './common.js';
+import { ADMIN_PORT, POSTGRES_PORT, READERS_PORT, childMeta, childNames, readersEnabled, selectorLabels } from './common.js';
 
 export function buildService(dbp: DatabaseProxy): Service {
   const svc = dbp.spec.service;
@@ -14,6 +14,26 @@ export function buildService(dbp: DatabaseProxy): Service {
       type: svc.type,
       selector: selectorLabels(dbp),
       ports: [{ name: 'postgres', port: svc.port, targetPort: POSTGRES_PORT, protocol: 'TCP' }],
+    },
+  };
+}
+
+/**
+ * The read-only endpoint, <name>-ro: the same pods as the main Service, on the same port (type and
+ * annotations from spec.service too), leading to the proxy's read-only listener. Undefined unless
+ * spec.readers.enabled; the reconciler then deletes one it made earlier.
+ */
+export function buildReaderService(dbp: DatabaseProxy): Service | undefined {
+  if (!readersEnabled(dbp)) return undefined;
+  const svc = dbp.spec.service;
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: childMeta(dbp, childNames(dbp).readerService, svc.annotations),
+    spec: {
+      type: svc.type,
+      selector: selectorLabels(dbp),
+      ports: [{ name: 'postgres-ro', port: svc.port, targetPort: READERS_PORT, protocol: 'TCP' }],
     },
   };
 }
@@ -41,6 +61,11 @@ export function buildPeerService(dbp: DatabaseProxy): Service {
 /** The name peers resolve, as the proxy config's peers.dns. */
 export function peerDnsName(dbp: DatabaseProxy): string {
   return `${childNames(dbp).peerService}.${dbp.metadata.namespace}.svc`;
+}
+
+/** The read-only endpoint in the cluster, as status.readers.endpoint reports it. */
+export function readerServiceEndpoint(dbp: DatabaseProxy): string {
+  return `${childNames(dbp).readerService}.${dbp.metadata.namespace}.svc:${dbp.spec.service.port}`;
 }
 
 /** The in-cluster endpoint, as status.endpoint reports it. */

@@ -61,3 +61,61 @@ export const examplePod = (name: string, over: Partial<ProxyStats> = {}, ready =
 export function observedDeployment(status: Partial<DeploymentStatus>, specReplicas = 2, generation = 1): ObservedDeployment {
   return { generation, specReplicas, status: { observedGeneration: generation, ...status } };
 }
+
+/** A standby as a pod sees it: in rotation unless `reason` (REPLICATION_LAG, UNREACHABLE, ...). */
+export interface StandbyView {
+  endpoint: string;
+  reason?: string;
+  lagMs?: number | null;
+  lagBytes?: number | null;
+  /** Connections its pool holds, and of those lent out. */
+  connections?: number;
+  borrowed?: number;
+}
+
+/**
+ * A pod serving the read-only endpoint (readers in its config): the writer db-1:5432 plus
+ * `standbys` among its targets, and the readers section of /stats as the proxy reports it.
+ */
+export function readersStats(standbys: StandbyView[], over: { fallbackToWriter?: boolean; waiting?: number } = {}): Partial<ProxyStats> {
+  return {
+    targets: [
+      { endpoint: 'db-1:5432', state: 'AVAILABLE', role: 'writer', maxConnections: 100 },
+      ...standbys.map((s) => ({
+        endpoint: s.endpoint,
+        // As a writer target a standby is UNAVAILABLE, READ_ONLY; as a reader it has its own state.
+        state: 'UNAVAILABLE' as const,
+        reason: 'READ_ONLY',
+        role: 'reader' as const,
+        maxConnections: 100,
+        reader: {
+          state: s.reason ? ('UNAVAILABLE' as const) : ('AVAILABLE' as const),
+          ...(s.reason ? { reason: s.reason } : {}),
+          lagMs: s.lagMs === undefined ? 0 : s.lagMs,
+          lagBytes: s.lagBytes === undefined ? 0 : s.lagBytes,
+          replayPaused: false,
+        },
+      })),
+    ],
+    readers: {
+      maxReplicationLagMs: 30_000,
+      fallbackToWriter: over.fallbackToWriter ?? false,
+      databaseConnections: standbys.reduce((a, s) => a + (s.connections ?? 0), 0),
+      borrowed: standbys.reduce((a, s) => a + (s.borrowed ?? 0), 0),
+      pinned: 0,
+      idle: standbys.reduce((a, s) => a + (s.connections ?? 0) - (s.borrowed ?? 0), 0),
+      waiting: over.waiting ?? 0,
+      pools: standbys.map((s) => ({
+        endpoint: s.endpoint,
+        usable: !s.reason,
+        ...(s.reason ? { reason: s.reason } : {}),
+        maxDatabaseConnections: 29,
+        databaseConnections: s.connections ?? 0,
+        borrowed: s.borrowed ?? 0,
+        pinned: 0,
+        idle: (s.connections ?? 0) - (s.borrowed ?? 0),
+        waiting: 0,
+      })),
+    },
+  };
+}

@@ -2,7 +2,7 @@ import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { exampleProxy } from '../api/fixtures.js';
 import { statusSchema, type Condition, type DatabaseProxyStatus } from '../api/v1alpha1.js';
 import { validate } from '../api/schema.js';
-import { examplePod, exampleStats, firstCheckPendingStats, noWriterStats, observedDeployment } from './fixtures.js';
+import { examplePod, exampleStats, firstCheckPendingStats, noWriterStats, observedDeployment, readersStats } from './fixtures.js';
 import {
   camelCase,
   computeStatus,
@@ -506,5 +506,137 @@ describe('IAMReady', () => {
       expect(cond(s, 'Ready').message).toContain(`AWS identity: ${cond(s, 'IAMReady').message}`);
     }
     expect(validate(s, statusSchema.json)).toEqual([]);
+  });
+});
+
+describe('the read-only endpoint: status.readers and ReadersAvailable', () => {
+  const withReaders = (readers: Record<string, unknown> = {}) => exampleProxy({ readers: { enabled: true, ...readers } }, { generation: 2 });
+  const s1 = 'db-2:5432';
+  const s2 = 'db-3:5432';
+  const lagging = (endpoint: string, lagMs = 45_000) => ({ endpoint, reason: 'REPLICATION_LAG', lagMs, lagBytes: 9_000_000 });
+
+  test('without spec.readers.enabled: neither, whatever the pods report', () => {
+    for (const p of [exampleProxy({}, { generation: 2 }), exampleProxy({ readers: { enabled: false } }, { generation: 2 })]) {
+      const s = computeStatus(input({ proxy: p, deployment: healthy(), stats: [pod('a', readersStats([{ endpoint: s1 }]))] }));
+      expect(s.readers).toBeUndefined();
+      expect(s.conditions!.map((c) => c.type)).not.toContain('ReadersAvailable');
+    }
+  });
+
+  test.each<[string, { readers?: Record<string, unknown>; stats: PodStats[] }, [Condition['status'], string, RegExp], Record<string, unknown>]>([
+    [
+      'no pod has answered yet: the endpoint, nothing counted',
+      { stats: [] },
+      ['Unknown', 'NoStats', /no ready proxy pod has reported/],
+      { endpoint: 'orders-ro.shop.svc:5432', standbys: 0, available: 0, databaseConnections: 0, borrowed: 0, waiting: 0, targets: [] },
+    ],
+    [
+      'two standbys in rotation on both pods: counts summed, the largest lag',
+      {
+        stats: [
+          pod('a', readersStats([{ endpoint: s1, lagMs: 400, connections: 3, borrowed: 1 }, { endpoint: s2, lagMs: 1_600, lagBytes: 1024, connections: 2 }], { waiting: 1 })),
+          pod('b', readersStats([{ endpoint: s1, lagMs: 200, connections: 1 }, { endpoint: s2, lagMs: 300, connections: 1, borrowed: 1 }])),
+        ],
+      },
+      ['True', 'StandbysInRotation', /^2\/2 standbys in rotation on every ready pod, largest lag 2s$/],
+      {
+        endpoint: 'orders-ro.shop.svc:5432',
+        standbys: 2,
+        available: 2,
+        lag: '2s',
+        databaseConnections: 7,
+        borrowed: 2,
+        waiting: 1,
+        targets: [
+          { endpoint: s1, available: true, lag: '0s', lagBytes: 0 },
+          { endpoint: s2, available: true, lag: '2s', lagBytes: 1024 },
+        ],
+      },
+    ],
+    [
+      'one standby too far behind: out of rotation, named, reads go on over the other',
+      { stats: [pod('a', readersStats([{ endpoint: s1 }, lagging(s2)])), pod('b', readersStats([{ endpoint: s1 }, lagging(s2, 41_000)]))] },
+      ['True', 'StandbysInRotation', /^1\/2 standbys in rotation on every ready pod, largest lag 0s; out: db-3:5432 REPLICATION_LAG \(lag 45s\)$/],
+      { standbys: 2, available: 1, lag: '0s', targets: [{ endpoint: s1, available: true, lag: '0s', lagBytes: 0 }, { endpoint: s2, available: false, reason: 'REPLICATION_LAG', lag: '45s', lagBytes: 9_000_000 }] },
+    ],
+    [
+      'every standby too far behind, no fallback: reads wait, then 53300',
+      { stats: [pod('a', readersStats([lagging(s1), lagging(s2)])), pod('b', readersStats([lagging(s1), lagging(s2)]))] },
+      ['False', 'NoStandbyInRotation', /^no standby in rotation on 2\/2 ready pods \(db-2:5432 REPLICATION_LAG \(lag 45s\), db-3:5432 REPLICATION_LAG \(lag 45s\)\): read-only clients there wait up to pool.borrowTimeout, then get SQLSTATE 53300$/],
+      { standbys: 2, available: 0 },
+    ],
+    [
+      'every standby too far behind, fallbackToWriter: the writer serves, and the message says so',
+      { readers: { fallbackToWriter: true }, stats: [pod('a', readersStats([lagging(s1)], { fallbackToWriter: true })), pod('b', readersStats([lagging(s1)], { fallbackToWriter: true }))] },
+      ['True', 'FallbackToWriter', /^no standby in rotation on 2\/2 ready pods \(db-2:5432 REPLICATION_LAG \(lag 45s\)\): read-only clients there are served by the writer, in read-only transactions \(fallbackToWriter\)$/],
+      { standbys: 1, available: 0 },
+    ],
+    [
+      'no target is a standby',
+      { stats: [pod('a', readersStats([])), pod('b', readersStats([]))] },
+      ['False', 'NoStandbyInRotation', /^no standby in rotation on 2\/2 ready pods \(no target is a healthy standby\)/],
+      { standbys: 0, available: 0, targets: [] },
+    ],
+    [
+      'in rotation on one pod only: not available, and the other pod has none',
+      { stats: [pod('a', readersStats([{ endpoint: s1 }])), pod('b', readersStats([lagging(s1)]))] },
+      ['False', 'NoStandbyInRotation', /^no standby in rotation on 1\/2 ready pods \(db-2:5432 REPLICATION_LAG \(lag 45s\)\)/],
+      { standbys: 1, available: 0, targets: [{ endpoint: s1, available: false, reason: 'REPLICATION_LAG', lag: '45s', lagBytes: 9_000_000 }] },
+    ],
+    [
+      'a not-ready pod does not count',
+      { stats: [pod('a', readersStats([{ endpoint: s1, connections: 2 }])), pod('b', readersStats([lagging(s1)]), false)] },
+      ['True', 'StandbysInRotation', /^1\/1 standbys in rotation on every ready pod/],
+      { standbys: 1, available: 1, databaseConnections: 2 },
+    ],
+    [
+      'pods started before readers were enabled (the rollout replaces them)',
+      { stats: [pod('a'), pod('b')] },
+      ['Unknown', 'ListenerPending', /^no ready pod serves the read-only endpoint yet; 2 ready pods without the read-only listener yet/],
+      { standbys: 0, available: 0 },
+    ],
+    [
+      'half rolled out',
+      { stats: [pod('a'), pod('b', readersStats([{ endpoint: s1 }]))] },
+      ['True', 'StandbysInRotation', /^1\/1 standbys in rotation on every ready pod, largest lag 0s; 1 ready pod without the read-only listener yet/],
+      { standbys: 1, available: 1 },
+    ],
+    [
+      'first check of the targets not finished',
+      { stats: [pod('a', { ...firstCheckPendingStats(), ready: true })] },
+      ['Unknown', 'ReadersCheckPending', /^no ready pod has finished its first check/],
+      { standbys: 0, available: 0 },
+    ],
+  ])('%s', (_what, over, [status, reason, message], readers) => {
+    const s = computeStatus(input({ proxy: withReaders(over.readers), deployment: healthy(), stats: over.stats }));
+    expect(cond(s, 'ReadersAvailable')).toMatchObject({ status, reason, observedGeneration: 2 });
+    expect(cond(s, 'ReadersAvailable').message).toMatch(message);
+    expect(s.readers).toMatchObject(readers);
+    expect(validate(s, statusSchema.json)).toEqual([]);
+    // Only read-only clients left waiting with nowhere to go degrade the proxy; Ready is about the
+    // main endpoint whatever the readers do.
+    if (reason === 'NoStandbyInRotation') {
+      expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'ReadersUnavailable', message: `read-only endpoint: ${cond(s, 'ReadersAvailable').message}` });
+    } else {
+      expect(cond(s, 'Degraded')).toMatchObject({ status: 'False', reason: 'AsExpected' });
+    }
+    const writerOk = over.stats.length > 0 && over.stats.every((p) => !writerCheckPending(p.stats));
+    if (writerOk) expect(cond(s, 'Ready')).toMatchObject({ status: 'True', reason: 'ProxyReady' });
+  });
+
+  test('another problem keeps naming Ready; the readers problem is listed after it in Degraded', () => {
+    const s = computeStatus(input({ proxy: withReaders(), deployment: healthy(), stats: [pod('a', readersStats([lagging(s1)]))], statsErrors: 1 }));
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'StatsUnavailable' });
+    expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'StatsUnavailable' });
+    expect(cond(s, 'Degraded').message).toMatch(/^could not read \/stats from 1 pod; read-only endpoint: no standby in rotation/);
+  });
+
+  test('a standby leaving rotation is an urgent write (the condition moves); a lag change is not', () => {
+    const a = computeStatus(input({ proxy: withReaders(), deployment: healthy(), stats: [pod('a', readersStats([{ endpoint: s1, lagMs: 0 }]))] }));
+    const b = computeStatus(input({ proxy: withReaders(), deployment: healthy(), stats: [pod('a', readersStats([{ endpoint: s1, lagMs: 2_000 }]))], previous: a, now: T1 }));
+    const c = computeStatus(input({ proxy: withReaders(), deployment: healthy(), stats: [pod('a', readersStats([lagging(s1)]))], previous: b, now: T1 }));
+    expect(statusChanged(a, b)).toBe(true);
+    expect(isUrgentChange(a, b)).toBe(false);
+    expect(isUrgentChange(b, c)).toBe(true);
   });
 });

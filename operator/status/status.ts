@@ -2,14 +2,14 @@
 // /stats) and the previous status, the next one. Conditions follow metav1.Condition conventions:
 // CamelCase reasons, human messages, lastTransitionTime that moves only when the status does.
 import type { ProxyStats, TargetStats } from '../../proxy/contract/stats.js';
-import type { Condition, ConditionStatus, DatabaseProxy, DatabaseProxyStatus, StatusCounts } from '../api/v1alpha1.js';
-import { selectorString } from '../desired/common.js';
+import type { Condition, ConditionStatus, DatabaseProxy, DatabaseProxyStatus, ReadersStatus, StatusCounts } from '../api/v1alpha1.js';
+import { readersEnabled, selectorString } from '../desired/common.js';
 import { budgetFits, poolBudget } from '../desired/poolDivisor.js';
-import { serviceEndpoint } from '../desired/service.js';
+import { readerServiceEndpoint, serviceEndpoint } from '../desired/service.js';
 import type { DeploymentStatus } from '../k8s/types.js';
 
-/** IAMReady only while the pods use AWS credentials (usesAwsIdentity). */
-export const CONDITION_TYPES = ['Ready', 'Available', 'Progressing', 'Degraded', 'TargetReachable', 'IAMReady'] as const;
+/** IAMReady only while the pods use AWS credentials (usesAwsIdentity); ReadersAvailable only with spec.readers.enabled. */
+export const CONDITION_TYPES = ['Ready', 'Available', 'Progressing', 'Degraded', 'TargetReachable', 'IAMReady', 'ReadersAvailable'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
 /** A failover as a proxy reports it in /stats (older proxies may omit it: then it is inferred from writer changes). */
@@ -227,6 +227,110 @@ function iamVerdict(stats: PodStats[]): Verdict & { problem: boolean } {
   return { status: 'True', reason: 'IdentityVerified', message: `the pods run as ${roles.join(', ')} (STS: ${ids[0]!.id.arn})`, problem: false };
 }
 
+/** Whole seconds: lag moves with every health check, and a status that changed on every poll would be written on every poll. */
+const wholeSeconds = (ms: number): string => `${Math.round(ms / 1000)}s`;
+
+/** The most frequent value (ties: the lexically first), or undefined. */
+function mostFrequent(values: readonly string[]): string | undefined {
+  const n = new Map<string, number>();
+  for (const v of values) n.set(v, (n.get(v) ?? 0) + 1);
+  return [...n].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]?.[0];
+}
+
+/**
+ * The read-only endpoint as the ready pods report it, and ReadersAvailable. A standby counts as
+ * available only if every ready pod serving the endpoint has it in rotation: the <name>-ro Service
+ * spreads clients over all of them, and a client on a pod without one waits (or is served by the
+ * writer with fallbackToWriter). `problem` is set when read-only clients cannot be served now
+ * (no standby in rotation on some pod, no fallback): Degraded then, since the user asked for the
+ * endpoint; Ready is about the main endpoint and does not look at it. Pure.
+ */
+export function readersVerdict(proxy: DatabaseProxy, stats: PodStats[]): { status: ReadersStatus; verdict: Verdict; problem?: string } | undefined {
+  if (!readersEnabled(proxy)) return undefined;
+  const fallback = proxy.spec.readers?.fallbackToWriter === true;
+  const readyStats = stats.filter((p) => p.ready !== false);
+  // A pod still on its first round of target checks has not judged any standby yet.
+  const judged = readyStats.filter((p) => !writerCheckPending(p.stats));
+  // Pods started from a config without the read-only listener (a rollout that turns it on is
+  // replacing them): the <name>-ro Service leads there too, and nothing listens.
+  const serving = judged.filter((p) => p.stats.readers !== undefined);
+  const notServing = judged.filter((p) => p.stats.readers === undefined);
+
+  // Per standby, over the serving pods: in rotation on all of them, why not, its worst lag.
+  const seen = new Map<string, { inRotation: number; reasons: string[]; lagMs: number | null; lagBytes: number | null }>();
+  for (const p of serving) {
+    for (const t of p.stats.targets) {
+      if (t.role !== 'reader' || !t.reader) continue;
+      const e = seen.get(t.endpoint) ?? { inRotation: 0, reasons: [], lagMs: null, lagBytes: null };
+      if (t.reader.state === 'AVAILABLE') e.inRotation++;
+      else e.reasons.push(t.reader.reason ?? t.reader.state);
+      if (t.reader.lagMs !== null) e.lagMs = Math.max(e.lagMs ?? 0, t.reader.lagMs);
+      if (t.reader.lagBytes !== null) e.lagBytes = Math.max(e.lagBytes ?? 0, t.reader.lagBytes);
+      seen.set(t.endpoint, e);
+    }
+  }
+  const targets = [...seen]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([endpoint, e]) => {
+      const available = e.inRotation === serving.length;
+      // A pod that does not see the standby at all (not in recovery, unreachable from there) has no reason to report.
+      const reason = available ? undefined : (mostFrequent(e.reasons) ?? 'NOT_A_STANDBY_ON_SOME_PODS');
+      return {
+        endpoint,
+        available,
+        ...(reason ? { reason } : {}),
+        ...(e.lagMs !== null ? { lag: wholeSeconds(e.lagMs) } : {}),
+        ...(e.lagBytes !== null ? { lagBytes: e.lagBytes } : {}),
+      };
+    });
+  const inRotation = targets.filter((t) => t.available);
+  const lags = inRotation.flatMap((t) => (seen.get(t.endpoint)!.lagMs !== null ? [seen.get(t.endpoint)!.lagMs!] : []));
+  const sum = (f: (r: NonNullable<ProxyStats['readers']>) => number) => serving.reduce((a, p) => a + f(p.stats.readers!), 0);
+  const status: ReadersStatus = {
+    endpoint: readerServiceEndpoint(proxy),
+    standbys: targets.length,
+    available: inRotation.length,
+    ...(lags.length > 0 ? { lag: wholeSeconds(Math.max(...lags)) } : {}),
+    databaseConnections: sum((r) => r.databaseConnections),
+    borrowed: sum((r) => r.borrowed),
+    waiting: sum((r) => r.waiting),
+    targets,
+  };
+
+  const standbyText = (t: (typeof targets)[number]) => `${t.endpoint} ${t.available ? 'in rotation' : t.reason}${t.lag ? ` (lag ${t.lag})` : ''}`;
+  if (readyStats.length === 0) return { status, verdict: { status: 'Unknown', reason: 'NoStats', message: 'no ready proxy pod has reported /stats yet' } };
+  if (judged.length === 0) {
+    return { status, verdict: { status: 'Unknown', reason: 'ReadersCheckPending', message: `no ready pod has finished its first check of the targets yet (${plural(readyStats.length, 'pod')} checking)` } };
+  }
+  const outside = notServing.length > 0 ? `; ${plural(notServing.length, 'ready pod')} without the read-only listener yet (started before spec.readers.enabled; the rollout replaces ${notServing.length === 1 ? 'it' : 'them'})` : '';
+  if (serving.length === 0) {
+    return { status, verdict: { status: 'Unknown', reason: 'ListenerPending', message: `no ready pod serves the read-only endpoint yet${outside}` } };
+  }
+  // Pods where a read-only client cannot get a standby now.
+  const stranded = serving.filter((p) => !p.stats.readers!.pools.some((r) => r.usable));
+  const where = `${stranded.length}/${serving.length} ready pods`;
+  const why = targets.length === 0 ? 'no target is a healthy standby' : targets.map(standbyText).join(', ');
+  if (stranded.length === 0) {
+    const out = targets.filter((t) => !t.available);
+    return {
+      status,
+      verdict: {
+        status: 'True',
+        reason: 'StandbysInRotation',
+        message: `${inRotation.length}/${targets.length} standbys in rotation on every ready pod${status.lag ? `, largest lag ${status.lag}` : ''}${out.length > 0 ? `; out: ${out.map(standbyText).join(', ')}` : ''}${outside}`,
+      },
+    };
+  }
+  if (fallback) {
+    return {
+      status,
+      verdict: { status: 'True', reason: 'FallbackToWriter', message: `no standby in rotation on ${where} (${why}): read-only clients there are served by the writer, in read-only transactions (fallbackToWriter)${outside}` },
+    };
+  }
+  const message = `no standby in rotation on ${where} (${why}): read-only clients there wait up to pool.borrowTimeout, then get SQLSTATE 53300${outside}`;
+  return { status, verdict: { status: 'False', reason: 'NoStandbyInRotation', message }, problem: `read-only endpoint: ${message}` };
+}
+
 function condition(type: ConditionType, v: Verdict, generation: number | undefined, previous: Condition[] | undefined, now: Date): Condition {
   const prev = previous?.find((c) => c.type === type);
   const c: Condition = {
@@ -325,6 +429,9 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   // --- IAMReady
   const iam = usesAwsIdentity(proxy) ? iamVerdict(input.stats) : undefined;
 
+  // --- ReadersAvailable (spec.readers.enabled only)
+  const readers = readersVerdict(proxy, input.stats);
+
   // --- Degraded: every problem, the first one names the reason
   const problems: Array<[string, string]> = [];
   for (const p of input.problems ?? []) problems.push(['UnsupportedSpec', p]);
@@ -341,6 +448,10 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
     problems.push(['PoolBudgetTooSmall', `pool budget ${budget} (max_connections ${targetMaxConnections} x ${proxy.spec.pool.maxConnectionsPercent}%) is smaller than the ${input.poolDivisor} pods it is divided over`]);
   }
   if ((input.statsErrors ?? 0) > 0 && input.stats.length > 0) problems.push(['StatsUnavailable', `could not read /stats from ${plural(input.statsErrors!, 'pod')}`]);
+  // Ready summarizes the main endpoint: a read-only endpoint without standbys degrades the proxy
+  // (the user asked for it) but leaves the writer's clients served, so Ready does not follow it.
+  const mainDegraded = problems.length > 0;
+  if (readers?.problem) problems.push(['ReadersUnavailable', readers.problem]);
   const degradedV: Verdict =
     problems.length > 0 ? { status: 'True', reason: problems[0]![0], message: problems.map((p) => p[1]).join('; ') } : { status: 'False', reason: 'AsExpected', message: 'no problems found' };
 
@@ -348,7 +459,7 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   const readyStats = input.stats.filter((p) => p.ready !== false);
   let readyV: Verdict;
   const summary = `${replicasText}; ${writer && target.status === 'True' ? `writer ${writer}; ` : ''}${countsText}`;
-  if (degradedV.status === 'True') readyV = { status: 'False', reason: degradedV.reason, message: `${degradedV.message}; ${summary}` };
+  if (mainDegraded) readyV = { status: 'False', reason: degradedV.reason, message: `${degradedV.message}; ${summary}` };
   else if (availableV.status !== 'True') readyV = { status: 'False', reason: availableV.reason, message: availableV.message };
   else if (proxy.spec.paused) {
     // Deliberate, not a failure (Argo CD: Suspended). Pods pick the pause up from the ConfigMap,
@@ -377,6 +488,7 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
     condition('Degraded', degradedV, generation, prevConds, now),
     condition('TargetReachable', target, generation, prevConds, now),
     ...(iam ? [condition('IAMReady', iam, generation, prevConds, now)] : []),
+    ...(readers ? [condition('ReadersAvailable', readers.verdict, generation, prevConds, now)] : []),
   ];
 
   // --- failover: reported by the proxies, or inferred from a change of writer
@@ -411,6 +523,7 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   if (input.poolDivisor !== undefined) status.poolDivisor = input.poolDivisor;
   if (lastFailoverTime) status.lastFailoverTime = lastFailoverTime;
   if (lastFailoverDuration) status.lastFailoverDuration = lastFailoverDuration;
+  if (readers) status.readers = readers.status;
   return status;
 }
 

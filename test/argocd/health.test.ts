@@ -11,7 +11,7 @@ import { exampleProxy } from '../../operator/api/fixtures.js';
 import { validate } from '../../operator/api/schema.js';
 import { statusSchema, type DatabaseProxy, type DatabaseProxyStatus } from '../../operator/api/v1alpha1.js';
 import { computeStatus, type PodStats, type StatusInput } from '../../operator/status/status.js';
-import { exampleStats, firstCheckPendingStats, observedDeployment } from '../../operator/status/fixtures.js';
+import { exampleStats, firstCheckPendingStats, observedDeployment, readersStats } from '../../operator/status/fixtures.js';
 import { argoHealth, HEALTH_SCRIPT, runHealthScript } from '../support/argoHealth.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -176,6 +176,23 @@ describe('health.lua on statuses the operator computes', () => {
     const block = /local failed = \{([\s\S]*?)\n\}/.exec(lua)![1]!;
     const scriptReasons = new Set([...block.matchAll(/^\s+([A-Za-z]+) = true,/gm)].map((m) => m[1]!));
     expect([...scriptReasons].sort()).toEqual([...operatorReasons].sort());
+  });
+
+  test('the read-only endpoint without a standby: Degraded with its reason only when the user asked for it and reads have nowhere to go', async () => {
+    const lagging = readersStats([{ endpoint: 'postgres-replica.demo.svc:5432', reason: 'REPLICATION_LAG', lagMs: 41_000 }]);
+    const withReaders = (fallbackToWriter: boolean) => exampleProxy({ readers: { enabled: true, fallbackToWriter } }, { generation: GENERATION });
+    const { obj, status } = observed({ proxy: withReaders(false), deployment: rolledOut(), stats: [pod('a', lagging), pod('b', lagging)] });
+    expect(readyOf(status).status).toBe('True');
+    expect(await argoHealth(JSON.parse(JSON.stringify(obj)))).toEqual({
+      status: 'Degraded',
+      message: 'read-only endpoint: no standby in rotation on 2/2 ready pods (postgres-replica.demo.svc:5432 REPLICATION_LAG (lag 41s)): read-only clients there wait up to pool.borrowTimeout, then get SQLSTATE 53300',
+    });
+    // The writer serves those reads: nothing is broken.
+    const fallback = observed({ proxy: withReaders(true), deployment: rolledOut(), stats: [pod('a', lagging), pod('b', lagging)] });
+    expect(await argoHealth(JSON.parse(JSON.stringify(fallback.obj)))).toEqual({ status: 'Healthy', message: readyOf(fallback.status).message });
+    // Without spec.readers the same /stats say nothing about health.
+    const plain = observed({ deployment: rolledOut(), stats: [pod('a', lagging), pod('b', lagging)] });
+    expect((await argoHealth(JSON.parse(JSON.stringify(plain.obj)))).status).toBe('Healthy');
   });
 
   test('Healthy carries the Ready message: replicas, writer and the pinned/borrowed counts', async () => {

@@ -72,6 +72,12 @@ test('Ctrl-C after the suggested failover stops every process and removes every 
     for (const f of folders) expect([f, existsSync(f)]).toEqual([f, true]);
     expect(JSON.parse(readFileSync(stateFile, 'utf8'))).toMatchObject({ pid: demo.pid, dataDirs });
 
+    // The connection strings it prints work: the first to the primary, the read-only one to the standby.
+    const urls = stdout.split('\n').filter((l) => l.startsWith("  psql '")).map((l) => /'([^']+)'/.exec(l)![1]!);
+    expect(urls).toHaveLength(2);
+    const inRecovery = (url: string) => spawnSync('bash', ['-c', `su postgres -c "psql '${url}' -XAtc 'SELECT pg_is_in_recovery()'"`], { encoding: 'utf8' }).stdout.trim();
+    expect(urls.map(inRecovery)).toEqual(['f', 't']);
+
     // The suggested failover, pasted as printed: the primary stopped, the standby promoted.
     for (const line of failover) {
       const r = spawnSync('bash', ['-c', line.trim()], { encoding: 'utf8' });

@@ -198,6 +198,56 @@ describe('a DatabaseProxy applied with kubectl', () => {
   });
 });
 
+describe('the read-only endpoint (spec.readers)', () => {
+  test('enabled: a <name>-ro Service to the read-only listener, the listener in the config, status.readers; disabled: the Service goes', async () => {
+    await kubectlOk(cluster, ['apply', '-f', '-'], proxyYaml('reports', { readers: { enabled: true, maxReplicationLag: '10s' } }));
+    const uid = (await waitFor('the DatabaseProxy', () => get(['dbp', 'reports'])))!.metadata.uid;
+    const ro = await waitFor('the read-only Service', () => get(['service', 'reports-ro']));
+    expect(ro.metadata.ownerReferences).toEqual([{ apiVersion: 'dbproxy.io/v1alpha1', kind: 'DatabaseProxy', name: 'reports', uid, controller: true, blockOwnerDeletion: true }]);
+    const main = await waitFor('the main Service', () => get(['service', 'reports']));
+    expect(ro.spec.selector).toEqual(main.spec.selector);
+    expect(ro.spec.ports).toEqual([expect.objectContaining({ name: 'postgres-ro', port: 5432, targetPort: 5433 })]);
+    const config = parseConfigYaml((await get(['configmap', 'reports-config']))!.data['config.yaml']);
+    expect(config.readers).toEqual({ listen: '0.0.0.0:5433', maxReplicationLag: 10_000, fallbackToWriter: false });
+    const dep = await waitFor('the Deployment', () => get(['deployment', 'reports']));
+    expect(dep.spec.template.spec.containers[0].ports).toContainEqual({ name: 'postgres-ro', containerPort: 5433, protocol: 'TCP' });
+    // No pod runs here (no kubelet): the endpoint is reported, nothing counted, the condition Unknown.
+    const dbp = await waitFor('status.readers', async () => {
+      const d = await get(['dbp', 'reports']);
+      return d?.status?.readers && d.status.observedGeneration === d.metadata.generation ? d : undefined;
+    });
+    expect(dbp.status.readers).toEqual({ endpoint: `reports-ro.${ns}.svc:5432`, standbys: 0, available: 0, databaseConnections: 0, borrowed: 0, waiting: 0, targets: [] });
+    expect(dbp.status.conditions.find((c: { type: string }) => c.type === 'ReadersAvailable')).toMatchObject({ status: 'Unknown', reason: 'NoStats' });
+
+    await kubectlOk(cluster, ['patch', 'dbp', 'reports', '-n', ns, '--type=merge', '-p', JSON.stringify({ spec: { readers: { enabled: false } } })]);
+    await waitFor('the read-only Service to be deleted', async () => (await get(['service', 'reports-ro'])) === undefined);
+    const off = await waitFor('the status without readers', async () => {
+      const d = await get(['dbp', 'reports']);
+      return d?.status?.observedGeneration === d?.metadata.generation && !d?.status?.readers ? d : undefined;
+    });
+    expect(off.status.conditions.map((c: { type: string }) => c.type)).not.toContain('ReadersAvailable');
+    expect(parseConfigYaml((await get(['configmap', 'reports-config']))!.data['config.yaml']).readers).toBeUndefined();
+    expect(await get(['service', 'reports'])).toBeDefined();
+    const events = await waitFor('a ReaderServiceDeleted event', async () => {
+      const ev = await get(['events', '--field-selector', 'involvedObject.name=reports,involvedObject.kind=DatabaseProxy']);
+      return ev?.items.some((e: { reason: string }) => e.reason === 'ReaderServiceDeleted') ? ev : undefined;
+    });
+    expect(events.items.find((e: { reason: string }) => e.reason === 'ReaderServiceDeleted').message).toBe('deleted Service reports-ro: spec.readers.enabled is not true');
+  });
+
+  test('a <name>-ro Service someone else made is left alone', async () => {
+    await kubectlOk(cluster, ['create', 'service', 'clusterip', 'billing-ro', '-n', ns, '--tcp=5432:5432']);
+    await kubectlOk(cluster, ['apply', '-f', '-'], proxyYaml('billing'));
+    await waitFor('a status for billing', async () => {
+      const d = await get(['dbp', 'billing']);
+      return d?.status?.observedGeneration === d?.metadata.generation ? d : undefined;
+    });
+    const theirs = await get(['service', 'billing-ro']);
+    expect(theirs).toBeDefined();
+    expect(theirs!.metadata.ownerReferences).toBeUndefined();
+  });
+});
+
 describe('the operator process', () => {
   test('/healthz, /readyz, /metrics', async () => {
     expect(await operatorHttp(op, '/healthz')).toMatchObject({ status: 200 });

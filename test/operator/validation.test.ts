@@ -95,6 +95,14 @@ describe('invalid specs are refused by the API server with readable messages', (
     ['an env var with value and valueFrom', { ...baseSpec, pod: { env: [{ name: 'X', value: 'a', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] } }, ['spec.pod.env[0]', 'set value or valueFrom, not both']],
     ['a parameter name with a space', { ...baseSpec, session: { untrackedParameters: ['work mem'] } }, ['spec.session.untrackedParameters[0]', 'should match']],
     ['maxPreparedStatements 0', { ...baseSpec, session: { maxPreparedStatements: 0 } }, ['spec.session.maxPreparedStatements', 'should be greater than or equal to 1']],
+    ['readers without enabled', { ...baseSpec, readers: { fallbackToWriter: true } }, ['spec.readers.enabled', 'Required value']],
+    ['a readers lag limit of 0s', { ...baseSpec, readers: { enabled: true, maxReplicationLag: '0s' } }, ['spec.readers.maxReplicationLag', 'readers.maxReplicationLag must be more than 0s']],
+    ['a malformed readers lag limit', { ...baseSpec, readers: { enabled: true, maxReplicationLag: 'a few seconds' } }, ['spec.readers.maxReplicationLag', 'should match']],
+    [
+      'a readers lag limit the health checks cannot measure',
+      { ...baseSpec, healthCheck: { interval: '2s' }, readers: { enabled: true, maxReplicationLag: '3s' } },
+      ['spec.readers.maxReplicationLag', 'readers.maxReplicationLag must be at least twice healthCheck.interval'],
+    ],
   ])('%s', async (_what, spec, messages) => {
     const stderr = await applyExpectingRefusal('bad', spec);
     expect(stderr).toContain('The DatabaseProxy "bad" is invalid');
@@ -122,6 +130,15 @@ test('a spec with every TLS and token-login feature is accepted, with the token 
   await kubectlOk(cluster, ['apply', '-f', '-'], proxy('secured', spec));
   const dbp = await getJson(cluster, ['dbp', 'secured', '-n', ns]);
   expect(dbp!.spec.clientAuth).toEqual({ ...spec.clientAuth, method: 'scram-sha-256', serviceAccounts: { ...spec.clientAuth.serviceAccounts, audience: 'dbproxy' } });
+});
+
+test('spec.readers: accepted with its defaults filled in; a lag limit of twice the health-check interval is enough', async () => {
+  await kubectlOk(cluster, ['apply', '-f', '-'], proxy('readers', { ...baseSpec, readers: { enabled: true } }));
+  expect((await getJson(cluster, ['dbp', 'readers', '-n', ns]))!.spec.readers).toEqual({ enabled: true, maxReplicationLag: '30s', fallbackToWriter: false });
+  await kubectlOk(cluster, ['apply', '-f', '-'], proxy('readers-tight', { ...baseSpec, healthCheck: { interval: '500ms' }, readers: { enabled: true, maxReplicationLag: '1s', fallbackToWriter: true } }));
+  expect((await getJson(cluster, ['dbp', 'readers-tight', '-n', ns]))!.spec.readers).toEqual({ enabled: true, maxReplicationLag: '1s', fallbackToWriter: true });
+  // Turned off again, the other settings may stay.
+  await kubectlOk(cluster, ['apply', '-f', '-'], proxy('readers-tight', { ...baseSpec, healthCheck: { interval: '500ms' }, readers: { enabled: false, maxReplicationLag: '1s', fallbackToWriter: true } }));
 });
 
 describe('defaults', () => {
@@ -198,6 +215,13 @@ describe('kubectl explain and kubectl get', () => {
     for (const field of ['nodeSelector', 'imagePullSecrets', 'env', 'priorityClassName', 'topologySpreadConstraints']) expect(pod).toContain(`${field} <`);
     expect(pod).toContain('when the cluster\'s nodes carry topology.kubernetes.io/zone');
     expect(await flat('databaseproxy.status.conditions')).toContain('IAMReady');
+    const readers = await flat('databaseproxy.spec.readers');
+    for (const field of ['enabled', 'maxReplicationLag', 'fallbackToWriter']) expect(readers).toContain(`${field} <`);
+    expect(readers).toContain('<name>-ro');
+    expect(await flat('databaseproxy.spec.readers.enabled')).toContain('SQLSTATE 25006');
+    expect(await flat('databaseproxy.status.conditions')).toContain('ReadersAvailable');
+    const status = await flat('databaseproxy.status.readers');
+    for (const field of ['endpoint', 'standbys', 'available', 'lag', 'targets']) expect(status).toContain(`${field} <`);
   });
 
   test('kubectl explain databaseproxy.spec.pool shows the descriptions', async () => {
@@ -214,6 +238,9 @@ describe('kubectl explain and kubectl get', () => {
     const out = await kubectlOk(cluster, ['get', 'dbp', '-n', ns]);
     expect(out.split('\n')[0]!.split(/\s+/).filter(Boolean)).toEqual(['NAME', 'READY', 'WRITER', 'CLIENTS', 'BORROWED', 'PINNED', 'AGE']);
     expect(out).toMatch(/^defaults\s/m);
+    // The read-only endpoint's column only in the wide view.
+    const wide = await kubectlOk(cluster, ['get', 'dbp', '-n', ns, '-o', 'wide']);
+    expect(wide.split('\n')[0]!.split(/\s+/).filter(Boolean)).toEqual(['NAME', 'READY', 'WRITER', 'CLIENTS', 'BORROWED', 'PINNED', 'READERS', 'AGE']);
     // The category: `kubectl get dbproxy` lists them too.
     expect(await kubectlOk(cluster, ['get', 'dbproxy', '-n', ns, '-o', 'name'])).toContain('databaseproxy.dbproxy.io/defaults');
   });
