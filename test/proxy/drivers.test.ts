@@ -18,7 +18,7 @@ import { type PgCluster, startPostgres } from '../../hack/postgres.js';
 import { md5PasswordHash } from '../../proxy/auth/md5.js';
 import { ScramClientExchange } from '../../proxy/auth/scramClient.js';
 import { makeCa, makeLeaf, postgresTlsSettings } from '../support/certs.js';
-import { type RunningProxy, USERS, freePort, startProxy } from '../support/harness.js';
+import { type CommandResult, type RunningProxy, USERS, freePort, psql, startProxy } from '../support/harness.js';
 import { type Msg, RawClient } from '../support/rawClient.js';
 
 let cluster: PgCluster;
@@ -963,10 +963,23 @@ async function saslMechanismsOverTls(port: number): Promise<string[]> {
 }
 
 describe('authentication over TLS', () => {
-  failing('SCRAM-SHA-256-PLUS (channel binding) is offered over TLS, as PostgreSQL offers it', async () => {
+  test('SCRAM-SHA-256-PLUS (channel binding) is offered over TLS, as PostgreSQL offers it', async () => {
     const direct = await saslMechanismsOverTls(cluster.port);
     const proxied = await saslMechanismsOverTls(proxy.port);
     expect(direct).toEqual(['SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS']);
     expect(proxied).toEqual(direct);
+  });
+
+  // pgconn TestConnectTLS/WithChannelBinding, with libpq: the binding is to the certificate the
+  // proxy presents (it terminates the client's TLS).
+  test('libpq with channel_binding=require logs in over TLS; without TLS it refuses, as against PostgreSQL', async () => {
+    const login = (port: number, sslmode: string): Promise<CommandResult> =>
+      psql(port, 'SELECT 1', { env: { PGSSLMODE: sslmode, PGCHANNELBINDING: 'require' } });
+    for (const port of [cluster.port, proxy.port]) {
+      const bound = await login(port, 'require');
+      expect({ port, out: bound.stdout.trim(), code: bound.code }).toEqual({ port, out: '1', code: 0 });
+      const plain = await login(port, 'disable');
+      expect({ port, code: plain.code, err: /channel binding required/.test(plain.stderr) }).toEqual({ port, code: 2, err: true });
+    }
   });
 });
