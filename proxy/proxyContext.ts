@@ -6,7 +6,9 @@ import type { CredentialStore } from './auth/credentialStore.js';
 import type { StatementClassifier } from './classify/classifier.js';
 import type { ProxyConfig } from './contract/config.js';
 import type { ProxyMetrics } from './admin/metrics.js';
-import type { BackendPool, PoolKey } from './pool/backendPool.js';
+import type { PoolCounterRegistry } from './admin/poolCounters.js';
+import type { Lender, PoolKey } from './pool/backendPool.js';
+import type { BackendConnection } from './server/backendConnection.js';
 import type { Clock } from './runtime/clock.js';
 import type { KnownStatements } from './session/preparedStatements.js';
 import type { ClientSession } from './client/clientSession.js';
@@ -14,9 +16,17 @@ import type { ClientSession } from './client/clientSession.js';
 export interface ProxyContext {
   readonly config: ProxyConfig;
   readonly credentials: CredentialStore;
-  readonly pool: BackendPool;
+  /** Where this endpoint's sessions borrow: the writer's pool, or the standbys' for the read-only endpoint. */
+  readonly pool: Lender;
+  /**
+   * The read-only endpoint: its transactions must not write, also when served by the writer
+   * (readers.fallbackToWriter). Absent: the writer endpoint.
+   */
+  readonly readOnly?: { onWriter(b: BackendConnection): boolean };
   readonly classifier: StatementClassifier;
   readonly metrics: ProxyMetrics;
+  /** Per-(user, database) traffic counters; a session takes its object once, at start. */
+  readonly counters: PoolCounterRegistry;
   readonly log: Logger;
   readonly clock: Clock;
   /** Keys the fake SCRAM verifiers of unknown users, so they look like real ones. */

@@ -17,6 +17,8 @@ import { awsIdentityCheck, type ProxyConfig, parseConfigYaml, splitHostPort } fr
 import { IdentityCheck, stsGetCallerIdentity, type GetCallerIdentity } from './iam/identityCheck.js';
 import type { ProxyStats } from './contract/stats.js';
 import { type AdminAccess, adminAccess, AdminSession, type AdminOperations, type ResultSet } from './admin/adminConsole.js';
+import { PoolCounterRegistry } from './admin/poolCounters.js';
+import { type AdminView, show, type ShowSubject } from './admin/showCommands.js';
 import { startAdminHttp, type AdminHttp } from './admin/adminHttp.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { CancelRegistry } from './cancel/cancelRegistry.js';
@@ -24,7 +26,8 @@ import { PeerForwarder } from './cancel/peerForwarder.js';
 import { SourceRateLimiter, sourceKey } from './cancel/rateLimiter.js';
 import { closeWithError, handleClientConnection } from './client/clientConnection.js';
 import { ClientSession } from './client/clientSession.js';
-import { BackendPool, type PoolKey, keyString, type PoolSettings } from './pool/backendPool.js';
+import { BackendPool, type Lender, type PoolKey, keyString, type PoolSettings } from './pool/backendPool.js';
+import { ReaderPools } from './pool/readerPools.js';
 import { computeBudget } from './pool/budget.js';
 import { backendKeyData, errorResponse, parameterStatus, readyForQuery } from './protocol/serverMessages.js';
 import { SQLSTATE } from './protocol/sqlstate.js';
@@ -88,6 +91,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   readonly clock: Clock;
   readonly authSecret = randomBytes(32);
   readonly knownStatements = new KnownStatements();
+  readonly counters: PoolCounterRegistry;
   shuttingDown = false;
   readonly backendAuthFailures: BackendAuthFailures;
   /** Client-facing TLS, when tls.certFile is set. */
@@ -104,6 +108,11 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   /** How the server reports a startup value (client_encoding utf-8 → UTF8), by (user, database, name, value). */
   private readonly reportedSpelling = new Map<string, string>();
   private readonly monitor: TargetMonitor;
+  /** The read-only endpoint's pools, one per usable standby (readers in the config). */
+  readonly readerPools: ReaderPools | null;
+  private readerListener: net.Server | null = null;
+  /** What a client of the read-only endpoint may use (its sessions borrow from the standbys). */
+  private readonly readOnlyContext: ProxyContext | null;
   private listener: net.Server | null = null;
   private http: AdminHttp | null = null;
   private janitor: NodeJS.Timeout | null = null;
@@ -119,6 +128,10 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
   /** PAUSE on the admin console; the pool is paused while this or the config's `paused` holds. */
   private consolePaused = false;
+  /** Client connections (by remote address and port) that logged in: their close is not a failed setup. */
+  private readonly loggedIn_ = new Set<string>();
+  /** Cancel-request connections whose close is still to come: not failed setups either. */
+  private cancelClosesPending = 0;
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -167,6 +180,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       self: () => `${splitHostPort(this.config.adminListen, true)!.host}:${this.http?.port ?? 0}`,
       log: this.log,
     });
+    this.counters = new PoolCounterRegistry(() => this.clock.now());
     this.metrics = new ProxyMetrics({
       writer: () => this.monitor.currentWriter,
       targets: () => this.monitor.stats(),
@@ -174,8 +188,23 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       clientConnections: () => this.sessions.size,
       pool: () => this.pool.stats(),
       users: () => this.pool.userStats(),
+      readers: () => {
+        const lag = new Map(this.monitor.stats().map((t) => [t.endpoint, t.reader]));
+        return (this.readerPools?.stats() ?? []).map((r) => ({ ...r, lagMs: lag.get(r.endpoint)?.lagMs ?? null, lagBytes: lag.get(r.endpoint)?.lagBytes ?? null }));
+      },
       budget: () => this.pool.currentLimits?.budget ?? null,
       targetMaxConnections: () => this.targetMaxConnections,
+      counters: () => this.counters.all(),
+      sessions: () => {
+        let inTransaction = 0;
+        let tls = 0;
+        for (const s of this.sessions) {
+          if (s.inTransaction) inTransaction++;
+          if (s.connection.tls !== '') tls++;
+        }
+        return { inTransaction, tls, noTls: this.sessions.size - tls };
+      },
+      databaseConnectionsTls: () => this.pool.backends().filter((b) => b.backend.encrypted).length,
     });
     this.pool = new BackendPool(poolSettings(this.config), {
       open: (key, endpoint) => this.openWriterBackend(key, endpoint),
@@ -196,8 +225,68 @@ export class ProxyServer implements ProxyContext, AdminOperations {
         onChange: (writer, maxConnections) => this.onTargetChange(writer, maxConnections),
         onSuspect: (suspect) => this.pool.setHeld(suspect),
         onFailover: () => this.metrics.failovers.inc(),
+        onReaders: (readers) => this.readerPools?.update(readers),
+        ...(this.config.readers ? { maxReplicationLagMs: this.config.readers.maxReplicationLag } : {}),
       },
     );
+    this.readerPools = this.config.readers
+      ? new ReaderPools({
+          open: (key, endpoint) => this.openReaderBackend(key, endpoint),
+          clock: this.clock,
+          log: this.log,
+          settings: () => poolSettings(this.config),
+          budget: () => ({ maxConnectionsPercent: this.config.pool.maxConnectionsPercent, maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent, replicas: this.config.pool.replicas }),
+          fallback: () => (this.config.readers?.fallbackToWriter ? this.pool : null),
+          onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
+          onBorrowTimeout: () => this.metrics.borrowTimeouts.inc(),
+        })
+      : null;
+    this.readOnlyContext = this.readerPools ? this.endpointContext(this.readerPools) : null;
+  }
+
+  /**
+   * The read-only endpoint's view of the proxy: the same users, credentials and registries, its
+   * own pools, and sessions that must not write (also when the writer serves them, as the
+   * fallback).
+   */
+  private endpointContext(readers: ReaderPools): ProxyContext {
+    const server = this;
+    return {
+      get config() {
+        return server.config;
+      },
+      get credentials() {
+        return server.credentials;
+      },
+      pool: readers,
+      classifier: this.classifier,
+      metrics: this.metrics,
+      log: this.log,
+      clock: this.clock,
+      authSecret: this.authSecret,
+      knownStatements: this.knownStatements,
+      counters: this.counters,
+      get shuttingDown() {
+        return server.shuttingDown;
+      },
+      readOnly: { onWriter: (b) => readers.isWriterConnection(b) },
+      clientCount: () => server.clientCount(),
+      cancel: (pid, secret, source) => server.cancel(pid, secret, source),
+      startSession: (socket, key, params, leftover) => server.startSessionOn(this.readOnlyContext!, socket, key, params, leftover),
+      startAdminSession: (socket, user, leftover) => server.startAdminSession(socket, user, leftover),
+      sessionClosed: (session) => server.sessionClosed(session),
+    };
+  }
+
+  /** A pool connection to a standby: refused if the server is not in recovery, whatever the last check said. */
+  private async openReaderBackend(key: PoolKey, endpoint: BackendEndpoint): Promise<BackendConnection> {
+    const b = await this.openBackend(key, endpoint, this.config.pool.initQuery, '');
+    if (b.serverParams.get('in_hot_standby') !== 'on') {
+      b.close();
+      void this.monitor.checkNow();
+      throw new Error(`${endpoint.host}:${endpoint.port} is not in recovery; not lending it as a reader`);
+    }
+    return b;
   }
 
   static async create(opts: ProxyServerOptions): Promise<ProxyServer> {
@@ -205,11 +294,18 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   }
 
   /** Starts listening; resolves with the bound ports (useful when the config says port 0). */
-  async start(): Promise<{ port: number; adminPort: number }> {
+  async start(): Promise<{ port: number; adminPort: number; readersPort?: number }> {
     const listen = splitHostPort(this.config.listen, true)!;
     const adminListen = splitHostPort(this.config.adminListen, true)!;
     this.listener = net.createServer({ noDelay: true }, (socket) => {
       this.metrics.clientConnectionsTotal.inc();
+      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      socket.once('close', () => {
+        this.metrics.clientConnectionsClosed.inc();
+        if (this.loggedIn_.delete(peer)) return;
+        if (this.cancelClosesPending > 0) this.cancelClosesPending--;
+        else this.metrics.clientSetupFailed.inc();
+      });
       void handleClientConnection(socket, this, { tls: this.serverTls, tokens: this.tokenAuth });
     });
     this.listener.maxConnections = this.config.pool.maxClientConnections + 100;
@@ -224,6 +320,19 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       metricsContentType: this.metrics.registry.contentType,
       forwardedCancel: (pid, secret, source) => this.forwardedCancel(pid, secret, source),
     });
+    if (this.config.readers && this.readOnlyContext) {
+      const ro = splitHostPort(this.config.readers.listen, true)!;
+      const ctx = this.readOnlyContext;
+      this.readerListener = net.createServer({ noDelay: true }, (socket) => {
+        this.metrics.clientConnectionsTotal.inc();
+        void handleClientConnection(socket, ctx, { tls: this.serverTls, tokens: this.tokenAuth });
+      });
+      this.readerListener.maxConnections = this.config.pool.maxClientConnections + 100;
+      await new Promise<void>((resolve, reject) => {
+        this.readerListener!.once('error', reject);
+        this.readerListener!.listen({ host: ro.host, port: ro.port, backlog: 4096 }, () => resolve());
+      });
+    }
     void this.monitor.start();
     void this.identity?.start();
     this.startJanitor();
@@ -233,8 +342,9 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       this.configWatch.unref();
     }
     const port = (this.listener.address() as net.AddressInfo).port;
-    this.log.info({ listen: `${listen.host}:${port}`, admin: `${adminListen.host}:${this.http.port}`, targets: this.config.targets }, 'dbproxy listening');
-    return { port, adminPort: this.http.port };
+    const readersPort = this.readerListener ? (this.readerListener.address() as net.AddressInfo).port : undefined;
+    this.log.info({ listen: `${listen.host}:${port}`, admin: `${adminListen.host}:${this.http.port}`, targets: this.config.targets, ...(readersPort ? { readersListen: readersPort } : {}) }, 'dbproxy listening');
+    return { port, adminPort: this.http.port, ...(readersPort !== undefined ? { readersPort } : {}) };
   }
 
   isReady(): boolean {
@@ -262,7 +372,16 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private async openWriterBackend(key: PoolKey, endpoint: BackendEndpoint): Promise<BackendConnection> {
     // No application_name of its own: a client that sends none sees the server's default, as it
     // would connecting directly (the proxy's own health-check connection is named).
-    const b = await this.openBackend(key, endpoint, this.config.pool.initQuery, '');
+    const where = `${endpoint.host}:${endpoint.port}`;
+    this.metrics.databaseConnectionRequests.inc({ endpoint: where });
+    let b: BackendConnection;
+    try {
+      b = await this.openBackend(key, endpoint, this.config.pool.initQuery, '');
+    } catch (e) {
+      this.metrics.databaseSetupFailed.inc({ endpoint: where });
+      throw e;
+    }
+    this.metrics.databaseSetupSucceeded.inc({ endpoint: where });
     if (b.serverParams.get('in_hot_standby') === 'on') {
       b.close();
       void this.monitor.checkNow();
@@ -317,6 +436,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   }
 
   async cancel(pid: number, secret: number, source: string | undefined): Promise<void> {
+    this.cancelClosesPending++;
     const limit = this.config.cancelRateLimit;
     if (!this.cancelLimiter.take(sourceKey(source), { perSecond: limit.perSecond, burst: limit.burst })) {
       this.metrics.cancelRequests.inc({ via: 'client', result: 'rate_limited' });
@@ -359,10 +479,15 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return true;
   }
 
-  async startSession(socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void> {
+  startSession(socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void> {
+    return this.startSessionOn(this, socket, key, startupParams, leftover);
+  }
+
+  /** After authentication on either endpoint: the greeting, and a session that borrows from `ctx.pool`. */
+  async startSessionOn(ctx: ProxyContext, socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void> {
     let serverParams: Map<string, string>;
     try {
-      serverParams = await this.serverParams(key);
+      serverParams = await this.serverParams(key, ctx);
     } catch (e) {
       const err = e as Error;
       const fields =
@@ -376,7 +501,10 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     if (socket.destroyed) return;
     const wanted = startupSessionParams(startupParams);
     try {
-      await this.startupCheck.check(key, wanted);
+      await this.startupCheck.check(key, wanted, (k, sql) => this.queryAs(k, sql, ctx.pool));
+      // Served by the writer (the fallback), a read-only client's transactions are read-only all
+      // the same: set as if at startup, so RESET ALL and DISCARD ALL keep it.
+      if (ctx.readOnly && this.config.readers?.fallbackToWriter) wanted.set('default_transaction_read_only', 'on');
     } catch (e) {
       const err = e as Error;
       const fields = err instanceof ServerError ? { code: err.code, message: err.message } : { code: SQLSTATE.connectionFailure, message: `could not check the startup parameters: ${err.message}` };
@@ -384,9 +512,10 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       socket.end(errorResponse({ severity: 'FATAL', ...fields }));
       return;
     }
-    const reported = await this.reportedValues(key, wanted, serverParams);
+    const reported = await this.reportedValues(key, wanted, serverParams, ctx.pool);
     if (socket.destroyed) return;
-    const session = new ClientSession(socket, key, wanted, this, ++this.nextSessionId);
+    const session = new ClientSession(socket, key, wanted, ctx, ++this.nextSessionId);
+    this.loggedIn(socket);
     const ck = this.cancels.register(session);
     session.cancelPid = ck.pid;
     this.sessions.add(session);
@@ -399,13 +528,13 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   }
 
   /** One query on a pooled backend of `key`, for the proxy's own purposes. */
-  private async queryAs(key: PoolKey, sql: string): Promise<void> {
-    const b = await this.pool.borrow(key).promise;
+  private async queryAs(key: PoolKey, sql: string, pool: Lender = this.pool): Promise<void> {
+    const b = await pool.borrow(key).promise;
     try {
       await b.query(sql, this.config.pool.connectTimeout);
     } finally {
-      if (b.closed) this.pool.discard(b);
-      else this.pool.release(b);
+      if (b.closed) pool.discard(b);
+      else pool.release(b);
     }
   }
 
@@ -415,13 +544,13 @@ export class ProxyServer implements ProxyContext, AdminOperations {
    * application_name truncated): set_config returns them. Asked once per (user, database, name,
    * value); the client's own spelling if the server cannot be asked.
    */
-  private async reportedValues(key: PoolKey, wanted: ReadonlyMap<string, string>, serverParams: ReadonlyMap<string, string>): Promise<Map<string, string>> {
+  private async reportedValues(key: PoolKey, wanted: ReadonlyMap<string, string>, serverParams: ReadonlyMap<string, string>, pool: Lender = this.pool): Promise<Map<string, string>> {
     const names = [...serverParams.keys()].filter((n) => wanted.has(n.toLowerCase()));
     const cacheKey = (n: string): string => `${keyString(key)}\0${n}\0${wanted.get(n.toLowerCase())}`;
     const missing = names.filter((n) => !this.reportedSpelling.has(cacheKey(n)));
     if (missing.length > 0) {
       try {
-        const b = await this.pool.borrow(key).promise;
+        const b = await pool.borrow(key).promise;
         try {
           // is_local: the values last only for this statement's own transaction.
           const sql = `SELECT ${missing.map((n) => `pg_catalog.set_config(${literal(n)}, ${literal(wanted.get(n.toLowerCase())!)}, true)`).join(', ')}`;
@@ -429,8 +558,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
           if (this.reportedSpelling.size > 2000) this.reportedSpelling.clear();
           missing.forEach((n, i) => this.reportedSpelling.set(cacheKey(n), row[i] ?? wanted.get(n.toLowerCase())!));
         } finally {
-          if (b.closed) this.pool.discard(b);
-          else this.pool.release(b);
+          if (b.closed) pool.discard(b);
+          else pool.release(b);
         }
       } catch (e) {
         this.log.warn({ err: (e as Error).message }, 'could not ask the server how it reports startup parameters');
@@ -440,20 +569,30 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   }
 
   /** The ParameterStatus set a new client is shown: what a server reported for this user and database. */
-  private async serverParams(key: PoolKey): Promise<Map<string, string>> {
-    const cached = this.serverParamsByKey.get(keyString(key));
+  private async serverParams(key: PoolKey, ctx: ProxyContext = this): Promise<Map<string, string>> {
+    // The read-only endpoint's clients see what a standby reports (in_hot_standby on, ...).
+    const cacheKey = `${ctx.readOnly ? 'ro' : 'rw'}\0${keyString(key)}`;
+    const cached = this.serverParamsByKey.get(cacheKey);
     if (cached) return cached;
-    const handle = this.pool.borrow(key);
+    const pool = ctx.pool;
+    const handle = pool.borrow(key);
     const b = await handle.promise;
     const params = new Map(b.serverParams);
     // A value of the proxy's own connection, not of the session a client will see.
     params.set('application_name', '');
-    this.serverParamsByKey.set(keyString(key), params);
-    this.pool.release(b);
+    this.serverParamsByKey.set(cacheKey, params);
+    pool.release(b);
     return params;
   }
 
+  /** A client connection got through its login: counted as set up, and its close is not a failure. */
+  private loggedIn(socket: net.Socket): void {
+    this.loggedIn_.add(`${socket.remoteAddress}:${socket.remotePort}`);
+    this.metrics.clientSetupSucceeded.inc();
+  }
+
   startAdminSession(socket: net.Socket, user: string, leftover: Buffer): void {
+    this.loggedIn(socket);
     this.adminSockets.add(socket);
     socket.on('close', () => this.adminSockets.delete(socket));
     new AdminSession(socket, user, this).start(leftover);
@@ -484,6 +623,8 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     if (now - this.lastTrim >= 1000) {
       this.lastTrim = now;
       this.pool.trim();
+      this.readerPools?.trim();
+      this.counters.tick();
     }
     const { idleClientTimeout, idleTransactionTimeout, queryTimeout } = this.config.pool;
     if (idleClientTimeout <= 0 && idleTransactionTimeout <= 0 && queryTimeout <= 0) return;
@@ -600,80 +741,41 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return notes.join('; ');
   }
 
-  show(what: 'pools' | 'clients' | 'servers' | 'stats' | 'targets' | 'config'): ResultSet {
-    const now = this.clock.now();
-    switch (what) {
-      case 'pools':
-        return {
-          columns: ['user', 'database', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_opening', 'pool_size'],
-          // pool_size: what this pool may reach, its user's cap when lower than the budget.
-          rows: this.pool.keyStats().map((k) => {
-            const budget = this.pool.currentLimits?.maxDatabaseConnections ?? null;
-            return [k.user, k.database, k.waiting, k.borrowed, k.idle, k.opening, k.maxConnections !== null && (budget === null || k.maxConnections < budget) ? k.maxConnections : budget];
-          }),
-        };
-      case 'clients':
-        return {
-          columns: ['id', 'user', 'database', 'state', 'addr', 'connect_seconds', 'idle_seconds', 'pinned_reasons', 'server'],
-          rows: [...this.sessions].map((s) => [
-            s.id,
-            s.key.user,
-            s.key.database,
-            s.state,
-            s.remoteAddress,
-            Math.round((now - s.connectedAt) / 1000),
-            Math.round((now - s.lastActivity) / 1000),
-            s.pinnedReasons.join(',') || null,
-            s.currentBackend?.label ?? null,
-          ]),
-        };
-      case 'servers':
-        return {
-          columns: ['id', 'user', 'database', 'state', 'endpoint', 'pid', 'age_seconds', 'idle_seconds'],
-          rows: this.pool.backends().map(({ backend: b, state }) => [
-            b.id,
-            b.user,
-            b.database,
-            state,
-            `${b.endpoint.host}:${b.endpoint.port}`,
-            b.pid,
-            Math.round((now - b.createdAt) / 1000),
-            state === 'idle' ? Math.round((now - b.lastUsedAt) / 1000) : 0,
-          ]),
-        };
-      case 'stats': {
-        const s = this.stats();
-        return {
-          columns: ['name', 'value'],
-          rows: [
-            ['client_connections', s.clientConnections],
-            ['database_connections', s.databaseConnections],
-            ['borrowed', s.borrowed],
-            ['pinned', s.pinned],
-            ['idle', s.idle],
-            ['waiting', s.waiting],
-            ['borrow_timeouts', s.borrowTimeouts],
-            ['budget', s.pool.budget],
-            ['max_database_connections', s.pool.maxDatabaseConnections],
-            ['target_max_connections', s.pool.targetMaxConnections],
-            ['writer', s.writer],
-            ['paused', s.paused],
-            ...Object.entries(s.pinsByReason).map(([r, n]): [string, number] => [`pins_${r}`, n]),
-          ],
-        };
-      }
-      case 'targets':
-        return {
-          columns: ['endpoint', 'state', 'reason', 'role', 'max_connections'],
-          rows: this.monitor.stats().map((t) => [t.endpoint, t.state, t.reason ?? null, t.role, t.maxConnections]),
-        };
-      case 'config':
-        return {
-          columns: ['key', 'value'],
-          rows: Object.entries(this.config.pool).map(([k, v]) => [k, String(v)]),
-        };
-    }
+  show(what: ShowSubject): ResultSet {
+    return show(this.adminView, what);
   }
+
+  /** What the admin console reads (showCommands.ts renders it). */
+  private readonly adminView: AdminView = {
+    now: () => this.clock.now(),
+    config: () => this.config,
+    sessions: () => this.sessions,
+    poolKeys: () => this.pool.keyStats(),
+    backends: () => this.pool.backends(),
+    limits: () => this.pool.currentLimits,
+    paused: () => this.pool.isPaused,
+    writer: () => ((w) => (w ? `${w.host}:${w.port}` : null))(this.pool.writer),
+    targets: () => this.monitor.stats(),
+    counters: () => this.counters,
+    summary: () => {
+      const s = this.stats();
+      return {
+        client_connections: s.clientConnections,
+        database_connections: s.databaseConnections,
+        borrowed: s.borrowed,
+        pinned: s.pinned,
+        idle: s.idle,
+        waiting: s.waiting,
+        borrow_timeouts: s.borrowTimeouts,
+        budget: s.pool.budget,
+        max_database_connections: s.pool.maxDatabaseConnections,
+        target_max_connections: s.pool.targetMaxConnections,
+        writer: s.writer,
+        failovers: s.failovers,
+        ...Object.fromEntries(Object.entries(s.pinsByReason).map(([r, n]) => [`pins_${r}`, n])),
+      };
+    },
+  };
 
   stats(): ProxyStats {
     const p = this.pool.stats();
@@ -711,6 +813,26 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       failovers: this.monitor.failoverCount,
       lastFailover: ((f) => (f ? { at: new Date(f.startedAt).toISOString(), durationMs: f.durationMs, from: f.from, to: f.to } : null))(this.monitor.lastFailoverRecord),
       ...((f) => (f ? { backendAuthFailures: f } : {}))(this.backendAuthFailures.stats()),
+      ...(this.readerPools && this.config.readers
+        ? {
+            readers: {
+              maxReplicationLagMs: this.config.readers.maxReplicationLag,
+              fallbackToWriter: this.config.readers.fallbackToWriter,
+              ...this.readerPools.totals(),
+              pools: this.readerPools.stats().map((r) => ({
+                endpoint: r.endpoint,
+                usable: r.usable,
+                ...(r.reason ? { reason: r.reason } : {}),
+                maxDatabaseConnections: r.maxDatabaseConnections,
+                databaseConnections: r.databaseConnections,
+                borrowed: r.borrowed,
+                pinned: r.pinned,
+                idle: r.idle,
+                waiting: r.waiting,
+              })),
+            },
+          }
+        : {}),
       ...(this.identity ? { awsIdentity: this.identity.stats() } : {}),
     };
   }
@@ -727,6 +849,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       this.shuttingDown = true;
       this.log.info({ clients: this.sessions.size, graceMs }, 'shutting down');
       const closed = new Promise<void>((r) => (this.listener ? this.listener.close(() => r()) : r()));
+      const readersClosed = new Promise<void>((r) => (this.readerListener ? this.readerListener.close(() => r()) : r()));
       for (const s of [...this.sessions]) s.drain();
       for (const sock of this.adminSockets) sock.end();
       const deadline = Date.now() + graceMs;
@@ -737,9 +860,11 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       this.identity?.stop();
       this.monitor.stop();
       this.pool.close();
+      this.readerPools?.close();
       await this.http?.close();
       for (const sock of this.adminSockets) sock.destroy();
       await closed;
+      await readersClosed;
       this.log.info('stopped');
     })();
     return this.stopped;

@@ -331,8 +331,7 @@ describe('fast path and cache', () => {
       'UPDATE t SET a = a + 1 WHERE id = 3',
       'DELETE FROM t WHERE id = 3',
       'BEGIN',
-      'BEGIN ISOLATION LEVEL SERIALIZABLE',
-      'START TRANSACTION READ ONLY',
+      'start transaction',
       'COMMIT',
       'END',
       'ROLLBACK',
@@ -355,6 +354,9 @@ describe('fast path and cache', () => {
   test('transaction-control variants the lexer cannot judge go to the parser', () => {
     expect(outside('COMMIT AND CHAIN').parsed).toBe(true);
     expect(outside("COMMIT PREPARED 'x'").parsed).toBe(true);
+    // Options may ask for READ WRITE, which the read-only endpoint must see.
+    expect(outside('BEGIN ISOLATION LEVEL SERIALIZABLE').parsed).toBe(true);
+    expect(outside('START TRANSACTION READ ONLY').parsed).toBe(true);
   });
 
   test('the cache returns the same result', () => {
@@ -399,5 +401,26 @@ describe('fast path and cache', () => {
     const c = outside('listen x');
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.pins)).toBe(true);
+  });
+});
+
+describe('read-write requests (what a read-only endpoint refuses on the writer)', () => {
+  test.each([
+    ['BEGIN READ WRITE', true],
+    ['START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE', true],
+    ['SET TRANSACTION READ WRITE', true],
+    ['SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE', true],
+    ['SET default_transaction_read_only = off', true],
+    ['SET LOCAL transaction_read_only TO false', true],
+    ['RESET default_transaction_read_only', true],
+    ["SELECT set_config('default_transaction_read_only', 'off', false)", true],
+    ["DO $$ BEGIN SET transaction_read_only = off; END $$", true],
+    ['BEGIN READ ONLY', false],
+    ['BEGIN', false],
+    ['SET default_transaction_read_only = on', false],
+    ['SET TRANSACTION ISOLATION LEVEL REPEATABLE READ', false],
+    ['SELECT 1', false],
+  ])('%s: %s', (sql, readWrite) => {
+    expect(outside(sql).readWrite).toBe(readWrite);
   });
 });

@@ -51,6 +51,12 @@ export interface Classification {
   readonly pins: readonly PinReason[];
   /** DISCARD ALL or DEALLOCATE ALL is present: the session's prepared statements are gone. */
   readonly discardAll: boolean;
+  /**
+   * The text asks for read-write transactions (BEGIN/START ... READ WRITE, SET TRANSACTION READ
+   * WRITE, SET SESSION CHARACTERISTICS ... READ WRITE, default_transaction_read_only or
+   * transaction_read_only set off, or reset): what a read-only endpoint must refuse.
+   */
+  readonly readWrite: boolean;
   /** Whether the real parser ran (false: the prefilter or the lexer cleared every statement). */
   readonly parsed: boolean;
   /** Session-level SET / RESET / set_config changes, in statement order. */
@@ -132,6 +138,7 @@ interface StatementFacts {
   readonly ddl?: boolean;
   readonly ddlTemp?: boolean;
   readonly deallocate?: string;
+  readonly readWrite?: boolean;
 }
 
 interface Analysis {
@@ -212,6 +219,7 @@ const UNPARSEABLE_FACTS: StatementFacts = {
 const PLAIN: Classification = Object.freeze({
   pins: Object.freeze([]) as readonly PinReason[],
   discardAll: false,
+  readWrite: false,
   parsed: false,
   settings: Object.freeze([]) as readonly SessionSetting[],
   resets: Object.freeze([]) as readonly ResetPoint[],
@@ -348,6 +356,8 @@ function analyze(sql: string): Analysis {
 /** Whether the lexer alone can decide the statement: no watched word, nothing opaque, no head that needs the grammar. */
 function lexerClears(s: LexedStatement): boolean {
   if (s.opaque || s.words.length > 0 || PARSE_HEADS.has(s.firstWord)) return false;
+  // BEGIN READ WRITE and friends carry options the parser reads (read-write requests).
+  if (OPEN_HEADS.has(s.firstWord)) return isSimpleClose(s);
   if (CLOSE_HEADS.has(s.firstWord)) {
     // COMMIT AND CHAIN, COMMIT PREPARED 'x' and friends go to the parser; ROLLBACK TO [SAVEPOINT] x is common enough to clear here.
     return isSimpleClose(s) || (s.firstWord === 'rollback' && s.secondWord === 'to');
@@ -374,6 +384,7 @@ function lexerTxn(s: LexedStatement): Txn {
 function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analysis {
   const implicitBlock = facts.length > 1;
   let discardAll = false;
+  let readWrite = false;
   let anySequence = false;
   let ddl = false;
   let ddlTemp = false;
@@ -388,6 +399,7 @@ function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analy
     if (f.ddl) ddl = true;
     if (f.ddlTemp) ddlTemp = true;
     if (f.discardAll) discardAll = true;
+    if (f.readWrite) readWrite = true;
     if (f.sequenceFunction) anySequence = true;
     if (f.settings.length > 0) (settings ??= []).push(...f.settings);
     if (f.resets) (resets ??= []).push(f.resets);
@@ -395,7 +407,7 @@ function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analy
   const frozenSettings = settings === null ? NO_SETTINGS : Object.freeze(settings);
   const frozenResets = resets === null ? NO_RESETS : Object.freeze(resets);
   const build = (pins: ReadonlySet<PinReason>): Classification =>
-    Object.freeze({ pins: orderedPins(pins), discardAll, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length, ddl, ddlTemp, deallocate });
+    Object.freeze({ pins: orderedPins(pins), discardAll, readWrite, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length, ddl, ddlTemp, deallocate });
 
   const inside = build(always);
   if (!anySequence || implicitBlock) return { outside: inside, inside };
@@ -445,6 +457,7 @@ class FactsBuilder {
   ddl = false;
   ddlTemp = false;
   deallocate: string | undefined;
+  readWrite = false;
   readonly settings: SessionSetting[] = [];
 
   build(statement?: number, end?: number): StatementFacts {
@@ -467,6 +480,7 @@ class FactsBuilder {
       ...(this.ddl ? { ddl: true } : {}),
       ...(this.ddlTemp ? { ddlTemp: true } : {}),
       ...(this.deallocate !== undefined ? { deallocate: this.deallocate } : {}),
+      ...(this.readWrite ? { readWrite: true } : {}),
     };
   }
 }
@@ -505,6 +519,7 @@ function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder, dept
   switch (type) {
     case 'TransactionStmt':
       f.txn = transactionEffect(body as TransactionStmt);
+      if (asksReadWrite((body as TransactionStmt).options)) f.readWrite = true;
       return;
     case 'VariableSetStmt':
       // Only at top level: the same node inside CREATE FUNCTION ... SET or ALTER ROLE ... SET
@@ -568,8 +583,27 @@ function transactionEffect(t: TransactionStmt): Txn {
   }
 }
 
+/** A transaction_read_only option set to false (READ WRITE). */
+function asksReadWrite(options: readonly Node[] | undefined): boolean {
+  for (const o of options ?? []) {
+    if (!('DefElem' in o) || o.DefElem.defname !== 'transaction_read_only') continue;
+    // The grammar writes READ ONLY / READ WRITE as the integer 1 / 0.
+    const c = constOf(o.DefElem.arg);
+    if (c?.ival !== undefined ? (c.ival.ival ?? 0) === 0 : literalBool(o.DefElem.arg) !== true) return true;
+  }
+  return false;
+}
+
+const READ_ONLY_SETTINGS: ReadonlySet<string> = new Set(['default_transaction_read_only', 'transaction_read_only']);
+
 function analyzeVariableSet(v: VariableSetStmt, source: () => string, f: FactsBuilder): void {
   const name = (v.name ?? '').toLowerCase();
+  if (v.kind === 'VAR_SET_MULTI' && asksReadWrite(v.args)) f.readWrite = true;
+  if (READ_ONLY_SETTINGS.has(name)) {
+    const value = v.kind === 'VAR_SET_VALUE' ? literalBool(v.args?.[0]) : undefined;
+    // Off, or back to the server's default (off), or a value the classifier cannot read.
+    if (v.kind !== 'VAR_SET_VALUE' || value !== true) f.readWrite = true;
+  }
   switch (v.kind) {
     case 'VAR_RESET_ALL':
       // A reset to the session's defaults, which a proxy that tracks settings replays anyway;
@@ -759,6 +793,7 @@ function analyzeSetConfig(args: readonly Node[], f: FactsBuilder): void {
   const name = rawName?.toLowerCase();
   const value = literalString(args[1]);
   const isLocal = literalBool(args[2]);
+  if (name !== undefined && READ_ONLY_SETTINGS.has(name) && (value === undefined || parseBoolText(value) !== true)) f.readWrite = true;
   if (name === 'search_path' && value !== undefined && searchPathCreatesTemp(splitSearchPath(value))) {
     f.pins.add('temporary_object');
   }

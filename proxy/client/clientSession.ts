@@ -12,12 +12,13 @@ import type net from 'node:net';
 import { serialize } from 'pg-protocol';
 import type { DataRowMessage } from 'pg-protocol/dist/messages.js';
 import { Parser } from 'pg-protocol/dist/parser.js';
+import type { PoolCounters } from '../admin/poolCounters.js';
 import type { Classification } from '../classify/classifier.js';
 import { functionCallEffect } from '../classify/functionCalls.js';
 import type { PinReason } from '../classify/pinReasons.js';
 import type { BorrowHandle, PoolKey } from '../pool/backendPool.js';
 import { BorrowTimeoutError } from '../pool/backendPool.js';
-import { ProtocolViolation, readErrorFields, readExecutePortal, readFunctionCall } from '../protocol/clientMessages.js';
+import { locateParse, ProtocolViolation, readErrorFields, readExecutePortal, readFunctionCall } from '../protocol/clientMessages.js';
 import { Framer, type FrameSink, FramingError, inspectTable } from '../protocol/framer.js';
 import { commandComplete, errorResponse, frame, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
@@ -89,6 +90,14 @@ const EMPTY_QUERY = serialize.query('');
 const FLUSH = serialize.flush();
 const DEALLOCATE_COMPLETE = commandComplete('DEALLOCATE');
 
+/**
+ * What a read-only endpoint's client gets, from the server itself, for asking a read-write
+ * transaction of the writer (readers.fallbackToWriter): the error a standby would give, 25006,
+ * at the same step, and an aborted transaction where PostgreSQL would abort it.
+ */
+const REFUSE_READ_WRITE =
+  "DO $dbproxy$ BEGIN RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction', MESSAGE = 'cannot set transaction read-write mode on the read-only endpoint'; END $dbproxy$";
+
 type TxStatus = 'I' | 'T' | 'E';
 
 export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
@@ -131,6 +140,16 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   private closed = false;
   private closeAfterTransaction = false;
   private requestStartedAt = 0;
+  /** When the transaction in progress sent its first request (0: none in progress). */
+  private xactStartedAt = 0;
+  /** The request in progress has not heard from the server yet (for the database response latency). */
+  private awaitingServer = false;
+  /** The server read being walked is the request's first: its time is the database response time. */
+  private firstServerRead = false;
+  /** When the client started waiting in line for a backend (0: not waiting). */
+  borrowStartedAt = 0;
+  /** This pool's counters, looked up once: the data path only bumps their fields. */
+  private readonly counters: PoolCounters;
   private lastServerErrorCode: string | undefined;
   private lastServerErrorMessage: string | undefined;
 
@@ -149,6 +168,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.settings = new SessionSettings(startupParams, () => this.ctx.config.session);
     this.pins = new SessionPins({ log: ctx.log, counted: (r) => ctx.metrics.pinned(r), client: id, user: key.user, database: key.database });
     this.statements = new ClientStatements(this);
+    this.counters = ctx.counters.forKey(key);
   }
 
   // ---- what others see ----
@@ -182,6 +202,24 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     return this.backend_ !== null && this.queue.waiting > 0 ? this.requestStartedAt : 0;
   }
 
+  /** The connection as SHOW CLIENTS describes it: TLS version ('' for plaintext), local end, application_name. */
+  get connection(): { tls: string; remoteAddress: string; remotePort: number; localAddress: string; localPort: number; applicationName: string } {
+    const s = this.socket as net.Socket & { encrypted?: boolean; getProtocol?: () => string | null };
+    return {
+      tls: s.encrypted === true ? (s.getProtocol?.() ?? 'TLS') : '',
+      remoteAddress: s.remoteAddress ?? '',
+      remotePort: s.remotePort ?? 0,
+      localAddress: s.localAddress ?? '',
+      localPort: s.localPort ?? 0,
+      applicationName: this.settings.wanted.get('application_name') ?? '',
+    };
+  }
+
+  /** Holding a backend with a transaction or a request still open (RDS Proxy's "currently in transaction"). */
+  get inTransaction(): boolean {
+    return this.backend_ !== null && (this.txStatus !== 'I' || this.queue.waiting > 0 || this.extendedPending);
+  }
+
   /** Between transactions: holding no backend, or holding only a pinned one with nothing in flight. */
   get isIdle(): boolean {
     if (this.borrowing || this.pending.length > 0) return false;
@@ -193,10 +231,14 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.socket.on('data', (chunk: Buffer) => {
       if (this.closed) return;
       this.lastActivity = this.ctx.clock.now();
+      this.counters.bytesIn += chunk.length;
       this.pair.clientData(chunk);
     });
     this.socket.on('close', () => this.onClientClosed());
-    if (leftover.length > 0) this.pair.clientData(leftover);
+    if (leftover.length > 0) {
+      this.counters.bytesIn += leftover.length;
+      this.pair.clientData(leftover);
+    }
   }
 
   /** Closes the session from the proxy's side with a FATAL error (idle timeout, shutdown, ...). */
@@ -287,6 +329,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     }
     const r = this.statements.answerWithoutBackend(type, msg);
     if (!r) return false;
+    if (type === P && msg[5] !== 0) this.counters.clientParseCount++;
     this.pair.toClient.push(r.answer);
     if (r.skipToSync) {
       this.localBatch = false;
@@ -303,17 +346,27 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
       // After an error the server (or the proxy on its behalf) ignores everything until Sync.
       if (type === P || type === B || type === D || type === E || type === C || type === H) return;
     }
-    if (this.requestStartedAt === 0 && this.queue.waiting === 0) this.requestStartedAt = this.ctx.clock.now();
+    if (this.requestStartedAt === 0 && this.queue.waiting === 0) {
+      // When the client read carrying the request arrived (read in the same tick, or earlier
+      // when the request waited for a backend): one clock read per read, not one more per request.
+      this.requestStartedAt = this.lastActivity;
+      this.awaitingServer = true;
+      if (this.xactStartedAt === 0) this.xactStartedAt = this.requestStartedAt;
+    }
     const b = this.backend_!;
     switch (type) {
       case Q:
+        this.counters.queryCount++;
         this.onQuery(msg);
         return;
       case P:
+        // Named statements only, as PgBouncer counts them (its prepared-statement tracking).
+        if (msg[5] !== 0) this.counters.clientParseCount++;
         this.extendedPending = true;
-        this.statements.onParse(b, msg);
+        this.statements.onParse(b, this.ctx.readOnly?.onWriter(b) ? this.readOnlyParse(msg) : msg);
         return;
       case B: {
+        if (msg[msg[5] === 0 ? 6 : msg.indexOf(0, 5) + 1] !== 0) this.counters.bindCount++;
         this.extendedPending = true;
         const bound = this.statements.onBind(b, msg);
         if (bound === null) this.hold(msg);
@@ -329,6 +382,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         this.statements.onClose(b, msg);
         return;
       case E: {
+        this.counters.queryCount++;
         this.extendedPending = true;
         this.forward(msg, 'E');
         const restore = this.portalRestores.size > 0 ? this.portalRestores.get(readExecutePortal(msg)) : undefined;
@@ -358,12 +412,24 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     }
   }
 
+  /** A Parse of a read-write request, from a read-only client on the writer, becomes one that fails when run. */
+  private readOnlyParse(msg: Buffer): Buffer {
+    const at = locateParse(msg);
+    const c = this.ctx.classifier.classifyBytes(msg, at.nameEnd + 1, at.textEnd, this.txStatus !== 'I');
+    if (!c.readWrite) return msg;
+    return serialize.parse({ name: msg.toString('utf8', 5, at.nameEnd), text: REFUSE_READ_WRITE });
+  }
+
   private onQuery(msg: Buffer): void {
     if (msg[msg.length - 1] !== 0) throw new ProtocolViolation('invalid string in message');
     // A simple Query drops the server session's unnamed statement, whoever Parsed it.
     this.backend_!.unnamedOwner = null;
     this.statements.queryRan();
     const c = this.judge(this.ctx.classifier.classifyBytes(msg, 5, msg.length - 1, this.txStatus !== 'I'), true, () => msg.toString('utf8', 5, msg.length - 1));
+    if (c.readWrite && this.ctx.readOnly?.onWriter(this.backend_!)) {
+      this.forward(serialize.query(REFUSE_READ_WRITE), 'Q');
+      return;
+    }
     if (c.resets.length === 0) {
       if (c.deallocate === null) this.forward(msg, 'Q');
       else this.onDeallocate(msg, c.deallocate);
@@ -406,12 +472,14 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   // ---- requests (StatementHost) ----
 
   forward(msg: Buffer, req: RequestType, done?: (ok: boolean) => void): void {
+    if (req === 'P' && msg[5] !== 0) this.counters.serverParseCount++;
     this.queue.push(done ? { kind: 'client', req, done } : CLIENT_SLOT[req]);
     this.pair.toServer.push(msg);
   }
 
   hidden(msg: Buffer, slot: Omit<Slot, 'kind'>): void {
     if (slot.req === 'Q' && this.backend_ !== null) this.backend_.unnamedOwner = null;
+    if (slot.req === 'P' && msg[5] !== 0) this.counters.serverParseCount++;
     this.queue.push({ kind: 'hidden', ...slot });
     this.pair.toServer.push(msg);
   }
@@ -594,10 +662,13 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.pair.pauseClient(PAUSE_BORROW);
     const handle = this.ctx.pool.borrow(this.key, this);
     this.borrowing = handle;
+    this.borrowStartedAt = this.ctx.clock.now();
     handle.promise.then(
       (granted) => {
         if (this.borrowing !== handle) return;
         this.borrowing = null;
+        this.counters.waitTimeUs += (this.ctx.clock.now() - this.borrowStartedAt) * 1000;
+        this.borrowStartedAt = 0;
         if (this.closed) {
           this.ctx.pool.release(granted);
           return;
@@ -609,6 +680,8 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
       (err: Error) => {
         if (this.borrowing !== handle) return;
         this.borrowing = null;
+        this.counters.waitTimeUs += (this.ctx.clock.now() - this.borrowStartedAt) * 1000;
+        this.borrowStartedAt = 0;
         this.pair.unpauseClient(PAUSE_BORROW);
         if (!this.closed) this.failPending(err);
       },
@@ -617,6 +690,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
 
   /** Takes a backend the pool lent to this session (the pool made it this session's). */
   private attach(b: BackendConnection): void {
+    this.counters.serverAssignments++;
     this.backend_ = b;
     b.statements.capacity = this.ctx.config.session.maxPreparedStatements;
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
@@ -729,6 +803,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.extendedPending = errored;
     this.skipToSync = errored;
     this.requestStartedAt = 0;
+    this.xactStartedAt = 0;
     this.pair.flush();
     if (this.closeAfterTransaction) this.drain();
   }
@@ -737,8 +812,17 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
 
   onBackendData(b: BackendConnection, chunk: Buffer): void {
     if (b !== this.backend_) return;
+    this.counters.bytesOut += chunk.length;
+    this.firstServerRead = this.awaitingServer;
+    this.awaitingServer = false;
     b.framer!.inspect = this.serverWatch();
     this.pair.serverData(chunk);
+    if (this.firstServerRead) {
+      // The answer goes on beyond its first read: that read's time is when the database answered.
+      // (An answer complete in one read was observed at its ReadyForQuery, with no clock read of its own.)
+      this.firstServerRead = false;
+      if (this.requestStartedAt > 0) this.ctx.metrics.databaseResponseLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
+    }
   }
 
   onBackendDrain(b: BackendConnection): void {
@@ -792,7 +876,20 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         this.catalogChange = 0;
       }
       if (completed?.kind === 'client' && this.queue.waiting === 0 && this.requestStartedAt > 0) {
-        this.ctx.metrics.queryLatency.observe((this.ctx.clock.now() - this.requestStartedAt) / 1000);
+        const now = this.ctx.clock.now();
+        const ms = now - this.requestStartedAt;
+        this.ctx.metrics.queryLatency.observe(ms / 1000);
+        if (this.firstServerRead) {
+          this.firstServerRead = false;
+          this.ctx.metrics.databaseResponseLatency.observe(ms / 1000);
+        }
+        const c = this.counters;
+        c.queryTimeUs += ms * 1000;
+        if (msg[5] === 0x49 /* I */) {
+          c.xactCount++;
+          c.xactTimeUs += (now - this.xactStartedAt) * 1000;
+          this.xactStartedAt = 0;
+        }
         this.requestStartedAt = 0;
       }
     }
@@ -925,6 +1022,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.extendedPending = false;
     this.txStatus = 'I';
     this.requestStartedAt = 0;
+    this.xactStartedAt = 0;
   }
 
   // ---- end of session ----

@@ -329,6 +329,28 @@ const configSchema = z
     paused: z.boolean().default(false),
     /** The AWS identity check (STS GetCallerIdentity). Default: unset; on anyway when a user has backendAuth.method iam. */
     awsIdentity: awsIdentitySchema.optional(),
+    /**
+     * The read-only endpoint: a second listener whose clients are served, a transaction at a time,
+     * by pools to the healthy standbys among the targets (one pool per standby, sized from its own
+     * max_connections). Default: unset, no read-only endpoint.
+     */
+    readers: z
+      .object({
+        /** Address read-only clients connect to, e.g. 0.0.0.0:5433. */
+        listen: hostPort('readers.listen', true),
+        /**
+         * A standby further behind the writer than this (the time since the writer was where the
+         * standby has replayed to) leaves the rotation until it catches up. Default 30s.
+         */
+        maxReplicationLag: duration('30s'),
+        /**
+         * With no usable standby: false (default) clients wait up to pool.borrowTimeout, then get
+         * 53300 saying why; true they are served by the writer's pool, in read-only transactions.
+         */
+        fallbackToWriter: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     /** 0-255, part of every cancel key so a cancel can be routed to the replica that issued it. */
     replicaId: z.number().int().min(0).max(255).default(0),
     /** On SIGTERM: how long transactions may run on before every connection is closed. */

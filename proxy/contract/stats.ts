@@ -11,6 +11,12 @@ export interface TargetStats {
   reason?: string;
   role: TargetRole;
   maxConnections: number | null;
+  /**
+   * A standby, as a read-only target: AVAILABLE when it is in recovery, answers and is within
+   * readers.maxReplicationLag; its lag behind the writer in time and WAL bytes (null before the
+   * writer's position is known).
+   */
+  reader?: { state: TargetState; reason?: string; lagMs: number | null; lagBytes: number | null; replayPaused: boolean };
 }
 
 /** The proxy's own AWS identity as STS GetCallerIdentity reports it (proxy/iam/identityCheck.ts). */
@@ -79,6 +85,20 @@ export interface ProxyStats {
    * how many since start, and the last one. Absent while there have been none.
    */
   backendAuthFailures?: { total: number; last: { at: string; user: string; database: string; code: string; message: string } };
+  /**
+   * The read-only endpoint (readers in the config), absent without one: totals over the standbys'
+   * pools, and each standby's pool (usable: in rotation; reason: why not).
+   */
+  readers?: {
+    maxReplicationLagMs: number;
+    fallbackToWriter: boolean;
+    databaseConnections: number;
+    borrowed: number;
+    pinned: number;
+    idle: number;
+    waiting: number;
+    pools: Array<{ endpoint: string; usable: boolean; reason?: string; maxDatabaseConnections: number | null; databaseConnections: number; borrowed: number; pinned: number; idle: number; waiting: number }>;
+  };
   /** The proxy's AWS identity, when it checks one (backendAuth iam, or an awsIdentity section in the config). */
   awsIdentity?: AwsIdentityStats;
 }

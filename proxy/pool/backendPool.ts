@@ -42,6 +42,19 @@ export class BorrowTimeoutError extends Error {
   }
 }
 
+/**
+ * What a client session needs of a pool: the writer's BackendPool, or the read-only endpoint's
+ * router over its standbys' pools.
+ */
+export interface Lender {
+  tryBorrow(key: PoolKey, owner?: BackendOwner | null): BackendConnection | null;
+  borrow(key: PoolKey, owner?: BackendOwner | null): BorrowHandle;
+  release(b: BackendConnection): void;
+  discard(b: BackendConnection): void;
+  resetAndRelease(b: BackendConnection): void;
+  markPinned(b: BackendConnection): void;
+}
+
 export interface BorrowHandle {
   promise: Promise<BackendConnection>;
   /** Withdraws from the queue (client went away); a backend already granted is released. */
@@ -161,6 +174,11 @@ export class BackendPool {
 
   get isPaused(): boolean {
     return this.paused;
+  }
+
+  /** Backends lent out now (pinned ones included). */
+  get lentCount(): number {
+    return this.lent.size;
   }
 
   /** Borrowed backends not pinned: what PAUSE waits to reach zero. */
@@ -372,12 +390,17 @@ export class BackendPool {
     };
   }
 
-  /** Per-key view for SHOW POOLS; maxConnections is the user's cap (users[].maxConnections), null without one. */
-  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number; maxConnections: number | null }> {
+  /**
+   * Per-key view for SHOW POOLS: `oldestWaitSince` is when the longest waiter started (null: none
+   * waits); maxConnections is the user's cap (users[].maxConnections), null without one.
+   */
+  keyStats(): Array<PoolKey & { idle: number; waiting: number; opening: number; borrowed: number; pinned: number; oldestWaitSince: number | null; maxConnections: number | null }> {
     const borrowed = new Map<string, number>();
+    const pinned = new Map<string, number>();
     for (const b of this.lent) {
       const k = keyString(b);
       borrowed.set(k, (borrowed.get(k) ?? 0) + 1);
+      if (this.pinnedSet.has(b)) pinned.set(k, (pinned.get(k) ?? 0) + 1);
     }
     return [...this.keys.values()].map((kp) => ({
       ...kp.key,
@@ -385,6 +408,8 @@ export class BackendPool {
       waiting: kp.waiters.size,
       opening: kp.opening,
       borrowed: borrowed.get(keyString(kp.key)) ?? 0,
+      pinned: pinned.get(keyString(kp.key)) ?? 0,
+      oldestWaitSince: kp.waiters.peek()?.enqueuedAt ?? null,
       maxConnections: this.settings.userLimits?.get(kp.key.user) ?? null,
     }));
   }

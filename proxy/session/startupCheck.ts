@@ -22,15 +22,18 @@ export class StartupParamsCheck {
     private readonly capacity = 2000,
   ) {}
 
-  /** Resolves when the server accepts every parameter; rejects with the error a client should see. */
-  async check(key: PoolKey, params: ReadonlyMap<string, string>): Promise<void> {
+  /**
+   * Resolves when the server accepts every parameter; rejects with the error a client should see.
+   * `run` asks a server of the client's own endpoint (a standby, for the read-only endpoint).
+   */
+  async check(key: PoolKey, params: ReadonlyMap<string, string>, run: RunQuery = this.run): Promise<void> {
     const entry = (k: string, v: string): string => `${key.user}\0${key.database}\0${k}\0${v}`;
     const unknown = [...params].filter(([k, v]) => !this.accepted.has(entry(k, v)));
     if (unknown.length === 0) return;
     // is_local true: the values last only for this statement's own transaction.
     const sql = `SELECT ${unknown.map(([k, v]) => `pg_catalog.set_config(${literal(k)}, ${literal(v)}, true)`).join(', ')}`;
     try {
-      await this.run(key, sql);
+      await run(key, sql);
     } catch (e) {
       if (e instanceof ServerError && e.code === CANT_CHANGE_NOW) {
         throw new ServerError(e.code, `${e.message}: dbproxy shares server connections between clients, so it can only apply parameters that may change during a session`, 'FATAL');

@@ -9,6 +9,18 @@ import type { TargetStats } from '../contract/stats.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { type BackendConnection, type BackendEndpoint, ServerError } from '../server/backendConnection.js';
 import { electWriter, endpointOfAuroraInstance } from './writerElection.js';
+import { WriterHistory, parseLsn } from './replicationLag.js';
+
+/** A standby as the read-only endpoint sees it after a round of checks. */
+export interface ReaderTarget {
+  endpoint: BackendEndpoint;
+  key: string;
+  maxConnections: number | null;
+  /** In recovery, answering, and within the lag limit. */
+  usable: boolean;
+  /** Why not usable: REPLICATION_LAG, or why it is unavailable. */
+  reason?: string;
+}
 
 export interface FailoverRecord {
   /** When the old writer was first seen failing (ms since epoch). */
@@ -30,6 +42,10 @@ export interface TargetMonitorDeps {
   /** The current writer failed a check: stop lending new connections until it answers again. */
   onSuspect?(suspect: boolean): void;
   onFailover?(record: FailoverRecord): void;
+  /** After every round: the standbys, for the read-only endpoint. */
+  onReaders?(readers: ReaderTarget[]): void;
+  /** A standby further behind than this is not a usable reader. Default 30 s. */
+  maxReplicationLagMs?: number;
 }
 
 interface EndpointState {
@@ -43,6 +59,9 @@ interface EndpointState {
   conn: BackendConnection | null;
   stats: TargetStats;
   failures: number;
+  /** WAL position: the writer's current one, or how far a standby has replayed; null when unknown. */
+  lsn: number | null;
+  replayPaused: boolean;
 }
 
 export function unavailableReason(err: Error): string {
@@ -76,11 +95,19 @@ export class TargetMonitor {
   private failovers = 0;
   private lastFailover: FailoverRecord | null = null;
   private problem: string | undefined;
+  private readonly history: WriterHistory;
 
   constructor(
     private readonly targets: BackendEndpoint[],
     private readonly deps: TargetMonitorDeps,
-  ) {}
+  ) {
+    // Remember the writer's positions a little past the lag limit: a standby behind all of it is over the limit anyway.
+    this.history = new WriterHistory(2 * this.maxLagMs + 10_000);
+  }
+
+  private get maxLagMs(): number {
+    return this.deps.maxReplicationLagMs ?? 30_000;
+  }
 
   start(): Promise<void> {
     return this.tick();
@@ -125,6 +152,7 @@ export class TargetMonitor {
     const current = this.writer ? this.endpoints.get(this.writer) : undefined;
     const result = electWriter({ targets: this.stats(), current: this.writer, currentFailures: current?.failures ?? 0, topologyWriter: this.topologyWriter() });
     this.problem = result.problem;
+    this.assessReaders(result.writer);
     if (result.suspect !== this.suspect) {
       this.suspect = result.suspect;
       if (result.suspect) {
@@ -163,6 +191,30 @@ export class TargetMonitor {
     this.deps.onChange(next?.endpoint ?? null, maxConnections);
   }
 
+  /**
+   * The standbys as read-only targets: each one's lag behind the writer (as far as the writer's
+   * WAL position has been seen), and whether it may serve reads.
+   */
+  private assessReaders(writer: string | null): void {
+    const now = this.deps.clock.now();
+    const w = writer ? this.endpoints.get(writer) : undefined;
+    if (w?.lsn !== null && w?.lsn !== undefined) this.history.observe(now, w.lsn);
+    const readers: ReaderTarget[] = [];
+    for (const [k, t] of this.endpoints) {
+      if (t.stats.role !== 'reader') continue;
+      const lag = t.lsn === null ? null : this.history.lag(now, t.lsn);
+      const reachable = t.stats.reason === 'READ_ONLY';
+      const late = lag !== null && lag.ms > this.maxLagMs;
+      const reason = !reachable ? (t.stats.reason ?? 'UNAVAILABLE') : late ? 'REPLICATION_LAG' : undefined;
+      t.stats = {
+        ...t.stats,
+        reader: { state: reason ? 'UNAVAILABLE' : 'AVAILABLE', ...(reason ? { reason } : {}), lagMs: lag?.ms ?? null, lagBytes: lag?.bytes ?? null, replayPaused: t.replayPaused },
+      };
+      readers.push({ endpoint: t.endpoint, key: k, maxConnections: t.stats.maxConnections, usable: !reason, ...(reason ? { reason } : {}) });
+    }
+    this.deps.onReaders?.(readers);
+  }
+
   /** The writer named by Aurora's topology, if an available endpoint reports one we can map. */
   private topologyWriter(): string | null {
     const all = [...this.endpoints.entries()].map(([key, t]) => ({ key, name: t.name }));
@@ -191,7 +243,7 @@ export class TargetMonitor {
         const k = key(endpoint);
         seen.add(k);
         if (!this.endpoints.has(k)) {
-          this.endpoints.set(k, { endpoint, name: t.host, conn: null, failures: 0, stats: { endpoint: k, state: 'UNKNOWN', role: 'unknown', maxConnections: null } });
+          this.endpoints.set(k, { endpoint, name: t.host, conn: null, failures: 0, lsn: null, replayPaused: false, stats: { endpoint: k, state: 'UNKNOWN', role: 'unknown', maxConnections: null } });
         }
       }
     }
@@ -214,6 +266,24 @@ export class TargetMonitor {
     this.timer.unref?.();
   }
 
+  /**
+   * The writer's WAL position, or how far a standby has replayed. Apart from the main check: a
+   * server that cannot say (Aurora has no WAL of its own) is no less healthy; its lag is unknown.
+   */
+  private async readWalPosition(t: EndpointState, inRecovery: boolean): Promise<void> {
+    try {
+      const r = await t.conn!.query(
+        inRecovery ? 'SELECT pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused()::text' : "SELECT pg_current_wal_lsn()::text, 'false'",
+        Math.max(1000, this.deps.intervalMs * 2),
+      );
+      t.lsn = parseLsn(r.rows[0]?.[0]);
+      t.replayPaused = r.rows[0]?.[1] === 'true';
+    } catch {
+      t.lsn = null;
+      t.replayPaused = false;
+    }
+  }
+
   private async check(t: EndpointState): Promise<void> {
     const before = `${t.stats.state}/${t.stats.reason ?? ''}/${t.stats.role}`;
     try {
@@ -229,6 +299,7 @@ export class TargetMonitor {
         const topo = await t.conn.query("SELECT server_id FROM aurora_replica_status() WHERE session_id = 'MASTER_SESSION_ID'");
         t.auroraWriterId = topo.rows[0]?.[0] ?? null;
       }
+      await this.readWalPosition(t, inRecovery);
       t.failures = 0;
       t.stats = {
         endpoint: t.stats.endpoint,
@@ -244,6 +315,7 @@ export class TargetMonitor {
       t.conn = null;
       t.aurora = undefined;
       t.auroraWriterId = null;
+      t.lsn = null;
       t.failures++;
       t.stats = { endpoint: t.stats.endpoint, state: 'UNAVAILABLE', reason: unavailableReason(err), role: 'unknown', maxConnections: t.stats.maxConnections };
       if (before !== `UNAVAILABLE/${t.stats.reason}/unknown`) this.deps.log.warn({ target: t.stats.endpoint, reason: t.stats.reason, err: err.message }, 'target unavailable');

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import { pino } from 'pino';
 import { serialize } from 'pg-protocol';
 import { ProxyMetrics } from '../../proxy/admin/metrics.js';
+import { PoolCounterRegistry } from '../../proxy/admin/poolCounters.js';
 import { StatementClassifier } from '../../proxy/classify/classifier.js';
 import { ClientSession } from '../../proxy/client/clientSession.js';
 import { parseConfig } from '../../proxy/contract/config.js';
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
   );
   pool.setLimits(computeBudget({ targetMaxConnections: 100, maxConnectionsPercent: 21, maxIdleConnectionsPercent: 21, replicas: 1 }));
   pool.setEndpoint({ host: '127.0.0.1', port: 1 });
+  const counters = new PoolCounterRegistry(() => Date.now());
   const metrics = new ProxyMetrics({
     writer: () => null,
     targets: () => [],
@@ -88,8 +90,12 @@ async function main(): Promise<void> {
     pool: () => pool.stats(),
     budget: () => null,
     targetMaxConnections: () => null,
+    counters: () => counters.all(),
+    sessions: () => ({ inTransaction: 0, tls: 0, noTls: 1 }),
+    databaseConnectionsTls: () => 0,
   });
   const ctx = {
+    counters,
     config,
     pool,
     classifier,

@@ -2,6 +2,7 @@
 // /readyz, /metrics, /stats), the admin database "dbproxy" (SHOW ..., PAUSE, RESUME, RELOAD), and
 // logs that never carry a password.
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -239,10 +240,64 @@ describe('HTTP admin endpoints', () => {
   });
 });
 
+describe('RDS-named connection metrics', () => {
+  test('client logins that succeed, fail and close, and cancel requests (neither), are counted as RDS Proxy counts them', async () => {
+    const m = async (sample: string): Promise<number> => metricValue(await metricsText(), sample) ?? 0;
+    const before = {
+      received: await m('dbproxy_client_connections_received_total'),
+      ok: await m('dbproxy_client_connections_setup_succeeded_total'),
+      failed: await m('dbproxy_client_connections_setup_failed_total'),
+      closed: await m('dbproxy_client_connections_closed_total'),
+    };
+    const good = await newClient();
+    expect(await m('dbproxy_client_connections_no_tls')).toBe(1);
+    expect(await m('dbproxy_client_connections_tls')).toBe(0);
+    // (Another database than the log test below counts failed logins for.)
+    const bad = client(proxy.port, 'app', { password: 'wrong', database: 'metrics_test' });
+    bad.on('error', () => undefined);
+    await expect(bad.connect()).rejects.toMatchObject({ code: '28P01' });
+    // A CancelRequest connection: neither a login nor a failed one.
+    await new Promise<void>((resolve, reject) => {
+      const s = netConnect({ host: '127.0.0.1', port: proxy.port }, () => {
+        const pkt = Buffer.alloc(16);
+        pkt.writeInt32BE(16, 0);
+        pkt.writeInt32BE(80877102, 4);
+        pkt.writeInt32BE(12345, 8);
+        pkt.writeInt32BE(678, 12);
+        s.end(pkt);
+      });
+      s.on('close', () => resolve());
+      s.on('error', reject);
+    });
+    await closeClient(good);
+    await eventually(async () => (await m('dbproxy_client_connections_closed_total')) === before.closed + 3, 'three connections to be counted as closed');
+    expect(await m('dbproxy_client_connections_received_total')).toBe(before.received + 3);
+    expect(await m('dbproxy_client_connections_setup_succeeded_total')).toBe(before.ok + 1);
+    expect(await m('dbproxy_client_connections_setup_failed_total')).toBe(before.failed + 1);
+  });
+
+  test('backend connection requests and setups are counted per endpoint, and each request observes the database response latency', async () => {
+    const endpoint = `{endpoint="127.0.0.1:${cluster.port}"}`;
+    const text = await metricsText();
+    const requests = metricValue(text, `dbproxy_database_connection_requests_total${endpoint}`) ?? 0;
+    expect(requests).toBeGreaterThan(0);
+    expect(metricValue(text, `dbproxy_database_connections_setup_succeeded_total${endpoint}`)).toBe(requests);
+    expect(metricType(text, 'dbproxy_database_connections_setup_failed_total')).toBe('counter');
+    const latencyBefore = metricValue(text, 'dbproxy_query_database_response_latency_seconds_count') ?? 0;
+    const c = await newClient();
+    for (let i = 0; i < 5; i++) await c.query('SELECT 1');
+    // An answer of many reads is observed once too, at its first read.
+    const big = await c.query("SELECT repeat('x', 4000000) AS big");
+    expect(big.rows[0].big).toHaveLength(4_000_000);
+    await closeClient(c);
+    expect(metricValue(await metricsText(), 'dbproxy_query_database_response_latency_seconds_count')).toBe(latencyBefore + 6);
+  });
+});
+
 describe('admin database "dbproxy"', () => {
   const columns = (r: pg.QueryResult): string[] => r.fields.map((f) => f.name);
 
-  test('SHOW POOLS, CLIENTS, SERVERS, STATS and TARGETS return rows with the expected columns', async () => {
+  test('SHOW POOLS, CLIENTS, SERVERS, STATE and TARGETS describe the clients, backends and pins', async () => {
     const busy = await newClient();
     const pinned = await newClient();
     await busy.query('BEGIN');
@@ -250,36 +305,56 @@ describe('admin database "dbproxy"', () => {
     await pinned.query('CREATE TEMP TABLE t_show (x int)');
 
     const pools = await adminQuery(proxy.port, 'SHOW POOLS');
-    expect(columns(pools)).toEqual(['user', 'database', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_opening', 'pool_size']);
+    // PgBouncer's columns first (test/observability compares them with PgBouncer 1.24), dbproxy's after.
+    expect(columns(pools).slice(0, 3)).toEqual(['database', 'user', 'cl_active']);
+    expect(columns(pools).slice(-5)).toEqual(['sv_pinned', 'pool_size', 'pin_reasons', 'target', 'target_role']);
     const appPool = pools.rows.find((r) => r.user === 'app' && r.database === 'postgres');
-    expect(appPool).toBeDefined();
-    expect(Number(appPool.sv_active)).toBe(2);
-    expect(Number(appPool.cl_waiting)).toBe(0);
-    expect(Number(appPool.pool_size)).toBe(35);
+    expect(appPool).toMatchObject({
+      cl_active: 2,
+      cl_waiting: 0,
+      sv_active: 2,
+      sv_pinned: 1,
+      pool_size: 35,
+      pool_mode: 'transaction',
+      pin_reasons: 'temporary_object',
+      target: `127.0.0.1:${cluster.port}`,
+      target_role: 'writer',
+    });
 
     const clients = await adminQuery(proxy.port, 'SHOW CLIENTS;');
-    expect(columns(clients)).toEqual(['id', 'user', 'database', 'state', 'addr', 'connect_seconds', 'idle_seconds', 'pinned_reasons', 'server']);
+    expect(columns(clients).slice(-4)).toEqual(['session_state', 'pinned_reasons', 'connect_seconds', 'idle_seconds']);
     expect(clients.rows).toHaveLength(2);
-    const states = clients.rows.map((r) => [r.user, r.state, r.pinned_reasons]).sort();
+    const states = clients.rows.map((r) => [r.type, r.user, r.state, r.session_state, r.pinned_reasons]).sort();
     expect(states).toEqual([
-      ['app', 'active', null],
-      ['app', 'pinned', 'temporary_object'],
+      ['C', 'app', 'active', 'active', null],
+      ['C', 'app', 'active', 'pinned', 'temporary_object'],
     ]);
-    for (const r of clients.rows) expect(r.server).not.toBeNull();
+    // Each client's link names the server it holds, and its addr/port are the client's own end.
+    const clientPorts = [busy, pinned].map((c) => (c as unknown as { connection: { stream: { localPort: number } } }).connection.stream.localPort).sort();
+    expect(clients.rows.map((r) => r.port).sort()).toEqual(clientPorts);
 
     const servers = await adminQuery(proxy.port, 'show servers');
-    expect(columns(servers)).toEqual(['id', 'user', 'database', 'state', 'endpoint', 'pid', 'age_seconds', 'idle_seconds']);
-    expect(servers.rows.map((r) => r.state).filter((s) => s !== 'idle').sort()).toEqual(['borrowed', 'pinned']);
-    // Each server row is a real PostgreSQL backend.
+    expect(columns(servers).slice(-5)).toEqual(['pool_state', 'pinned_reasons', 'target_role', 'age_seconds', 'idle_seconds']);
+    expect(servers.rows.map((r) => r.pool_state).filter((s) => s !== 'idle').sort()).toEqual(['borrowed', 'pinned']);
+    // Each server row is a real PostgreSQL backend, linked to the client that holds it.
     const serverPids = new Set(cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'").split('\n'));
     for (const r of servers.rows) {
-      expect(r.endpoint).toBe(`127.0.0.1:${cluster.port}`);
-      expect(serverPids.has(String(r.pid))).toBe(true);
+      expect([r.type, r.addr, r.port, r.target_role]).toEqual(['S', '127.0.0.1', cluster.port, 'writer']);
+      expect(serverPids.has(String(r.remote_pid))).toBe(true);
     }
+    const held = servers.rows.filter((r) => r.pool_state !== 'idle');
+    expect(held.map((r) => r.link).sort()).toEqual(clients.rows.map((r) => r.ptr).sort());
+    expect(clients.rows.map((r) => r.link).sort()).toEqual(held.map((r) => r.ptr).sort());
+    expect(held.find((r) => r.pool_state === 'pinned')?.pinned_reasons).toBe('temporary_object');
 
-    const st = await adminQuery(proxy.port, 'SHOW STATS');
-    expect(columns(st)).toEqual(['name', 'value']);
-    const byName = new Map(st.rows.map((r) => [r.name as string, r.value as string | null]));
+    const st = await adminQuery(proxy.port, 'SHOW STATE');
+    expect(columns(st)).toEqual(['key', 'value']);
+    expect(st.rows.slice(0, 3)).toEqual([
+      { key: 'active', value: 'yes' },
+      { key: 'paused', value: 'no' },
+      { key: 'suspended', value: 'no' },
+    ]);
+    const byName = new Map(st.rows.map((r) => [r.key as string, r.value as string | null]));
     expect(byName.get('client_connections')).toBe('2');
     expect(byName.get('borrowed')).toBe('2');
     expect(byName.get('pinned')).toBe('1');
@@ -289,8 +364,10 @@ describe('admin database "dbproxy"', () => {
     expect(byName.get('writer')).toBe(`127.0.0.1:${cluster.port}`);
 
     const targets = await adminQuery(proxy.port, 'SHOW TARGETS');
-    expect(columns(targets)).toEqual(['endpoint', 'state', 'reason', 'role', 'max_connections']);
-    expect(targets.rows).toEqual([{ endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', reason: null, role: 'writer', max_connections: String(MAX_CONNECTIONS) }]);
+    expect(columns(targets)).toEqual(['endpoint', 'state', 'reason', 'role', 'max_connections', 'reader_state', 'reader_reason', 'lag_ms', 'lag_bytes', 'replay_paused']);
+    expect(targets.rows).toEqual([
+      { endpoint: `127.0.0.1:${cluster.port}`, state: 'AVAILABLE', reason: null, role: 'writer', max_connections: MAX_CONNECTIONS, reader_state: null, reader_reason: null, lag_ms: null, lag_bytes: null, replay_paused: null },
+    ]);
 
     await busy.query('COMMIT');
     await closeClient(busy);
@@ -299,7 +376,7 @@ describe('admin database "dbproxy"', () => {
   });
 
   test('a stats user may run every SHOW', async () => {
-    for (const what of ['POOLS', 'CLIENTS', 'SERVERS', 'STATS', 'TARGETS', 'CONFIG']) {
+    for (const what of ['POOLS', 'CLIENTS', 'SERVERS', 'STATS', 'STATS_TOTALS', 'STATS_AVERAGES', 'TOTALS', 'DATABASES', 'USERS', 'LISTS', 'STATE', 'TARGETS', 'CONFIG', 'VERSION']) {
       const r = await adminQuery(proxy.port, `SHOW ${what}`, 'legacy');
       expect([what, r.command]).toEqual([what, 'SHOW']);
     }
@@ -464,7 +541,7 @@ describe('readiness follows the target', () => {
     const targets = await adminQuery(proxy.port, 'SHOW TARGETS');
     expect(targets.rows).toEqual([expect.objectContaining({ state: 'UNAVAILABLE', reason: 'UNREACHABLE', role: 'unknown' })]);
     // New clients can still log in to the admin console (no backend needed) while the target is down.
-    expect((await adminQuery(proxy.port, 'SHOW STATS')).rows).toContainEqual({ name: 'writer', value: null });
+    expect((await adminQuery(proxy.port, 'SHOW STATE')).rows).toContainEqual({ key: 'writer', value: null });
     // /healthz is about the process, not the target.
     expect((await http('/healthz')).status).toBe(200);
 

@@ -45,7 +45,9 @@ async function watched(port: number, user = 'app', extra: Partial<pg.ClientConfi
 
 /** PostgreSQL pids of the backend connections this proxy holds (its health check excluded). */
 function backendPids(p: RunningProxy): string[] {
-  return p.server.show('servers').rows.map((r) => String(r[5]));
+  const servers = p.server.show('servers');
+  const pid = servers.columns.findIndex((c) => c.name === 'remote_pid');
+  return servers.rows.map((r) => String(r[pid]));
 }
 
 /** Which of these pids are still connected to the server. */

@@ -55,6 +55,8 @@ export interface RunningProxy {
   server: ProxyServer;
   port: number;
   adminPort: number;
+  /** The read-only endpoint's port, when the config has readers. */
+  readersPort?: number;
   logs: string[];
   stop(): Promise<void>;
 }
@@ -74,9 +76,9 @@ export async function startProxy(cluster: PgCluster, overrides: Partial<ProxyCon
   const logs: string[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(line) });
   const server = await ProxyServer.create({ config, log });
-  const { port, adminPort } = await server.start();
+  const { port, adminPort, readersPort } = await server.start();
   await server.whenReady();
-  return { server, port, adminPort, logs, stop: () => server.shutdown(2000) };
+  return { server, port, adminPort, ...(readersPort !== undefined ? { readersPort } : {}), logs, stop: () => server.shutdown(2000) };
 }
 
 export function client(port: number, user = 'app', extra: Partial<pg.ClientConfig> = {}): pg.Client {
