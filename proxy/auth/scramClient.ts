@@ -1,5 +1,6 @@
-// Client half of SCRAM-SHA-256: the proxy authenticating to a PostgreSQL backend. We never
-// negotiate channel binding with the backend, so the gs2 header is always "n,,".
+// Client half of SCRAM-SHA-256: the proxy authenticating to a PostgreSQL backend. The proxy never
+// negotiates channel binding with the backend, so its gs2 header is always "n,,"; tests use the
+// optional channel binding (SCRAM-SHA-256-PLUS, tls-server-end-point) to log in to the proxy.
 import { timingSafeEqual } from 'node:crypto';
 import {
   SCRAM_KEY_LEN,
@@ -13,7 +14,6 @@ import {
   xorBuffers,
 } from './scramCommon.js';
 
-const GS2_HEADER = 'n,,';
 
 type State =
   | { kind: 'initial' }
@@ -26,8 +26,15 @@ export class ScramClientExchange {
   private readonly password: string;
   private readonly clientNonce: string;
   private readonly clientFirstBare: string;
+  private readonly gs2Header: string;
 
-  constructor(password: string, clientNonce: string = randomNonce()) {
+  /** `binding`: the flag to send ('n' none, 'y' could but not offered) or the tls-server-end-point data to bind to. */
+  constructor(
+    password: string,
+    clientNonce: string = randomNonce(),
+    private readonly binding: 'n' | 'y' | Buffer = 'n',
+  ) {
+    this.gs2Header = Buffer.isBuffer(binding) ? 'p=tls-server-end-point,,' : `${binding},,`;
     if (password.length === 0) throw new Error('SCRAM: password must not be empty');
     if (!isPrintable(clientNonce)) {
       throw new Error('SCRAM: client nonce must be non-empty printable ASCII without ","');
@@ -41,7 +48,7 @@ export class ScramClientExchange {
   clientFirst(): string {
     if (this.state.kind !== 'initial') throw new Error('SCRAM: client-first-message already sent');
     this.state = { kind: 'sentFirst' };
-    return GS2_HEADER + this.clientFirstBare;
+    return this.gs2Header + this.clientFirstBare;
   }
 
   /** Returns the client-final-message. PBKDF2 runs here, synchronously. */
@@ -74,7 +81,8 @@ export class ScramClientExchange {
     const { clientKey, storedKey, serverKey } = scramKeys(
       scramSaltedPassword(this.password, salt, iterations),
     );
-    const withoutProof = `c=${Buffer.from(GS2_HEADER).toString('base64')},r=${r.value}`;
+    const cbind = Buffer.concat([Buffer.from(this.gs2Header), Buffer.isBuffer(this.binding) ? this.binding : Buffer.alloc(0)]);
+    const withoutProof = `c=${cbind.toString('base64')},r=${r.value}`;
     const authMessage = `${this.clientFirstBare},${msg},${withoutProof}`;
     const proof = xorBuffers(clientKey, hmacSha256(storedKey, authMessage));
     this.state = { kind: 'sentFinal', serverSignature: hmacSha256(serverKey, authMessage) };

@@ -31,19 +31,21 @@ const RFC = {
 };
 const rfcVerifier = makeScramVerifier('pencil', RFC.salt, 4096);
 
-// Independent client-final computation, so tests can vary gs2 header and extensions.
+// Independent client-final computation, so tests can vary gs2 header, binding data and extensions.
 function clientFinalFor(opts: {
   password: string;
   clientFirstBare: string;
   serverFirst: string;
   gs2Header: string;
+  cbindData?: Buffer;
   extra?: string;
 }): string {
   const attrs = new Map(opts.serverFirst.split(',').map((a) => [a[0], a.slice(2)] as const));
   const sp = pbkdf2Sync(opts.password, Buffer.from(attrs.get('s')!, 'base64'), Number(attrs.get('i')), 32, 'sha256');
   const ck = createHmac('sha256', sp).update('Client Key').digest();
   const sk = createHash('sha256').update(ck).digest();
-  const withoutProof = `c=${Buffer.from(opts.gs2Header).toString('base64')},r=${attrs.get('r')}${opts.extra ?? ''}`;
+  const cbind = Buffer.concat([Buffer.from(opts.gs2Header), opts.cbindData ?? Buffer.alloc(0)]);
+  const withoutProof = `c=${cbind.toString('base64')},r=${attrs.get('r')}${opts.extra ?? ''}`;
   const sig = createHmac('sha256', sk).update(`${opts.clientFirstBare},${opts.serverFirst},${withoutProof}`).digest();
   const proof = Buffer.from(ck.map((b, i) => b ^ sig[i]!));
   return `${withoutProof},p=${proof.toString('base64')}`;
@@ -196,7 +198,7 @@ describe('ScramServerExchange', () => {
   describe('client-first-message errors', () => {
     test.each([
       ['', 'malformed gs2 header'],
-      ['p=tls-server-end-point,,n=,r=abc', 'channel binding is not supported'],
+      ['p=tls-server-end-point,,n=,r=abc', 'the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data'],
       ['x,,n=,r=abc', 'malformed gs2 header'],
       ['n', 'malformed gs2 header'],
       ['n;,n=,r=abc', 'malformed gs2 header'],
@@ -252,6 +254,42 @@ describe('ScramServerExchange', () => {
     test('c= must echo the header actually sent ("y" client answering "n")', () => {
       const ex = started(rfcVerifier, 'y,,n=user,r=rOprNGfwEbeRWgbNEkqO');
       expect(ex.handleClientFinal(RFC.clientFinal)).toEqual({ ok: false, reason: 'channel binding mismatch' });
+    });
+  });
+
+  describe('SCRAM-SHA-256-PLUS (tls-server-end-point)', () => {
+    const endPoint = createHash('sha256').update('the certificate').digest();
+    const serverFirst = `r=abc${RFC.serverNonce},s=${RFC.salt.toString('base64')},i=4096`;
+    const plus = (): ScramServerExchange => new ScramServerExchange(rfcVerifier, RFC.serverNonce, { offered: true, data: endPoint });
+
+    test('binds to the certificate hash', () => {
+      const ex = plus();
+      expect(ex.handleClientFirst('p=tls-server-end-point,,n=,r=abc')).toEqual({ ok: true, serverFirst });
+      const final = clientFinalFor({ password: 'pencil', clientFirstBare: 'n=,r=abc', serverFirst, gs2Header: 'p=tls-server-end-point,,', cbindData: endPoint });
+      expect(ex.handleClientFinal(final).ok).toBe(true);
+    });
+
+    test('other binding data (a certificate someone in between presented) is refused', () => {
+      const ex = plus();
+      expect(ex.handleClientFirst('p=tls-server-end-point,,n=,r=abc').ok).toBe(true);
+      const final = clientFinalFor({ password: 'pencil', clientFirstBare: 'n=,r=abc', serverFirst, gs2Header: 'p=tls-server-end-point,,', cbindData: Buffer.alloc(32) });
+      expect(ex.handleClientFinal(final)).toEqual({ ok: false, reason: 'channel binding mismatch' });
+    });
+
+    test.each([
+      ['p=tls-unique,,n=,r=abc', 'unsupported SCRAM channel-binding type "tls-unique"'],
+      ['p=tls-server-end-point,a=x,n=,r=abc', 'authorization identity is not supported'],
+      ['n,,n=,r=abc', 'the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data'],
+      ['p,,n=,r=abc', 'malformed gs2 header'],
+    ])('%j -> %s', (msg, reason) => {
+      expect(plus().handleClientFirst(msg)).toEqual({ ok: false, reason });
+    });
+
+    test('"y" (the client could bind but saw no offer) is refused when the offer was made: a downgrade', () => {
+      const offered = new ScramServerExchange(rfcVerifier, RFC.serverNonce, { offered: true });
+      expect(offered.handleClientFirst('y,,n=,r=abc')).toEqual({ ok: false, reason: 'SCRAM channel binding negotiation error' });
+      // "n" (the client does not bind at all) is the client's choice, as on PostgreSQL.
+      expect(new ScramServerExchange(rfcVerifier, RFC.serverNonce, { offered: true }).handleClientFirst('n,,n=,r=abc').ok).toBe(true);
     });
   });
 

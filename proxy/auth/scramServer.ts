@@ -1,7 +1,9 @@
 // Server half of SCRAM-SHA-256 as PostgreSQL speaks it: the proxy authenticates its clients.
-// Channel binding (SCRAM-SHA-256-PLUS) is not offered, which is why a client's "y" flag is
-// accepted: it only says "I could bind but you did not offer it", which is true.
+// Over TLS the proxy also offers SCRAM-SHA-256-PLUS with channel binding tls-server-end-point
+// (channelBinding.ts), and, as PostgreSQL, then refuses a client's "y" flag (it could bind and
+// thinks the server cannot: someone in between removed the offer).
 import { timingSafeEqual } from 'node:crypto';
+import { TLS_SERVER_END_POINT } from './channelBinding.js';
 import {
   SCRAM_DEFAULT_ITERATIONS,
   SCRAM_KEY_LEN,
@@ -73,12 +75,24 @@ type State =
     }
   | { kind: 'done' };
 
+/** What the SASL negotiation said about channel binding. */
+export interface ChannelBindingOptions {
+  /** SCRAM-SHA-256-PLUS was offered (the connection is TLS): a "y" flag is a downgrade. */
+  offered: boolean;
+  /** The client chose SCRAM-SHA-256-PLUS: the tls-server-end-point data it must bind to. */
+  data?: Buffer;
+}
+
 export class ScramServerExchange {
   private state: State = { kind: 'awaitClientFirst' };
   private readonly verifier: ScramVerifier;
   private readonly serverNonce: string;
 
-  constructor(verifier: ScramVerifier, nonce: string) {
+  constructor(
+    verifier: ScramVerifier,
+    nonce: string,
+    private readonly binding: ChannelBindingOptions = { offered: false },
+  ) {
     if (!isPrintable(nonce)) throw new TypeError('SCRAM server nonce must be non-empty printable ASCII without ","');
     if (verifier.storedKey.length !== SCRAM_KEY_LEN || verifier.serverKey.length !== SCRAM_KEY_LEN) {
       throw new RangeError(`SCRAM verifier keys must be ${SCRAM_KEY_LEN} bytes`);
@@ -94,16 +108,28 @@ export class ScramServerExchange {
   handleClientFirst(message: string): ScramServerFirstResult {
     if (this.state.kind !== 'awaitClientFirst') return this.abort('unexpected client-first-message');
 
-    // gs2-header = gs2-cbind-flag "," [ authzid ] ","
+    // gs2-header = gs2-cbind-flag "," [ authzid ] ","; gs2-cbind-flag = "p=" cb-name / "n" / "y"
     const flag = message[0];
-    if (flag === 'p') return this.abort('channel binding is not supported');
-    if ((flag !== 'n' && flag !== 'y') || message[1] !== ',') {
+    let at: number;
+    if (flag === 'p') {
+      if (this.binding.data === undefined) return this.abort('the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data');
+      if (message[1] !== '=') return this.abort('malformed gs2 header');
+      const comma = message.indexOf(',', 2);
+      if (comma < 0) return this.abort('malformed gs2 header');
+      if (message.slice(2, comma) !== TLS_SERVER_END_POINT) return this.abort(`unsupported SCRAM channel-binding type "${message.slice(2, comma)}"`);
+      at = comma + 1;
+    } else if ((flag === 'n' || flag === 'y') && message[1] === ',') {
+      if (this.binding.data !== undefined) return this.abort('the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data');
+      // The client can bind and believes the server cannot, though it offered to: a downgrade.
+      if (flag === 'y' && this.binding.offered) return this.abort('SCRAM channel binding negotiation error');
+      at = 2;
+    } else {
       return this.abort('malformed gs2 header');
     }
-    if (message[2] === 'a') return this.abort('authorization identity is not supported');
-    if (message[2] !== ',') return this.abort('malformed gs2 header');
-    const gs2Header = message.slice(0, 3);
-    const clientFirstBare = message.slice(3);
+    if (message[at] === 'a') return this.abort('authorization identity is not supported');
+    if (message[at] !== ',') return this.abort('malformed gs2 header');
+    const gs2Header = message.slice(0, at + 1);
+    const clientFirstBare = message.slice(at + 1);
 
     const attrs = parseAttributes(clientFirstBare);
     if (attrs === null) return this.abort('malformed client-first-message');
@@ -135,9 +161,10 @@ export class ScramServerExchange {
     if (nonceAttr?.name !== 'r') return this.abort('missing nonce attribute');
     if (proofAttr.name !== 'p') return this.abort('missing proof attribute');
 
-    // Without channel binding, c= must echo the gs2 header the client sent, byte for byte.
+    // c= is the gs2 header the client sent, byte for byte, then (with -PLUS) the binding data.
     const cbData = decodeBase64(cb.value);
-    if (cbData === null || !cbData.equals(Buffer.from(st.gs2Header, 'utf8'))) {
+    const expected = Buffer.concat([Buffer.from(st.gs2Header, 'utf8'), this.binding.data ?? Buffer.alloc(0)]);
+    if (cbData === null || !cbData.equals(expected)) {
       return this.abort('channel binding mismatch');
     }
     if (nonceAttr.value !== st.nonce) return this.abort('nonce mismatch');

@@ -39,8 +39,8 @@ describe('each pin reason pins, and its harmless neighbour does not', () => {
     ['sql_prepare', 'PREPARE p (int) AS SELECT $1', 'PREPARE TRANSACTION \'gid\''],
     ['sql_prepare', 'EXECUTE p(1)', 'select execute from t'],
     ['sql_prepare', 'explain execute p(1)', 'explain select 1'],
-    ['sql_prepare', 'DEALLOCATE p', 'DEALLOCATE ALL'],
-    ['sql_prepare', 'deallocate prepare p', 'grant execute on function f() to r'],
+    ['sql_prepare', 'DEALLOCATE p; SELECT 1', 'DEALLOCATE ALL'],
+    ['sql_prepare', 'select 1; deallocate prepare p', 'grant execute on function f() to r'],
     ['load', "LOAD 'auto_explain'", "select load from t"],
     ['set', 'SET statement_timeout = 1000', 'SET LOCAL statement_timeout = 1000'],
     ['set', "set search_path to app, public", 'set transaction isolation level serializable'],
@@ -158,6 +158,46 @@ describe('sequence functions and transaction blocks', () => {
   test('a schema other than pg_catalog names another function', () => {
     expect(pins("select app.nextval('s')")).toEqual([]);
     expect(pins("select pg_catalog.nextval('s')")).toEqual(['sequence_function_outside_transaction']);
+  });
+});
+
+describe('DEALLOCATE name and DDL', () => {
+  test('a lone DEALLOCATE name is named for the session to answer, and pins nothing by itself', () => {
+    expect(outside('DEALLOCATE p')).toMatchObject({ pins: [], deallocate: 'p' });
+    expect(outside('deallocate prepare "My Stmt"')).toMatchObject({ pins: [], deallocate: 'My Stmt' });
+    expect(outside('DEALLOCATE p; SELECT 1')).toMatchObject({ pins: ['sql_prepare'], deallocate: null });
+    expect(outside('DEALLOCATE ALL').deallocate).toBeNull();
+    expect(outside("DO $$ BEGIN EXECUTE 'DEALLOCATE p'; END $$").deallocate).toBeNull();
+  });
+
+  test('statements that change what later statements mean are DDL; temporary ones only for the session', () => {
+    const kind = (sql: string): string => {
+      const c = outside(sql);
+      return c.ddl ? 'ddl' : c.ddlTemp ? 'temp' : '-';
+    };
+    for (const sql of [
+      'CREATE TABLE t (a int)',
+      'alter table t drop column a',
+      'DROP TYPE e',
+      "CREATE TYPE e AS ENUM ('a')",
+      "alter type e add value 'b'",
+      'create or replace view v as select 1',
+      'CREATE FUNCTION f() RETURNS int LANGUAGE sql RETURN 1',
+      'ALTER TABLE t RENAME TO u',
+      'create schema s',
+      'CREATE TABLE t2 AS SELECT 1',
+      "DO $$ BEGIN EXECUTE 'ALTER TABLE t ADD COLUMN b int'; END $$",
+      'select 1; drop table t',
+    ]) {
+      expect({ sql, kind: kind(sql) }).toEqual({ sql, kind: 'ddl' });
+    }
+    for (const sql of ['CREATE TEMP TABLE t (a int)', 'create temp table t (a int) on commit drop', 'SELECT 1 INTO TEMP t']) {
+      expect({ sql, kind: kind(sql) }).toEqual({ sql, kind: 'temp' });
+    }
+    // (CREATE INDEX counts too: the lexer decides CREATE/ALTER/DROP by their first word, erring towards a fresh analysis.)
+    for (const sql of ['SELECT 1', 'GRANT SELECT ON t TO r', 'comment on table t is $$x$$', 'insert into t values (1)', 'vacuum t']) {
+      expect({ sql, kind: kind(sql) }).toEqual({ sql, kind: '-' });
+    }
   });
 });
 

@@ -72,6 +72,16 @@ export interface Classification {
    * prefilter cleared it without counting (it then resets nothing).
    */
   readonly statements: number;
+  /**
+   * It changes the catalog in a way that can change what a statement Parsed afterwards means
+   * (CREATE, ALTER, DROP of tables, types, functions, views, ...): statements prepared before it
+   * must not answer a Parse made after it.
+   */
+  readonly ddl: boolean;
+  /** It creates temporary objects: that changes what names mean for this session only. */
+  readonly ddlTemp: boolean;
+  /** The text is exactly one `DEALLOCATE [PREPARE] name`: the name (it pins nothing by itself). */
+  readonly deallocate: string | null;
 }
 
 export interface ResetPoint {
@@ -125,6 +135,9 @@ interface StatementFacts {
   readonly discardAll: boolean;
   readonly settings: readonly SessionSetting[];
   readonly resets?: ResetPoint;
+  readonly ddl?: boolean;
+  readonly ddlTemp?: boolean;
+  readonly deallocate?: string;
   readonly readWrite?: boolean;
 }
 
@@ -143,6 +156,56 @@ const LEXER_FACTS: Readonly<Record<Txn, StatementFacts>> = {
   [Txn.Open]: { pins: NO_PINS, sequenceFunction: false, txn: Txn.Open, discardAll: false, settings: NO_SETTINGS },
   [Txn.Close]: { pins: NO_PINS, sequenceFunction: false, txn: Txn.Close, discardAll: false, settings: NO_SETTINGS },
 };
+/** A statement the lexer clears that changes the catalog (CREATE, ALTER, DROP without a temporary word). */
+const LEXER_DDL_FACTS: StatementFacts = { ...LEXER_FACTS[Txn.None], ddl: true };
+/** First words of statements that change what later statements mean (the lexer's view of DDL). */
+const DDL_HEADS: ReadonlySet<string> = new Set(['create', 'alter', 'drop', 'import']);
+
+/**
+ * Parse-tree statements that change the catalog in a way that can change a later statement's
+ * analysis (its parameter or result types, which objects its names resolve to). Indexes,
+ * grants, comments, statistics and triggers do not change what a statement means, and
+ * PostgreSQL re-plans by itself for what changes only a plan.
+ */
+const DDL_NODES: ReadonlySet<string> = new Set([
+  'CreateStmt',
+  'CreateTableAsStmt',
+  'CreateForeignTableStmt',
+  'AlterTableStmt',
+  'DropStmt',
+  'RenameStmt',
+  'AlterObjectSchemaStmt',
+  'ViewStmt',
+  'CreateSeqStmt',
+  'AlterSeqStmt',
+  'CreateEnumStmt',
+  'AlterEnumStmt',
+  'CompositeTypeStmt',
+  'CreateRangeStmt',
+  'CreateDomainStmt',
+  'AlterDomainStmt',
+  'AlterTypeStmt',
+  'DefineStmt',
+  'CreateFunctionStmt',
+  'AlterFunctionStmt',
+  'CreateCastStmt',
+  'CreateSchemaStmt',
+  'CreateExtensionStmt',
+  'AlterExtensionStmt',
+  'AlterExtensionContentsStmt',
+  'DropOwnedStmt',
+  'ImportForeignSchemaStmt',
+  'CreateRuleStmt',
+  'CreatePolicyStmt',
+  'AlterPolicyStmt',
+  'CreateConversionStmt',
+  'CreateTransformStmt',
+  'CreateOpClassStmt',
+  'CreateOpFamilyStmt',
+  'AlterOpFamilyStmt',
+  'AlterOperatorStmt',
+  'AlterCollationStmt',
+]);
 
 const UNPARSEABLE_FACTS: StatementFacts = {
   pins: new Set<PinReason>(['unparseable_statement']),
@@ -161,6 +224,9 @@ const PLAIN: Classification = Object.freeze({
   settings: Object.freeze([]) as readonly SessionSetting[],
   resets: Object.freeze([]) as readonly ResetPoint[],
   statements: 0,
+  ddl: false,
+  ddlTemp: false,
+  deallocate: null,
 });
 
 export class StatementClassifier {
@@ -260,7 +326,7 @@ function analyze(sql: string): Analysis {
   }
   if (cleared) {
     return contextualize(
-      lexed.map((s) => LEXER_FACTS[lexerTxn(s)]),
+      lexed.map((s) => (DDL_HEADS.has(s.firstWord) ? LEXER_DDL_FACTS : LEXER_FACTS[lexerTxn(s)])),
       false,
     );
   }
@@ -273,7 +339,7 @@ function analyze(sql: string): Analysis {
     facts = [];
     for (const s of lexed) {
       if (lexerClears(s)) {
-        facts.push(LEXER_FACTS[lexerTxn(s)]);
+        facts.push(DDL_HEADS.has(s.firstWord) ? LEXER_DDL_FACTS : LEXER_FACTS[lexerTxn(s)]);
         continue;
       }
       try {
@@ -320,11 +386,18 @@ function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analy
   let discardAll = false;
   let readWrite = false;
   let anySequence = false;
+  let ddl = false;
+  let ddlTemp = false;
   let settings: SessionSetting[] | null = null;
   let resets: ResetPoint[] | null = null;
+  // A lone DEALLOCATE name is the session's to answer (the name may be one of its protocol-level
+  // statements); with other statements it goes to the server, pinned.
+  const deallocate = facts.length === 1 ? (facts[0]!.deallocate ?? null) : null;
   const always = new Set<PinReason>();
   for (const f of facts) {
-    for (const p of f.pins) always.add(p);
+    if (deallocate === null) for (const p of f.pins) always.add(p);
+    if (f.ddl) ddl = true;
+    if (f.ddlTemp) ddlTemp = true;
     if (f.discardAll) discardAll = true;
     if (f.readWrite) readWrite = true;
     if (f.sequenceFunction) anySequence = true;
@@ -334,7 +407,7 @@ function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analy
   const frozenSettings = settings === null ? NO_SETTINGS : Object.freeze(settings);
   const frozenResets = resets === null ? NO_RESETS : Object.freeze(resets);
   const build = (pins: ReadonlySet<PinReason>): Classification =>
-    Object.freeze({ pins: orderedPins(pins), discardAll, readWrite, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length });
+    Object.freeze({ pins: orderedPins(pins), discardAll, readWrite, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length, ddl, ddlTemp, deallocate });
 
   const inside = build(always);
   if (!anySequence || implicitBlock) return { outside: inside, inside };
@@ -381,6 +454,9 @@ class FactsBuilder {
   sequenceFunction = false;
   txn: Txn = Txn.None;
   discardAll = false;
+  ddl = false;
+  ddlTemp = false;
+  deallocate: string | undefined;
   readWrite = false;
   readonly settings: SessionSetting[] = [];
 
@@ -401,6 +477,9 @@ class FactsBuilder {
       discardAll: this.discardAll,
       settings: this.settings.length === 0 ? NO_SETTINGS : this.settings,
       ...(resets ? { resets } : {}),
+      ...(this.ddl ? { ddl: true } : {}),
+      ...(this.ddlTemp ? { ddlTemp: true } : {}),
+      ...(this.deallocate !== undefined ? { deallocate: this.deallocate } : {}),
       ...(this.readWrite ? { readWrite: true } : {}),
     };
   }
@@ -460,10 +539,15 @@ function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder, dept
       // The prepared query is not run here.
       f.pins.add('sql_prepare');
       return;
-    case 'DeallocateStmt':
-      if ((body as DeallocateStmt).isall === true) f.discardAll = true;
-      else f.pins.add('sql_prepare');
+    case 'DeallocateStmt': {
+      const d = body as DeallocateStmt;
+      if (d.isall === true) f.discardAll = true;
+      else {
+        f.pins.add('sql_prepare');
+        if (depth === 0 && d.name !== undefined) f.deallocate = d.name;
+      }
       return;
+    }
     case 'LoadStmt':
       f.pins.add('load');
       return;
@@ -585,6 +669,26 @@ function isTempRelation(rel: RangeVar | undefined): boolean {
   return rel !== undefined && (rel.relpersistence === 't' || isTempSchema(rel.schemaname));
 }
 
+/** A CREATE of a temporary object (lasting or not): it changes what names mean in this session only. */
+function createsTemporary(type: string, body: object): boolean {
+  switch (type) {
+    case 'CreateStmt':
+      return isTempRelation((body as CreateStmt).relation);
+    case 'ViewStmt':
+      return isTempRelation((body as ViewStmt).view);
+    case 'CreateSeqStmt':
+      return isTempRelation((body as CreateSeqStmt).sequence);
+    case 'CreateTableAsStmt':
+      return isTempRelation((body as CreateTableAsStmt).into?.rel);
+    case 'SelectStmt':
+      return isTempRelation((body as SelectStmt).intoClause?.rel);
+    case 'CompositeTypeStmt':
+      return isTempRelation((body as { typevar?: RangeVar }).typevar);
+    default:
+      return false;
+  }
+}
+
 /** A temporary relation that disappears at commit cannot outlive the transaction, so needs no pin. */
 function isLastingTempInto(into: IntoClause | undefined): boolean {
   return into !== undefined && isTempRelation(into.rel) && into.onCommit !== 'ONCOMMIT_DROP';
@@ -614,6 +718,10 @@ function walk(node: unknown, f: FactsBuilder): void {
 }
 
 function visit(type: string, body: object, f: FactsBuilder): boolean {
+  if (DDL_NODES.has(type) || (type === 'SelectStmt' && (body as SelectStmt).intoClause !== undefined)) {
+    if (createsTemporary(type, body)) f.ddlTemp = true;
+    else f.ddl = true;
+  }
   switch (type) {
     case 'FuncCall':
       analyzeFuncCall(body as FuncCall, f);
@@ -809,7 +917,11 @@ function analyzeDynamicSql(text: string | undefined, f: FactsBuilder, depth: num
   } catch {
     constant = undefined;
   }
-  if (constant === undefined || !analyzeNestedSql(constant, f, depth + 1)) f.pins.add('dynamic_sql');
+  if (constant === undefined || !analyzeNestedSql(constant, f, depth + 1)) {
+    f.pins.add('dynamic_sql');
+    // It may change the catalog too: nobody can tell before it runs.
+    f.ddl = true;
+  }
 }
 
 /** Analyzes SQL run from inside a DO block; false when it does not parse. */
@@ -865,6 +977,7 @@ function scanWords(source: string, f: FactsBuilder): void {
       }
     }
     const head = s.firstWord === 'begin' ? s.secondWord : s.firstWord;
+    if (DDL_HEADS.has(head)) f.ddl = true;
     if (head === 'set' || head === 'reset') {
       f.pins.add('set');
       f.settings.push({ kind: 'opaque' });

@@ -21,7 +21,7 @@ const plain = (sql: string): boolean => {
 function classifierFindsNothing(sql: string): boolean {
   return [false, true].every((inTx) => {
     const c = classifier.classify(sql, inTx);
-    return c.pins.every((p) => p === 'unparseable_statement') && c.settings.length === 0 && c.resets.length === 0 && !c.discardAll;
+    return c.pins.every((p) => p === 'unparseable_statement') && c.settings.length === 0 && c.resets.length === 0 && !c.discardAll && !c.ddl && !c.ddlTemp && c.deallocate === null;
   });
 }
 

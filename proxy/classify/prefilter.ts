@@ -5,8 +5,9 @@
 // but the full classification, so every doubt goes that way:
 //   - a word the lexer watches (temp, listen, nextval, set_config, ...) anywhere, strings and
 //     quoted identifiers included;
-//   - a statement head that needs the parser or changes transaction state (SET, RESET, DO,
-//     BEGIN, COMMIT, PREPARE, ...), where every ';' (even one inside a string) starts a statement;
+//   - a statement head that needs the parser, changes transaction state or the catalog (SET,
+//     RESET, DO, BEGIN, COMMIT, PREPARE, CREATE, ALTER, DROP, ...), where every ';' (even one
+//     inside a string) starts a statement;
 //   - a statement starting with anything but a letter or '(';
 //   - a comment ('--', '/*'): words in it could hide a head; and '&' (U&"..." escapes can spell
 //     any word).
@@ -14,7 +15,8 @@
 import { WATCHED_WORDS } from './lexer.js';
 
 /** Statement heads the classifier sends to the parser or reads for transaction state. */
-const HEADS = ['set', 'reset', 'prepare', 'deallocate', 'load', 'discard', 'do', 'begin', 'start', 'commit', 'end', 'rollback', 'abort', 'listen', 'declare', 'execute'];
+// CREATE, ALTER, DROP and IMPORT change the catalog: prepared statements Parsed after them are analysed afresh.
+const HEADS = ['set', 'reset', 'prepare', 'deallocate', 'load', 'discard', 'do', 'begin', 'start', 'commit', 'end', 'rollback', 'abort', 'listen', 'declare', 'execute', 'create', 'alter', 'drop', 'import'];
 
 const hashOf = (word: string): number => {
   let h = 0;

@@ -1,6 +1,6 @@
 // A client connection's first act: the startup packet (SSL/GSS requests, cancel requests,
-// protocol version), the TLS upgrade when configured, then authentication — SCRAM-SHA-256 or md5
-// against the user's configured password, or a token (STS or ServiceAccount) sent as a cleartext
+// protocol version), the TLS upgrade when configured, then authentication — SCRAM-SHA-256 (and
+// SCRAM-SHA-256-PLUS over TLS) or md5 against the user's configured password, or a token (STS or ServiceAccount) sent as a cleartext
 // password over TLS — then the hand-over to a pooled session or to the admin console.
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type net from 'node:net';
@@ -10,6 +10,7 @@ import type { ServerTls } from '../tls/serverTls.js';
 import { adminAccess } from '../admin/adminConsole.js';
 import { fakeScramVerifier, ScramServerExchange, type ScramVerifier } from '../auth/scramServer.js';
 import { verifyMd5Response } from '../auth/md5.js';
+import { tlsServerEndPoint } from '../auth/channelBinding.js';
 import {
   parseStartupPacket,
   ProtocolViolation,
@@ -36,6 +37,7 @@ const STARTUP_TIMEOUT_MS = 60_000;
 /** How long a refused client gets to take in its ErrorResponse before its socket is destroyed anyway. */
 const FATAL_FLUSH_TIMEOUT_MS = 5_000;
 export const ADMIN_DATABASE = 'dbproxy';
+const SCRAM_SHA_256_PLUS = 'SCRAM-SHA-256-PLUS';
 
 /**
  * What PostgreSQL does after a FATAL: send the ErrorResponse, then close the connection for good.
@@ -267,14 +269,19 @@ async function authenticate(
     return;
   }
 
-  socket.write(authenticationSasl(['SCRAM-SHA-256']));
+  // Over TLS, as PostgreSQL: SCRAM-SHA-256-PLUS too, bound to the certificate the proxy presented.
+  const certificate = opts.encrypted ? (socket as tls.TLSSocket).getCertificate?.() : null;
+  const der = certificate && 'raw' in certificate ? (certificate.raw as Buffer | undefined) : undefined;
+  const endPoint = der ? tlsServerEndPoint(der) : undefined;
+  socket.write(authenticationSasl(endPoint ? [SCRAM_SHA_256_PLUS, 'SCRAM-SHA-256'] : ['SCRAM-SHA-256']));
   const initial = readSaslInitialResponse(await expectPassword(reader));
-  if (initial.mechanism !== 'SCRAM-SHA-256' || initial.data === null) {
+  const plus = initial.mechanism === SCRAM_SHA_256_PLUS && endPoint !== undefined;
+  if ((initial.mechanism !== 'SCRAM-SHA-256' && !plus) || initial.data === null) {
     throw new ProtocolViolation(`client selected an invalid SASL authentication mechanism "${initial.mechanism}"`);
   }
   let verifier: ScramVerifier = fakeScramVerifier(user, ctx.authSecret);
   if (password !== undefined) verifier = ctx.credentials.scramVerifier(user);
-  const exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'));
+  const exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), { offered: endPoint !== undefined, ...(plus ? { data: endPoint } : {}) });
   const first = exchange.handleClientFirst(initial.data);
   if (!first.ok) throw new ProtocolViolation(`malformed SCRAM message: ${first.reason}`);
   socket.write(authenticationSaslContinue(first.serverFirst));

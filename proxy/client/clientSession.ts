@@ -20,7 +20,7 @@ import type { BorrowHandle, PoolKey } from '../pool/backendPool.js';
 import { BorrowTimeoutError } from '../pool/backendPool.js';
 import { locateParse, ProtocolViolation, readErrorFields, readExecutePortal, readFunctionCall } from '../protocol/clientMessages.js';
 import { Framer, type FrameSink, FramingError, inspectTable } from '../protocol/framer.js';
-import { errorResponse, frame, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
+import { commandComplete, errorResponse, frame, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
 import type { ProxyContext } from '../proxyContext.js';
 import { type BackendConnection, type BackendOwner, ServerError } from '../server/backendConnection.js';
@@ -49,14 +49,14 @@ const CLIENT_INSPECT_COPY = inspectTable('', true).map((v, i) => (i === 0x64 /* 
  * costs one look, at its ReadyForQuery.
  */
 const SERVER_WATCH: Readonly<Record<RequestType, Uint8Array>> = {
-  Q: inspectTable('EZSGW'),
-  F: inspectTable('EZS'),
-  S: inspectTable('EZS'),
-  P: inspectTable('1EZS'),
-  B: inspectTable('2EZS'),
-  C: inspectTable('3EZS'),
-  D: inspectTable('TnEZS'),
-  E: inspectTable('CIsEZSGW'),
+  Q: inspectTable('EZSGWA'),
+  F: inspectTable('EZSA'),
+  S: inspectTable('EZSA'),
+  P: inspectTable('1EZSA'),
+  B: inspectTable('2EZSA'),
+  C: inspectTable('3EZSA'),
+  D: inspectTable('TnEZSA'),
+  E: inspectTable('CIsEZSGWA'),
 };
 /** Nothing is waiting: whatever comes (a notice, a notification, a server going away) is looked at. */
 const SERVER_INSPECT = inspectTable('123tTnCIsEZSNAGHWV');
@@ -81,9 +81,14 @@ const COPY_IN = 0x47;
 const COPY_BOTH = 0x57;
 const PARAMETER_STATUS = 0x53;
 const ERROR_RESPONSE = 0x45;
+const NOTIFICATION = 0x41;
 
 /** The proxy's own statement and portal that put startup values back after an extended-protocol RESET. */
 const RESTORE_NAME = 'dbproxy_restore';
+const NO_SWALLOW: readonly number[] = Object.freeze([]);
+const EMPTY_QUERY = serialize.query('');
+const FLUSH = serialize.flush();
+const DEALLOCATE_COMPLETE = commandComplete('DEALLOCATE');
 
 /**
  * What a read-only endpoint's client gets, from the server itself, for asking a read-write
@@ -118,10 +123,16 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   private readonly portalRestores = new Map<string, Map<string, string>>();
   /** The backend is being brought to the client's settings; the client's messages wait for it. */
   private syncing = false;
+  /** A client message waits (first in `pending`) for the answer to a check the proxy made first. */
+  private held = false;
+  /** DDL ran in the current transaction (1: shared objects, 2: temporary ones): at its end, the catalog changed. */
+  private catalogChange = 0;
   /** The backend's settings could not be read back: it is closed rather than lent on. */
   private backendUnknown = false;
   /** The backend died while the client sat inside a transaction: its next request gets this error. */
-  private transactionLost: string | null = null;
+  private transactionLost: Omit<ErrorFields, 'severity'> | null = null;
+  /** The FATAL error the server sent before closing the backend (pg_terminate_backend, shutdown): what the client is told. */
+  private serverFatal: Omit<ErrorFields, 'severity'> | null = null;
   /** No backend answered the client's batch (failed borrow, lost backend): skip to its Sync locally. */
   private skipToSync = false;
   /** Every message since the last Sync was answered by the proxy: the Sync is too. */
@@ -261,7 +272,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   private clientMessage(type: number, msg: Buffer): void {
     if (this.closed) return;
     if (!FRONTEND_TYPE[type]) throw new ProtocolViolation(`invalid frontend message type ${type}`);
-    if (this.backend_ !== null && this.pending.length === 0 && !this.syncing && !this.skipToSync && this.transactionLost === null) {
+    if (this.backend_ !== null && this.pending.length === 0 && !this.syncing && !this.held && !this.skipToSync && this.transactionLost === null) {
       // The common case: a backend is attached and nothing waits before this message.
       if (type === X) {
         this.onClientClosed();
@@ -291,10 +302,10 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
       return;
     }
     if (this.transactionLost !== null) {
-      const message = this.transactionLost;
+      const fields = this.transactionLost;
       this.transactionLost = null;
       this.pending.push(msg);
-      this.failPending(new Error(message), { code: SQLSTATE.connectionFailure, message });
+      this.failPending(new Error(fields.message), fields);
       return;
     }
     if (!this.backend_ && !this.borrowing && this.txStatus === 'I' && this.answerWithoutBackend(type, msg)) return;
@@ -358,16 +369,17 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         if (msg[msg[5] === 0 ? 6 : msg.indexOf(0, 5) + 1] !== 0) this.counters.bindCount++;
         this.extendedPending = true;
         const bound = this.statements.onBind(b, msg);
-        if (bound.classification) this.notePortalRestore(bound.portal, bound.classification);
+        if (bound === null) this.hold(msg);
+        else if (bound.classification) this.notePortalRestore(bound.portal, bound.classification);
         return;
       }
       case D:
         this.extendedPending = true;
-        this.statements.onDescribe(b, msg);
+        if (!this.statements.onDescribe(b, msg)) this.hold(msg);
         return;
       case C:
         this.extendedPending = true;
-        this.statements.onClose(msg);
+        this.statements.onClose(b, msg);
         return;
       case E: {
         this.counters.queryCount++;
@@ -410,24 +422,51 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
 
   private onQuery(msg: Buffer): void {
     if (msg[msg.length - 1] !== 0) throw new ProtocolViolation('invalid string in message');
+    // A simple Query drops the server session's unnamed statement, whoever Parsed it.
+    this.backend_!.unnamedOwner = null;
+    this.statements.queryRan();
     const c = this.judge(this.ctx.classifier.classifyBytes(msg, 5, msg.length - 1, this.txStatus !== 'I'), true, () => msg.toString('utf8', 5, msg.length - 1));
     if (c.readWrite && this.ctx.readOnly?.onWriter(this.backend_!)) {
       this.forward(serialize.query(REFUSE_READ_WRITE), 'Q');
       return;
     }
     if (c.resets.length === 0) {
-      this.forward(msg, 'Q');
+      if (c.deallocate === null) this.forward(msg, 'Q');
+      else this.onDeallocate(msg, c.deallocate);
+      return;
+    }
+    // Startup values go back in the same query string, so the server reports them (ParameterStatus,
+    // before its ReadyForQuery) exactly as PostgreSQL reports a RESET to the startup value.
+    const restore = c.discardAll ? null : this.restoringQuery(msg, c);
+    if (restore) {
+      this.queue.push({ kind: 'client', req: 'Q', swallow: restore.swallow });
+      this.pair.toServer.push(restore.msg);
     } else if (c.statements === 1) {
-      // Alone (DISCARD ALL may not share a query string): the values go back right after it,
-      // in the same transaction block if it runs in one, or fail with it in an aborted one.
+      // DISCARD ALL, which may not share a query string: the values go back right after it, and
+      // the client sees their reports (after its ReadyForQuery: the values it ends up with).
       this.forward(msg, 'Q');
       const values = this.settings.startupValuesReset(c.resets[0]!.names);
-      if (values.size > 0) this.hidden(serialize.query(restoreParamsSql(values)), { req: 'Q' });
+      if (values.size > 0) this.hidden(serialize.query(restoreParamsSql(values)), { req: 'Q', forwardReports: true });
     } else {
-      const restore = this.restoringQuery(msg, c);
-      this.queue.push(restore ? { kind: 'client', req: 'Q', swallow: restore.swallow } : CLIENT_SLOT.Q);
-      this.pair.toServer.push(restore?.msg ?? msg);
+      this.forward(msg, 'Q');
     }
+  }
+
+  /**
+   * A lone `DEALLOCATE name`. PostgreSQL has one namespace for SQL-level and protocol-level
+   * statements, so it deallocates the client's protocol-level statement of that name, which the
+   * server knows only under the proxy's name: the name goes here, and the server answers an empty
+   * query in its place (so the transaction status is the server's), shown as DEALLOCATE.
+   */
+  private onDeallocate(msg: Buffer, name: string): void {
+    if (this.txStatus !== 'E' && this.statements.deallocate(name)) {
+      this.queue.push({ kind: 'client', req: 'Q', swallow: NO_SWALLOW, emptyAs: DEALLOCATE_COMPLETE });
+      this.pair.toServer.push(EMPTY_QUERY);
+      return;
+    }
+    // In an aborted transaction the server says 25P02; a name the client never prepared: 26000,
+    // or, in a session pinned for SQL-level statements, whatever the server holds.
+    this.forward(msg, 'Q');
   }
 
   // ---- requests (StatementHost) ----
@@ -439,6 +478,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   }
 
   hidden(msg: Buffer, slot: Omit<Slot, 'kind'>): void {
+    if (slot.req === 'Q' && this.backend_ !== null) this.backend_.unnamedOwner = null;
     if (slot.req === 'P' && msg[5] !== 0) this.counters.serverParseCount++;
     this.queue.push({ kind: 'hidden', ...slot });
     this.pair.toServer.push(msg);
@@ -456,12 +496,42 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.undo.push(step);
   }
 
-  staleStatementError(): boolean {
-    return this.backend_ !== null && this.lastServerErrorCode === '0A000';
+  catalogChangedError(): boolean {
+    switch (this.lastServerErrorCode) {
+      case '0A000': // cached plan must not change result type
+      case '42P01': // undefined table
+      case '42703': // undefined column
+      case '42883': // undefined function
+      case '42704': // undefined object
+        return true;
+      case 'XX000':
+        return this.lastServerErrorMessage?.startsWith('cache lookup failed') === true;
+      default:
+        return false;
+    }
   }
 
-  backend(): BackendConnection | null {
-    return this.backend_;
+  loneMessage(): boolean {
+    return this.pending.length === 0 && this.pair.clientFramer.endsChunk;
+  }
+
+  /** The message being handled waits, first in line, until `resume`. */
+  private hold(msg: Buffer): void {
+    this.pending.unshift(msg);
+    this.held = true;
+  }
+
+  flushServer(): void {
+    this.pair.toServer.push(FLUSH);
+  }
+
+  resume(): void {
+    if (!this.held) return;
+    this.held = false;
+    const b = this.backend_;
+    if (b === null || this.closed) return;
+    this.sendPending(b);
+    this.pair.flush();
   }
 
   get knownStatements(): ProxyContext['knownStatements'] {
@@ -491,7 +561,8 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
    * effect when the statement runs, so they are tracked at Bind (`execute`), not at Parse.
    */
   private judge(c: Classification, execute: boolean, text: () => string): Classification {
-    if (c.pins.length === 0 && c.settings.length === 0 && !c.discardAll) return c;
+    if (c.pins.length === 0 && c.settings.length === 0 && !c.discardAll && !c.ddl && !c.ddlTemp) return c;
+    if (execute && (c.ddl || c.ddlTemp)) this.catalogChanging(c.ddl ? 1 : 2);
     const digest = (): string => this.ctx.classifier.digest(text());
     if (!execute) {
       for (const reason of c.pins) if (reason !== 'set' || !this.ctx.config.session.trackSettings) this.pin(reason, digest);
@@ -511,6 +582,18 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
 
   private pin(reason: PinReason, digest: () => string): void {
     if (this.pins.pin(reason, digest) && this.backend_) this.ctx.pool.markPinned(this.backend_);
+    if (reason === 'sql_prepare') this.statements.enterPassthrough(this.backend_, this.extendedPending);
+  }
+
+  /**
+   * DDL is about to run (1: on shared objects, 2: creating temporary ones): statements Parsed
+   * from now on are analysed afresh (not shared with ones analysed before), and again once its
+   * transaction ends, committed or rolled back.
+   */
+  private catalogChanging(kind: 1 | 2): void {
+    if (kind === 1) this.ctx.knownStatements.bump(this.key.database);
+    else this.statements.catalogChangedLocally();
+    this.catalogChange |= kind;
   }
 
   /** FunctionCall carries no SQL: its effect comes from the function's OID. */
@@ -613,6 +696,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
     this.pair.attach(b.socket, b.framer);
     if (this.pins.pinned) this.ctx.pool.markPinned(b);
+    this.statements.attached(b);
     // The client's messages wait until the backend has its settings: if that fails, they must not
     // run with the previous client's.
     if (this.syncParams(b)) return;
@@ -622,7 +706,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   /** Sends what the client said while it had no backend (or while the backend was being synced). */
   private sendPending(b: BackendConnection): void {
     try {
-      while (this.pending.length > 0 && this.backend_ === b && !this.closed) {
+      while (this.pending.length > 0 && this.backend_ === b && !this.closed && !this.held) {
         const m = this.pending.shift()!;
         // A message may be CopyData bytes rather than a whole message; those have no type of their own.
         if (m.length >= 5 && m.readUInt32BE(1) + 1 === m.length && this.pair.clientFramer.inspect[m[0]!]) this.process(m[0]!, m);
@@ -765,6 +849,18 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
       const f = readErrorFields(msg);
       this.lastServerErrorCode = f.get('C');
       this.lastServerErrorMessage = f.get('M');
+      const severity = f.get('V') ?? f.get('S');
+      if (severity === 'FATAL' || severity === 'PANIC') {
+        // The server ends this connection (pg_terminate_backend, shutdown, ...): the client is told
+        // once, when the close arrives, with the server's SQLSTATE and message (loseBackend).
+        this.serverFatal = { code: f.get('C') ?? SQLSTATE.connectionFailure, message: f.get('M') ?? 'the database server closed the connection' };
+        return;
+      }
+    } else if (type === NOTIFICATION) {
+      // A notification raised by this client's own server session carries that server process's
+      // pid; the client knows the pid the proxy gave it (BackendKeyData), which drivers compare.
+      const b = this.backend_;
+      if (b !== null && msg.readInt32BE(5) === b.pid) msg.writeUInt32BE(this.cancelPid >>> 0, 5);
     } else if (type === PARAMETER_STATUS && this.queue.waiting > 0 && !this.queue.headIsHidden) {
       this.settings.reported(msg.toString('utf8', 5, msg.indexOf(0, 5)).toLowerCase());
     }
@@ -774,6 +870,11 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     if (type === Z) {
       this.pair.clientFramer.inspect = CLIENT_INSPECT;
       this.txStatus = String.fromCharCode(msg[5]!) as TxStatus;
+      if (this.catalogChange !== 0 && this.txStatus === 'I') {
+        if ((this.catalogChange & 1) !== 0) this.ctx.knownStatements.bump(this.key.database);
+        if ((this.catalogChange & 2) !== 0) this.statements.catalogChangedLocally();
+        this.catalogChange = 0;
+      }
       if (completed?.kind === 'client' && this.queue.waiting === 0 && this.requestStartedAt > 0) {
         const now = this.ctx.clock.now();
         const ms = now - this.requestStartedAt;
@@ -863,10 +964,22 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.loseBackend('the database server closed the connection');
   }
 
-  /** The backend died or misbehaved: the client loses its transaction but keeps its connection. */
+  /**
+   * The backend died or misbehaved. What the client sees, exactly once (README, "A server process
+   * ends under a client"): a pinned session had state only that server process held, so it gets
+   * the server's FATAL (or 08006) and is closed, as PostgreSQL would close it; any other client
+   * loses only what was in flight on it, and keeps its connection: a request waiting for an
+   * answer gets the server's error (its SQLSTATE and message, as an ERROR) now, a client idle
+   * inside a transaction gets it as the answer to its next request, and a client between
+   * transactions notices nothing.
+   */
   private loseBackend(why: string): void {
     const b = this.backend_;
     if (!b) return;
+    const fatal = this.serverFatal;
+    this.serverFatal = null;
+    const held = this.held;
+    this.held = false;
     this.detachBackend();
     this.pair.clientFramer.inspect = CLIENT_INSPECT;
     this.ctx.pool.discard(b);
@@ -880,18 +993,25 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         return;
       }
     }
-    const waiting = this.queue.waiting > 0;
+    const waiting = this.queue.clientWaiting || held;
     const inTransaction = this.txStatus !== 'I' || this.extendedPending;
     this.queue.abandon();
     if (this.pins.pinned) {
       // Session state (temp tables, locks, ...) is gone with the server connection: say so and close.
-      this.terminate({ code: SQLSTATE.connectionFailure, message: `${why}; this session held state on it (pinned: ${this.pinnedReasons.join(', ')})` });
+      const detail = `this session held state on that server connection (pinned: ${this.pinnedReasons.join(', ')})`;
+      this.terminate(fatal ? { ...fatal, detail } : { code: SQLSTATE.connectionFailure, message: `${why}; ${detail}` });
       return;
     }
-    const lost = `${why} during the transaction; the transaction was lost, retry it`;
-    if (waiting) {
+    const lost: Omit<ErrorFields, 'severity'> = fatal
+      ? { ...fatal, detail: 'The server connection running this transaction ended; the transaction was lost. This connection stays usable: retry the transaction.' }
+      : { code: SQLSTATE.connectionFailure, message: `${why} during the transaction; the transaction was lost, retry it` };
+    if (held) {
+      // Its messages still waiting here get the answers a failed batch gets.
+      this.txStatus = 'I';
+      this.failPending(new Error(lost.message), lost);
+    } else if (waiting) {
       // The client is waiting for an answer: it gets the error now, and a ReadyForQuery or a skip to its Sync.
-      this.pair.toClient.push(errorResponse({ severity: 'ERROR', code: SQLSTATE.connectionFailure, message: lost }));
+      this.pair.toClient.push(errorResponse({ severity: 'ERROR', ...lost }));
       if (this.extendedPending) this.skipToSync = true;
       else this.pair.toClient.push(readyForQuery('I'));
       this.pair.flush();

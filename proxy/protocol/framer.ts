@@ -33,6 +33,8 @@ export class Framer {
   private whole: Buffer | null = null;
   private wholeLen = 0;
   private wholeType = 0;
+  /** Whether the message just delivered was the last byte of its chunk: nothing else of the peer's has arrived yet. */
+  endsChunk = false;
 
   /**
    * @param inspect 256 flags: non-zero for message types to deliver whole. The caller may swap
@@ -76,6 +78,7 @@ export class Framer {
         if (this.wholeLen === this.whole.length) {
           const msg = this.whole;
           this.whole = null;
+          this.endsChunk = i === n;
           sink.message(this.wholeType, msg);
         }
         continue;
@@ -92,6 +95,7 @@ export class Framer {
         if (this.inspect[type]) {
           if (i > rawStart) sink.raw(chunk.subarray(rawStart, i));
           if (n - i >= total) {
+            this.endsChunk = n - i === total;
             sink.message(type, chunk.subarray(i, i + total));
             i += total;
             rawStart = i;
@@ -125,6 +129,7 @@ export class Framer {
         if (this.wholeLen === total) {
           const msg = this.whole!;
           this.whole = null;
+          this.endsChunk = i === n;
           sink.message(type, msg);
         }
       } else {

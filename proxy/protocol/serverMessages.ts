@@ -57,6 +57,12 @@ export const commandComplete = (tag: string): Buffer => frame('C', cstr(tag));
 export const emptyQueryResponse = (): Buffer => frame('I', Buffer.alloc(0));
 export const closeComplete = (): Buffer => frame('3', Buffer.alloc(0));
 export const parseComplete = (): Buffer => frame('1', Buffer.alloc(0));
+export function parameterDescription(types: readonly number[]): Buffer {
+  const body = Buffer.allocUnsafe(2 + 4 * types.length);
+  body.writeInt16BE(types.length, 0);
+  types.forEach((t, i) => body.writeUInt32BE(t, 2 + 4 * i));
+  return frame('t', body);
+}
 
 export function negotiateProtocolVersion(minor: number, unrecognized: string[]): Buffer {
   return frame('v', Buffer.concat([int32(minor), int32(unrecognized.length), ...unrecognized.map(cstr)]));

@@ -154,6 +154,8 @@ export class BackendConnection {
 
   /** Runs the proxy's own simple query while nobody else owns the connection. */
   query(sql: string, timeoutMs = 30_000): Promise<QueryResult> {
+    // A simple query drops the session's unnamed statement.
+    this.unnamedOwner = null;
     return exchange(this, serialize.query(sql), timeoutMs);
   }
 }

@@ -6,15 +6,22 @@ import { LruMap } from '../runtime/lruMap.js';
 
 /**
  * The server-side name for a statement. search_path is part of the key: the same text resolves
- * to different tables under different search paths, so it must not share a plan.
+ * to different tables under different search paths, so it must not share a plan. `catalog` says
+ * which state of the catalog the statement was analysed in (KnownStatements' epoch): a Parse made
+ * after DDL never shares a statement analysed before it, as every Parse on PostgreSQL is analysed
+ * afresh. Names stay 48 characters (PostgreSQL keys prepared statements by their first 63 bytes).
  */
-export function serverStatementName(searchPath: string, query: string, paramTypes: readonly number[]): string {
+export function serverStatementName(searchPath: string, query: string, paramTypes: readonly number[], catalog = ''): string {
   const h = createHash('sha1');
   h.update(searchPath);
   h.update('\0');
   h.update(query);
   h.update('\0');
   h.update(paramTypes.join(','));
+  if (catalog !== '') {
+    h.update('\0');
+    h.update(catalog);
+  }
   return `dbproxy_${h.digest('hex')}`;
 }
 
@@ -22,21 +29,63 @@ export interface ClientStatement {
   serverName: string;
   /** Its text: the SETs in it are tracked each time it runs (unless `plain`). */
   query: string;
+  /** The parameter types the client gave (0: let the server infer). */
+  types: readonly number[];
   /** The classifier found nothing in its text: nothing to track or pin when it runs. */
   plain: boolean;
   /** The Parse message that creates it on a backend, under its server name. */
   parse: Buffer;
-  /** Its result type changed under it (DDL): it fails until the client prepares it again. */
-  stale?: boolean;
+  /**
+   * Re-analysed on a backend after DDL, its result type is no longer the one it was prepared with:
+   * its next Bind or Describe fails with 0A000, as PostgreSQL's plan cache fails it.
+   */
+  changed?: boolean;
   /** Answer of each Bind of it (one callback per statement, not per Bind). */
-  bindDone: (ok: boolean) => void;
+  bindDone: (ok: boolean, failedHere?: boolean) => void;
+}
+
+/**
+ * What a statement's analysis gave, from its Describe: the parameter types (fixed at Parse, as
+ * PostgreSQL fixes them) and the result columns (names, types and type modifiers, what PostgreSQL
+ * compares before it says "cached plan must not change result type").
+ */
+export interface StatementShape {
+  readonly params: readonly number[];
+  readonly result: string;
+}
+
+/** The shape in a Describe's answer (ParameterDescription, then RowDescription or NoData); null if incomplete. */
+export function shapeOf(messages: readonly Buffer[]): StatementShape | null {
+  let params: number[] | null = null;
+  let result: string | null = null;
+  for (const m of messages) {
+    if (m[0] === 0x74 /* t */) {
+      const n = m.readInt16BE(5);
+      params = [];
+      for (let i = 0; i < n; i++) params.push(m.readUInt32BE(7 + 4 * i));
+    } else if (m[0] === 0x6e /* n */) {
+      result = '-';
+    } else if (m[0] === 0x54 /* T */) {
+      const n = m.readInt16BE(5);
+      const cols: string[] = [];
+      let i = 7;
+      for (let k = 0; k < n; k++) {
+        const end = m.indexOf(0, i);
+        const name = m.toString('utf8', i, end);
+        i = end + 1;
+        // table OID (4), column number (2), type OID (4), type length (2), type modifier (4), format (2)
+        cols.push(`${name}\0${m.readUInt32BE(i + 6)}\0${m.readInt32BE(i + 12)}`);
+        i += 18;
+      }
+      result = cols.join('\0\0');
+    }
+  }
+  return params !== null && result !== null ? { params, result } : null;
 }
 
 /** LRU of the statements prepared on one backend connection, by server name. */
 export class BackendStatementCache {
   private readonly names: LruMap<string, 'ready' | 'preparing'>;
-  /** Still on the server but unusable (its plan's result type changed): Close before re-preparing. */
-  private readonly stale = new Set<string>();
 
   constructor(capacity: number) {
     this.names = new LruMap(capacity);
@@ -59,17 +108,11 @@ export class BackendStatementCache {
     return this.names.get(name) !== undefined;
   }
 
-  /** Records a Parse about to be sent; returns the names to Close first (evicted or stale). */
+  /** Records a Parse about to be sent; returns the names to Close first (evicted). */
   add(name: string): string[] {
     const toClose: string[] = [];
-    if (this.stale.delete(name)) toClose.push(name);
     for (const [evicted] of this.names.set(name, 'preparing')) toClose.push(evicted);
     return toClose;
-  }
-
-  /** The server statement exists but must be replaced before it is used again. */
-  invalidate(name: string): void {
-    if (this.names.delete(name)) this.stale.add(name);
   }
 
   confirm(name: string): void {
@@ -83,7 +126,6 @@ export class BackendStatementCache {
 
   clear(): void {
     this.names.clear();
-    this.stale.clear();
   }
 }
 
@@ -118,7 +160,10 @@ export function rewriteBindStatement(msg: Buffer, statement: string): Buffer {
  * locally for another tenant would reveal that tenant's query texts and move its errors.
  */
 export class KnownStatements {
-  private readonly names = new Set<string>();
+  /** Known names, with their shape once a Describe told it (null until then). */
+  private readonly names = new Map<string, StatementShape | null>();
+  /** Catalog epoch per database: moves on DDL, and when a statement fails because the catalog changed. */
+  private readonly epochs = new Map<string, number>();
 
   constructor(private readonly capacity = 10_000) {}
 
@@ -133,7 +178,30 @@ export class KnownStatements {
   add(owner: { user: string; database: string }, name: string): void {
     const e = KnownStatements.entry(owner, name);
     if (this.names.has(e)) return;
-    if (this.names.size >= this.capacity) this.names.delete(this.names.values().next().value as string);
-    this.names.add(e);
+    if (this.names.size >= this.capacity) this.names.delete(this.names.keys().next().value as string);
+    this.names.set(e, null);
+  }
+
+  /** The shape of a known statement, if a Describe has told it. */
+  shape(owner: { user: string; database: string }, name: string): StatementShape | null {
+    return this.names.get(KnownStatements.entry(owner, name)) ?? null;
+  }
+
+  setShape(owner: { user: string; database: string }, name: string, shape: StatementShape): void {
+    const e = KnownStatements.entry(owner, name);
+    if (this.names.has(e)) this.names.set(e, shape);
+  }
+
+  /**
+   * The catalog state statements are analysed in now, for one database (a DDL by any user there
+   * can change what any user's statement means).
+   */
+  epoch(database: string): number {
+    return this.epochs.get(database) ?? 0;
+  }
+
+  /** The catalog changed (or may have): statements Parsed from now on are analysed afresh. */
+  bump(database: string): void {
+    this.epochs.set(database, this.epoch(database) + 1);
   }
 }

@@ -16,8 +16,17 @@ export interface Slot {
   forwardErrors?: boolean;
   /** hidden: DataRow messages of the result, for the proxy's own queries. */
   rows?: Buffer[];
-  /** Called once: ok is false when the server answered with an error or skipped the request. */
-  done?: (ok: boolean) => void;
+  /** hidden: every message of the answer (a Describe's ParameterDescription and RowDescription). */
+  collect?: Buffer[];
+  /** hidden: parameter reports (ParameterStatus) reach the client too. */
+  forwardReports?: boolean;
+  /** client Query: what to send the client instead of the server's EmptyQueryResponse. */
+  emptyAs?: Buffer;
+  /**
+   * Called once: ok is false when the server answered with an error or skipped the request;
+   * failedHere says the error was this request's own (not an earlier one's, skipped to Sync).
+   */
+  done?: (ok: boolean, failedHere?: boolean) => void;
   /**
    * client Query: ordinals (from 0) of CommandComplete messages that answer statements the proxy
    * added to the client's query string, kept from the client.
@@ -46,7 +55,9 @@ const COMMAND_COMPLETE = code('C');
 const READY = code('Z');
 const DATA_ROW = code('D');
 const NOTIFICATION = code('A');
-const ASYNC = new Set([code('N'), code('S'), NOTIFICATION]);
+const PARAMETER_STATUS = code('S');
+const EMPTY_QUERY = code('I');
+const ASYNC = new Set([code('N'), PARAMETER_STATUS, NOTIFICATION]);
 
 function completes(slot: Slot, type: number): boolean {
   switch (slot.req) {
@@ -82,6 +93,12 @@ export class ResponseQueue {
   /** Slots still waiting on the server. */
   get waiting(): number {
     return this.slots.length - this.head;
+  }
+
+  /** Whether a request of the client's own (not only the proxy's) still waits for its answer. */
+  get clientWaiting(): boolean {
+    for (let i = this.head; i < this.slots.length; i++) if (this.slots[i]!.kind !== 'hidden') return true;
+    return false;
   }
 
   /** The request the server answers next, or null. */
@@ -129,16 +146,23 @@ export class ResponseQueue {
     if (ASYNC.has(type)) {
       // A notification is the client's whatever request it arrives during; a notice or parameter
       // report during the proxy's own request belongs to that request.
-      if (visible || type === NOTIFICATION) this.emit(msg);
+      if (visible || type === NOTIFICATION || (type === PARAMETER_STATUS && slot.forwardReports === true)) this.emit(msg);
       return null;
     }
     if (type === ERROR && slot.req !== 'Q' && slot.req !== 'F' && slot.req !== 'S') {
       if (visible || slot.forwardErrors) this.emit(msg);
-      this.complete(false);
+      this.complete(false, true);
       this.dropToSync();
       return slot;
     }
-    if (type === DATA_ROW && slot.rows) slot.rows.push(Buffer.from(msg));
+    if (!visible) {
+      if (type === DATA_ROW && slot.rows) slot.rows.push(Buffer.from(msg));
+      if (slot.collect) slot.collect.push(Buffer.from(msg));
+    }
+    if (type === EMPTY_QUERY && slot.emptyAs !== undefined) {
+      this.emit(slot.emptyAs);
+      return null;
+    }
     if (type === ERROR) {
       this.headFailed = true;
       if (visible || slot.forwardErrors) this.emit(msg);
@@ -169,11 +193,11 @@ export class ResponseQueue {
     for (const s of open) s.done?.(false);
   }
 
-  private complete(ok: boolean): void {
+  private complete(ok: boolean, failedHere = false): void {
     const slot = this.slots[this.head++]!;
     this.headFailed = false;
     this.headCompletions = 0;
-    slot.done?.(ok);
+    slot.done?.(ok, failedHere);
     this.flushLocal();
   }
 

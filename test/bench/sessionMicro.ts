@@ -14,7 +14,7 @@ import { ClientSession } from '../../proxy/client/clientSession.js';
 import { parseConfig } from '../../proxy/contract/config.js';
 import { BackendPool } from '../../proxy/pool/backendPool.js';
 import { computeBudget } from '../../proxy/pool/budget.js';
-import { commandComplete, dataRow, readyForQuery, rowDescription } from '../../proxy/protocol/serverMessages.js';
+import { commandComplete, dataRow, parameterDescription, readyForQuery, rowDescription } from '../../proxy/protocol/serverMessages.js';
 import type { ProxyContext } from '../../proxy/proxyContext.js';
 import { systemClock } from '../../proxy/runtime/clock.js';
 import { BackendConnection } from '../../proxy/server/backendConnection.js';
@@ -114,7 +114,8 @@ async function main(): Promise<void> {
   const extendedReply = Buffer.concat([Buffer.from([0x31, 0, 0, 0, 4, 0x32, 0, 0, 0, 4]), rowDescription(['abalance']), dataRow(['-1234']), commandComplete('SELECT 1'), readyForQuery('I')]);
   const preparedReply = Buffer.concat([Buffer.from([0x32, 0, 0, 0, 4]), dataRow(['-1234']), commandComplete('SELECT 1'), readyForQuery('I')]);
   const syncReply = Buffer.concat([commandComplete('SELECT 1'), readyForQuery('I')]);
-  const parseReply = Buffer.concat([Buffer.from([0x31, 0, 0, 0, 4]), readyForQuery('I')]);
+  // The first Parse of a statement is followed by the proxy's own Describe of it (its shape).
+  const parseReply = Buffer.concat([Buffer.from([0x31, 0, 0, 0, 4]), parameterDescription([23]), rowDescription(['abalance']), readyForQuery('I')]);
 
   const run = async (mode: Mode): Promise<{ us: number; writes: number }> => {
     const client = new FakeSocket();
