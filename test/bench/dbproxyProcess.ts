@@ -73,7 +73,10 @@ export async function startDbproxy(o: DbproxyOptions): Promise<Dbproxy> {
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const logFile = join(dir, 'dbproxy.log');
   const logFd = openSync(logFile, 'a');
-  const child: ChildProcess = spawn(process.execPath, [o.cli, 'proxy', '--config', configFile], {
+  // BENCH_PROXY_NODE_ARGS: Node flags for the proxy process only, e.g. "--cpu-prof --cpu-prof-dir=DIR"
+  // to profile it under load (Node refuses --cpu-prof in NODE_OPTIONS).
+  const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, o.cli, 'proxy', '--config', configFile], {
     stdio: ['ignore', logFd, logFd],
     env: { ...process.env, NODE_ENV: 'production' },
   });
