@@ -6,7 +6,7 @@
 //     list again and diff the new list against the cache, so deletions missed meanwhile are seen;
 //   - the server is unreachable or answers errors: retry with exponential backoff.
 import type { Logger } from 'pino';
-import { realClock, sleep, type Clock } from '../controller/clock.js';
+import { wallClock, sleep, type Clock } from '../../proxy/runtime/clock.js';
 import { isGone, type KubeClient, type WatchEvent } from './client.js';
 import { objectKey, type KubeObject, type Resource } from './resources.js';
 
@@ -48,7 +48,7 @@ export class Informer<T extends KubeObject> {
   relists = 0;
 
   constructor(private readonly opts: InformerOptions) {
-    this.clock = opts.clock ?? realClock;
+    this.clock = opts.clock ?? wallClock;
     this.resourceVersion = opts.initialResourceVersion;
     if (opts.initialResourceVersion) this.synced = false;
   }
