@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { parseDuration, splitHostPort } from '../proxy/contract/config.js';
 import { startOperator } from './controller/operator.js';
-import { KubeClient } from './k8s/client.js';
+import { KubeClient } from './runtime/client.js';
 
 export const OPERATOR_USAGE = `usage: dbproxy operator [flags]
 

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { KubeClient } from '../../operator/k8s/client.js';
+import { KubeClient } from '../../operator/runtime/client.js';
 import { type PgCluster, startPostgres, startStandby } from '../postgres.js';
 import { PodRunner, type ImageCommand } from '../podRunner/podRunner.js';
 import { repoRoot } from '../repoRoot.js';

@@ -24,9 +24,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { V1ConfigMap, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { isConflict, isNotFound, type KubeClient } from '../../operator/k8s/client.js';
-import { Informer } from '../../operator/k8s/informer.js';
-import { resources, resourcePath, type KubeObject, type Resource } from '../../operator/k8s/resources.js';
+import { isConflict, isNotFound, type KubeClient } from '../../operator/runtime/client.js';
+import { Informer } from '../../operator/runtime/informer.js';
+import { kubeResources as resources, resourcePath, type KubeObject, type Resource } from '../../operator/runtime/resources.js';
 import { PodProcess, type ImageCommand, type PodSources } from './podProcess.js';
 import { ServiceForwarder, serviceEndpoints } from './serviceForwarder.js';
 

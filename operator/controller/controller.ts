@@ -5,15 +5,16 @@
 import type { Logger } from 'pino';
 import { GROUP, KIND } from '../api/v1alpha1.js';
 import { APP_NAME, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY } from '../desired/index.js';
-import type { KubeClient } from '../k8s/client.js';
-import { Informer } from '../k8s/informer.js';
-import { objectKey, resources, type KubeObject, type Resource } from '../k8s/resources.js';
-import type { Clock } from './clock.js';
-import type { EventRecorder } from './events.js';
+import type { KubeClient } from '../runtime/client.js';
+import { Informer } from '../runtime/informer.js';
+import { objectKey, type KubeObject, type Resource } from '../runtime/resources.js';
+import { resources } from './resources.js';
+import type { Clock } from '../../proxy/runtime/clock.js';
+import type { EventRecorder } from '../runtime/events.js';
 import type { OperatorMetrics } from './metrics.js';
 import { Reconciler, type Caches, type DatabaseProxyObject } from './reconciler.js';
 import type { StatsFetcher } from './statsReader.js';
-import { WorkQueue } from './workQueue.js';
+import { WorkQueue } from '../runtime/workQueue.js';
 
 export interface ControllerOptions {
   client: KubeClient;

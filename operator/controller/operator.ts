@@ -2,12 +2,12 @@
 // controller, which runs only while this process leads (a standby keeps campaigning). Used by
 // `dbproxy operator` (operator/cli.ts) and, in-process, by the tests.
 import { pino, type Logger } from 'pino';
-import { KubeClient, type RequestRecord } from '../k8s/client.js';
-import { realClock, type Clock } from './clock.js';
+import { KubeClient, type RequestRecord } from '../runtime/client.js';
+import { wallClock, type Clock } from '../../proxy/runtime/clock.js';
 import { Controller } from './controller.js';
-import { EventRecorder } from './events.js';
+import { EventRecorder } from '../runtime/events.js';
 import { startHttpServer, type OperatorHttpServer } from './httpServer.js';
-import { defaultIdentity, LeaderElector } from './leaderElection.js';
+import { defaultIdentity, LeaderElector } from '../runtime/leaderElection.js';
 import { OperatorMetrics } from './metrics.js';
 import { fetchStats, type StatsFetcher } from './statsReader.js';
 
@@ -69,7 +69,7 @@ export interface RunningOperator {
 
 export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
   const log = opts.log ?? pino({ name: 'dbproxy-operator' });
-  const clock = opts.clock ?? realClock;
+  const clock = opts.clock ?? wallClock;
   const identity = opts.identity ?? defaultIdentity();
   const metrics = new OperatorMetrics({ defaultMetrics: opts.processMetrics ?? false });
   const client =

@@ -29,13 +29,14 @@ import {
   replicasToApply,
   ZONE_LABEL,
 } from '../desired/index.js';
-import type { DeploymentStatus } from '../k8s/types.js';
-import type { KubeClient } from '../k8s/client.js';
-import type { Informer } from '../k8s/informer.js';
-import { objectKey, resources, splitKey, type KubeObject, type Resource } from '../k8s/resources.js';
+import type { DeploymentStatus } from '../runtime/types.js';
+import type { KubeClient } from '../runtime/client.js';
+import type { Informer } from '../runtime/informer.js';
+import { objectKey, splitKey, type KubeObject, type Resource } from '../runtime/resources.js';
+import { resources } from './resources.js';
 import { computeStatus, isUrgentChange, podIsReady, podTrouble, shouldWrite, statusChanged, writeDelayMs, type ObservedPod, type PodStats } from '../status/status.js';
-import type { Clock } from './clock.js';
-import type { EventRecorder } from './events.js';
+import type { Clock } from '../../proxy/runtime/clock.js';
+import type { EventRecorder } from '../runtime/events.js';
 import type { OperatorMetrics } from './metrics.js';
 import type { StatsFetcher } from './statsReader.js';
 import { ZoneProbe } from './zoneProbe.js';

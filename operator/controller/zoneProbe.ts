@@ -3,9 +3,9 @@
 // for a while. Nodes rarely gain or lose zones, so a stale answer for a few minutes costs nothing.
 import type { Logger } from 'pino';
 import { ZONE_LABEL } from '../desired/deployment.js';
-import type { KubeClient } from '../k8s/client.js';
-import { resources } from '../k8s/resources.js';
-import type { Clock } from './clock.js';
+import type { KubeClient } from '../runtime/client.js';
+import { resources } from './resources.js';
+import type { Clock } from '../../proxy/runtime/clock.js';
 
 /** How long an answer is reused. */
 export const ZONE_PROBE_TTL_MS = 5 * 60_000;

@@ -1,7 +1,7 @@
 // What every child object shares: names, labels, the owner reference, and the file layout inside
 // the proxy pod (the ConfigMap renders these paths, the Deployment mounts them).
 import { API_VERSION, KIND, type DatabaseProxy } from '../api/v1alpha1.js';
-import type { ObjectMeta, OwnerReference } from '../k8s/types.js';
+import type { ObjectMeta, OwnerReference } from '../runtime/types.js';
 
 export const LABEL_NAME = 'app.kubernetes.io/name';
 export const LABEL_INSTANCE = 'app.kubernetes.io/instance';

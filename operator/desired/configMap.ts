@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import { ConfigError, parseConfig, type ProxyConfigInput } from '../../proxy/contract/config.js';
 import type { DatabaseProxy, UserSpec } from '../api/v1alpha1.js';
-import type { ConfigMap } from '../k8s/types.js';
+import type { ConfigMap } from '../runtime/types.js';
 import { ADMIN_PORT, POSTGRES_PORT, READERS_PORT, childMeta, childNames, paths, readersEnabled } from './common.js';
 import { peerDnsName } from './service.js';
 

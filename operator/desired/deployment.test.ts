@@ -1,7 +1,7 @@
 import { parseConfigYaml } from '../../proxy/contract/config.js';
 import { allFeatures, exampleProxy } from '../api/fixtures.js';
 import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
-import type { Deployment, PodSpec } from '../k8s/types.js';
+import type { Deployment, PodSpec } from '../runtime/types.js';
 import { buildConfigMap } from './configMap.js';
 import { buildDeployment } from './deployment.js';
 

@@ -4,7 +4,7 @@
 // budget rule (poolDivisor.ts) counts on. Pure.
 import { parseDuration } from '../../proxy/contract/config.js';
 import type { DatabaseProxy } from '../api/v1alpha1.js';
-import type { Container, Deployment, EnvVar, KeyToPath, PodSpec, Volume, VolumeMount } from '../k8s/types.js';
+import type { Container, Deployment, EnvVar, KeyToPath, PodSpec, Volume, VolumeMount } from '../runtime/types.js';
 import {
   ADMIN_PORT,
   CONFIG_HASH_ANNOTATION,

@@ -1,7 +1,7 @@
 // Desired children of a DatabaseProxy: pure functions of (spec, observed facts). The reconciler
 // applies them with server-side apply (one field manager), ConfigMap before Deployment.
 import type { DatabaseProxy } from '../api/v1alpha1.js';
-import type { ConfigMap, Deployment, PodDisruptionBudget, Service, ServiceAccount } from '../k8s/types.js';
+import type { ConfigMap, Deployment, PodDisruptionBudget, Service, ServiceAccount } from '../runtime/types.js';
 import { buildConfigMap } from './configMap.js';
 import { buildDeployment } from './deployment.js';
 import { buildPodDisruptionBudget } from './podDisruptionBudget.js';

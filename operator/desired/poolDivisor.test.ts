@@ -1,4 +1,4 @@
-import type { RollingUpdate } from '../k8s/types.js';
+import type { RollingUpdate } from '../runtime/types.js';
 import {
   PRESTOP_SLEEP_SECONDS,
   podTimings,

@@ -33,7 +33,7 @@
 // terminating than the allowance (a replacement becomes Ready, the next eviction is allowed). The
 // proxy keeps that small by closing idle backends at SIGTERM. And if B < divisor each pod still
 // opens one connection (`budgetFits` reports it; status says PoolBudgetTooSmall).
-import type { DeploymentStatus, RollingUpdate } from '../k8s/types.js';
+import type { DeploymentStatus, RollingUpdate } from '../runtime/types.js';
 
 /** preStop sleep: endpoints controllers take the pod out of the Service before it stops accepting. */
 export const PRESTOP_SLEEP_SECONDS = 5;

@@ -1,7 +1,7 @@
 // The Service applications connect to: named like the DatabaseProxy, so the address is
 // <name>.<namespace>.svc:<port>. Pure.
 import type { DatabaseProxy } from '../api/v1alpha1.js';
-import type { Service } from '../k8s/types.js';
+import type { Service } from '../runtime/types.js';
 import { ADMIN_PORT, POSTGRES_PORT, READERS_PORT, childMeta, childNames, readersEnabled, selectorLabels } from './common.js';
 
 export function buildService(dbp: DatabaseProxy): Service {

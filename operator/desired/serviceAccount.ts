@@ -2,7 +2,7 @@
 // own ServiceAccount. Server-side apply with the operator's field manager owns only the fields
 // set here, so annotations others add (or had) are left alone. Pure.
 import type { DatabaseProxy } from '../api/v1alpha1.js';
-import type { ServiceAccount } from '../k8s/types.js';
+import type { ServiceAccount } from '../runtime/types.js';
 import { IRSA_ROLE_ANNOTATION, childMeta, childNames } from './common.js';
 
 /** The ServiceAccount to apply, or undefined when spec.serviceAccountName names the user's own. */

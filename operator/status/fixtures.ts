@@ -1,7 +1,7 @@
 // Example /stats answers and Deployment observations for status tests (here, so the operator's
 // tests and the Argo CD health tests start from the same shapes).
 import type { ProxyStats } from '../../proxy/contract/stats.js';
-import type { DeploymentStatus } from '../k8s/types.js';
+import type { DeploymentStatus } from '../runtime/types.js';
 import type { ObservedDeployment, PodStats } from './status.js';
 
 /** A healthy, idle pod's /stats; `over` replaces fields. */

@@ -6,7 +6,7 @@ import type { Condition, ConditionStatus, DatabaseProxy, DatabaseProxyStatus, Re
 import { readersEnabled, selectorString } from '../desired/common.js';
 import { budgetFits, poolBudget } from '../desired/poolDivisor.js';
 import { readerServiceEndpoint, serviceEndpoint } from '../desired/service.js';
-import type { DeploymentStatus } from '../k8s/types.js';
+import type { DeploymentStatus } from '../runtime/types.js';
 
 /** IAMReady only while the pods use AWS credentials (usesAwsIdentity); ReadersAvailable only with spec.readers.enabled. */
 export const CONDITION_TYPES = ['Ready', 'Available', 'Progressing', 'Degraded', 'TargetReachable', 'IAMReady', 'ReadersAvailable'] as const;

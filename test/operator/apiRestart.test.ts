@@ -4,9 +4,10 @@
 // its own control plane rather than disturb the shared one.
 import { jest } from '@jest/globals';
 import { pino } from 'pino';
-import { KubeClient } from '../../operator/k8s/client.js';
-import { Informer } from '../../operator/k8s/informer.js';
-import { resources, type KubeObject } from '../../operator/k8s/resources.js';
+import { KubeClient } from '../../operator/runtime/client.js';
+import { Informer } from '../../operator/runtime/informer.js';
+import { type KubeObject } from '../../operator/runtime/resources.js';
+import { resources } from '../../operator/controller/resources.js';
 import { OPERATOR_NAMESPACE, createNamespace, getJson, applyDatabaseProxy, kubectlOk, startDedicatedCluster, waitFor, type TestCluster } from './support/cluster.js';
 import { metricValue, startTestOperator, type TestOperator } from './support/operator.js';
 

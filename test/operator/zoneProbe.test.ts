@@ -3,8 +3,9 @@
 // reuse time and not before. A label of this test's own stands in for topology.kubernetes.io/zone,
 // so operators of other test files on the shared control plane do not see a zone appear.
 import { pino } from 'pino';
+import { FakeClock } from '../../proxy/runtime/clock.js';
 import { ZoneProbe } from '../../operator/controller/zoneProbe.js';
-import { KubeClient } from '../../operator/k8s/client.js';
+import { KubeClient } from '../../operator/runtime/client.js';
 import { kubectlOk, sharedCluster, sharedClusterInfo, type TestCluster } from './support/cluster.js';
 
 let cluster: TestCluster;
@@ -21,22 +22,20 @@ afterAll(async () => {
 });
 
 test('no node with the label: no zones; a node gets it: zones, once the remembered answer is old', async () => {
-  let now = 1_000_000;
-  const clock = { now: () => now, setTimeout: () => 0, clearTimeout: () => undefined };
+  const clock = new FakeClock(1_000_000);
   const client = KubeClient.create({ kubeconfig: sharedClusterInfo().operatorKubeconfigPath });
   const probe = new ZoneProbe(client, clock, pino({ level: 'silent' }), 60_000, label);
   expect(await probe.zoned()).toBe(false);
 
   await kubectlOk(cluster, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { [label]: 'eu-west-1a' } } }));
-  now += 59_000;
+  clock.advance(59_000);
   expect(await probe.zoned()).toBe(false); // remembered: one list per minute, not per reconcile
-  now += 2_000;
+  clock.advance(2_000);
   expect(await probe.zoned()).toBe(true);
 });
 
 test('an API error keeps the last answer instead of guessing', async () => {
-  let now = 0;
-  const clock = { now: () => now, setTimeout: () => 0, clearTimeout: () => undefined };
+  const clock = new FakeClock(0);
   const good = KubeClient.create({ kubeconfig: sharedClusterInfo().operatorKubeconfigPath });
   let failing = false;
   const client = { listPage: (...args: Parameters<KubeClient['listPage']>) => (failing ? Promise.reject(new Error('connection refused')) : good.listPage(...args)) } as unknown as KubeClient;
@@ -47,6 +46,6 @@ test('an API error keeps the last answer instead of guessing', async () => {
   failing = false;
   const answer = await probe.zoned();
   failing = true;
-  now += 5000;
+  clock.advance(5000);
   expect(await probe.zoned()).toBe(answer);
 });

@@ -4,7 +4,7 @@
 // request recorded as an RBAC (verb, resource) pair.
 import { pino } from 'pino';
 import { startOperator, type OperatorOptions, type RunningOperator } from '../../../operator/controller/operator.js';
-import { KubeClient, type RequestRecord } from '../../../operator/k8s/client.js';
+import { KubeClient, type RequestRecord } from '../../../operator/runtime/client.js';
 import { OPERATOR_NAMESPACE, type TestCluster } from './cluster.js';
 
 export const TEST_IMAGE = 'registry.example/dbproxy:test';

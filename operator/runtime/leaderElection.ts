@@ -7,9 +7,9 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { isConflict, isNotFound, type KubeClient } from '../k8s/client.js';
-import { resources } from '../k8s/resources.js';
-import { realClock, sleep, type Clock } from './clock.js';
+import { isConflict, isNotFound, type KubeClient } from './client.js';
+import { kubeResources } from './resources.js';
+import { wallClock, sleep, type Clock } from '../../proxy/runtime/clock.js';
 
 export interface Lease {
   apiVersion: 'coordination.k8s.io/v1';
@@ -67,7 +67,7 @@ export class LeaderElector {
 
   constructor(private readonly opts: LeaderElectionOptions) {
     this.identity = opts.identity ?? defaultIdentity();
-    this.clock = opts.clock ?? realClock;
+    this.clock = opts.clock ?? wallClock;
     this.leaseDurationMs = opts.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = opts.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = opts.retryPeriodMs ?? 2_000;
@@ -151,7 +151,7 @@ export class LeaderElector {
     const durationSeconds = Math.max(1, Math.ceil(this.leaseDurationMs / 1000));
     let current: Lease;
     try {
-      current = await client.get<Lease>(resources.leases, namespace, name);
+      current = await client.get<Lease>(kubeResources.leases, namespace, name);
     } catch (e) {
       if (!isNotFound(e)) throw e;
       const fresh: Lease = {
@@ -161,7 +161,7 @@ export class LeaderElector {
         spec: { holderIdentity: this.identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 },
       };
       try {
-        this.observe(await client.create<Lease>(resources.leases, namespace, fresh));
+        this.observe(await client.create<Lease>(kubeResources.leases, namespace, fresh));
         return true;
       } catch (err) {
         if (isConflict(err) || (err as { code?: number }).code === 409) return false;
@@ -184,7 +184,7 @@ export class LeaderElector {
       },
     };
     try {
-      this.observe(await client.update<Lease>(resources.leases, namespace, name, next));
+      this.observe(await client.update<Lease>(kubeResources.leases, namespace, name, next));
       return true;
     } catch (e) {
       if (isConflict(e)) return false;
@@ -196,10 +196,10 @@ export class LeaderElector {
   private async release(): Promise<void> {
     const { client, namespace, name, log } = this.opts;
     try {
-      const current = await client.get<Lease>(resources.leases, namespace, name);
+      const current = await client.get<Lease>(kubeResources.leases, namespace, name);
       if (current.spec.holderIdentity !== this.identity) return;
       const now = microTime(this.clock.now());
-      await client.update<Lease>(resources.leases, namespace, name, {
+      await client.update<Lease>(kubeResources.leases, namespace, name, {
         ...current,
         spec: { ...current.spec, holderIdentity: null, leaseDurationSeconds: 1, renewTime: now, acquireTime: now },
       });

@@ -2,7 +2,7 @@
 // queued at most once; a key being processed is not handed to a second worker, and if it is
 // added meanwhile it is processed again afterwards; failures back off per key exponentially
 // (base x 2^failures, capped) until forget(key).
-import { realClock, type Clock } from './clock.js';
+import { wallClock, type Clock, type TimerHandle } from '../../proxy/runtime/clock.js';
 
 export interface WorkQueueOptions {
   clock?: Clock;
@@ -21,12 +21,12 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
   /** key -> when its delayed add fires, and the timer. Only the earliest delayed add is kept. */
-  private readonly delayed = new Map<string, { at: number; timer: unknown }>();
+  private readonly delayed = new Map<string, { at: number; timer: TimerHandle }>();
   private waiters: Array<(key: string | undefined) => void> = [];
   private shuttingDown = false;
 
   constructor(opts: WorkQueueOptions = {}) {
-    this.clock = opts.clock ?? realClock;
+    this.clock = opts.clock ?? wallClock;
     this.baseDelayMs = opts.baseDelayMs ?? 250;
     this.maxDelayMs = opts.maxDelayMs ?? 60_000;
   }

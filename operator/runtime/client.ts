@@ -4,6 +4,16 @@
 // list, watch (streamed), server-side apply (one field manager, force), create, update, delete.
 // Every call is reported to `onRequest` as an RBAC (verb, resource) pair, which the tests use to
 // check that the chart's ClusterRole grants exactly what the operator does.
+//
+// Why not client-node's KubernetesObjectApi for the verbs (README, Design notes): it passed the
+// apply probe (server-side apply with field manager and force; request middleware sees method,
+// URL and status), but the watch below has to stay hand-written (see informer.ts), and one
+// transport for both keeps one connection pool, one error type (ApiError: isGone/isConflict)
+// and RBAC recording at the call site, where (verb, resource) is known; middleware sees only URLs
+// and never sees watches (client-node's Watch calls fetch directly). KubernetesObjectApi also
+// adds a discovery GET per API version, has no status subresource (the DatabaseProxy status
+// apply would need CustomObjectsApi) and serializes built-in kinds through its models, dropping
+// fields the models do not know.
 import { KubeConfig } from '@kubernetes/client-node';
 import http from 'node:http';
 import https from 'node:https';

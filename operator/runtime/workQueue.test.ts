@@ -1,4 +1,4 @@
-import { FakeClock } from './clock.js';
+import { FakeClock } from '../../proxy/runtime/clock.js';
 import { WorkQueue } from './workQueue.js';
 
 describe('WorkQueue', () => {

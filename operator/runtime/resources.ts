@@ -1,6 +1,7 @@
-// The API resources the operator touches, and how their REST paths are built. One table, so the
-// client, the informers and the RBAC check (operator/controller/permissions.ts) agree on names.
-import { GROUP, PLURAL, VERSION } from '../api/v1alpha1.js';
+// Kubernetes API resources by name, and how their REST paths are built: the built-in kinds the
+// generic machinery here needs (leases, events) and the controller uses. The controller's own table
+// (operator/controller/resources.ts) adds DatabaseProxy; this folder never names it, so the
+// generic layer imports nothing specific.
 
 export interface Resource {
   /** API group; '' for the core group. */
@@ -12,8 +13,7 @@ export interface Resource {
   namespaced: boolean;
 }
 
-export const resources = {
-  databaseProxies: { group: GROUP, version: VERSION, plural: PLURAL, kind: 'DatabaseProxy', namespaced: true },
+export const kubeResources = {
   deployments: { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true },
   configMaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
   services: { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },

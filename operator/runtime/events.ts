@@ -1,11 +1,11 @@
-// Kubernetes Events (events.k8s.io/v1) about DatabaseProxy objects, with CamelCase reasons, so
-// `kubectl describe dbp` tells what the operator did and why. Identical events within the dedup
+// Kubernetes Events (events.k8s.io/v1) about the objects a controller manages, with CamelCase reasons, so
+// `kubectl describe` tells what the controller did and why. Identical events within the dedup
 // window are sent once; failures to record are logged, never fatal.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { KubeClient } from '../k8s/client.js';
-import { apiVersionOf, resources, type KubeObject, type Resource } from '../k8s/resources.js';
-import { realClock, type Clock } from './clock.js';
+import type { KubeClient } from './client.js';
+import { apiVersionOf, kubeResources, type KubeObject, type Resource } from './resources.js';
+import { wallClock, type Clock } from '../../proxy/runtime/clock.js';
 import { microTime } from './leaderElection.js';
 
 export const REPORTING_CONTROLLER = 'dbproxy.io/operator';
@@ -27,7 +27,7 @@ export class EventRecorder {
   private pending = new Set<Promise<void>>();
 
   constructor(private readonly opts: EventRecorderOptions) {
-    this.clock = opts.clock ?? realClock;
+    this.clock = opts.clock ?? wallClock;
   }
 
   /** Records an event about `obj`; returns at once (the write happens in the background). */
@@ -64,7 +64,7 @@ export class EventRecorder {
     };
     this.opts.log.info({ object: `${namespace}/${obj.metadata.name}`, type, reason, note }, 'event');
     const p = this.opts.client
-      .create(resources.events, namespace, event)
+      .create(kubeResources.events, namespace, event)
       .then(() => undefined)
       .catch((e: Error) => this.opts.log.warn({ err: e.message, reason }, 'could not record event'))
       .finally(() => this.pending.delete(p));
