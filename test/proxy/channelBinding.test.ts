@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { makeCa, makeLeaf } from '../../test/support/certs.js';
-import { endPointHash, tlsServerEndPoint } from './channelBinding.js';
+import { makeCa, makeLeaf } from '../support/certs.js';
+import { endPointHash, tlsServerEndPoint } from '../../proxy/auth/channelBinding.js';
 
 test('the hash follows the certificate signature, MD5 and SHA-1 becoming SHA-256 (RFC 5929)', () => {
   expect(endPointHash('sha256WithRSAEncryption')).toBe('sha256');
