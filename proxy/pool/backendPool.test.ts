@@ -192,6 +192,43 @@ test('a borrow that waits longer than the borrow timeout fails with 53300 and sa
   expect(pool.stats().borrowTimeouts).toBe(1);
 });
 
+test('each waiter times out at its own deadline, whether the ones before it were served, cancelled or timed out', async () => {
+  const { pool, clock } = makePool({ max: 1, borrowTimeoutMs: 2000 });
+  const held = await pool.borrow(APP).promise;
+  const outcome = new Map<string, string>();
+  const watch = (name: string, h: { promise: Promise<BackendConnection> }) =>
+    h.promise.then(
+      () => outcome.set(name, `granted at ${clock.now() - 1_000_000}`),
+      (e: Error & { code?: string }) => outcome.set(name, `${e.code} at ${clock.now() - 1_000_000}`),
+    );
+  const a = pool.borrow(APP);
+  void watch('a', a);
+  clock.advance(500);
+  const b = pool.borrow(APP);
+  void watch('b', b);
+  clock.advance(500);
+  const c = pool.borrow(APP);
+  void watch('c', c);
+  clock.advance(300);
+  const d = pool.borrow(APP);
+  void watch('d', d);
+  // t = 1300: a is served, b gives up; c and d are left with their own deadlines (3000, 3300).
+  pool.release(held);
+  b.cancel();
+  await flush();
+  clock.advance(1699); // t = 2999
+  await flush();
+  expect(outcome.get('c')).toBeUndefined();
+  clock.advance(1); // t = 3000
+  await flush();
+  expect(outcome.get('c')).toBe('53300 at 3000');
+  expect(outcome.get('d')).toBeUndefined();
+  clock.advance(300);
+  await flush();
+  expect(Object.fromEntries(outcome)).toEqual({ a: 'granted at 1300', c: '53300 at 3000', d: '53300 at 3300' });
+  expect(pool.stats()).toMatchObject({ waiting: 0, borrowTimeouts: 2 });
+});
+
 test('an idle backend that reports a parameter change split across two reads stays in the pool', async () => {
   const { pool, opened } = makePool();
   const b = await pool.borrow(APP).promise;

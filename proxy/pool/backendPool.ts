@@ -62,7 +62,6 @@ export interface BorrowHandle {
 }
 
 interface PendingBorrow extends Waiter<BackendConnection> {
-  timer: TimerHandle;
   readonly owner: BackendOwner | null;
 }
 
@@ -74,6 +73,12 @@ interface PendingBorrow extends Waiter<BackendConnection> {
 class KeyPool {
   readonly idle: BackendConnection[] = [];
   readonly waiters = new BorrowQueue<BackendConnection>();
+  /**
+   * One timer for the whole queue, set for the oldest waiter's deadline: every waiter has the same
+   * borrowTimeout and the queue is FIFO, so the head always expires first. A timer per waiter cost a
+   * setTimeout and a clearTimeout on every wait, which at 100+ clients is most transactions.
+   */
+  expiry: TimerHandle | null = null;
   opening = 0;
   constructor(readonly key: PoolKey) {}
 }
@@ -219,19 +224,11 @@ export class BackendPool {
     let cancelled = false;
     const seq = ++this.seq;
     const promise = new Promise<BackendConnection>((resolve, reject) => {
-      const timer = this.deps.clock.setTimeout(() => {
-        if (!kp.waiters.remove(seq)) return;
-        this.borrowTimeouts++;
-        this.deps.onBorrowTimeout?.();
-        reject(this.timeoutError(started));
-      }, this.settings.borrowTimeoutMs);
       const w: PendingBorrow = {
         seq,
         enqueuedAt: started,
         owner,
-        timer,
         resolve: (b) => {
-          this.deps.clock.clearTimeout(timer);
           if (cancelled) {
             this.release(b);
             return;
@@ -239,13 +236,11 @@ export class BackendPool {
           granted = b;
           resolve(b);
         },
-        reject: (err) => {
-          this.deps.clock.clearTimeout(timer);
-          reject(err);
-        },
+        reject,
       };
       kp.waiters.push(w);
     });
+    this.armExpiry(kp);
     this.pump();
     return {
       promise,
@@ -362,6 +357,8 @@ export class BackendPool {
     this.closing = true;
     for (const kp of this.keys.values()) {
       for (const w of kp.waiters.drain()) w.reject(new Error('the proxy is shutting down'));
+      if (kp.expiry) this.deps.clock.clearTimeout(kp.expiry);
+      kp.expiry = null;
       for (const b of kp.idle.splice(0)) this.closeBackend(b);
     }
     for (const b of this.lent) this.closeBackend(b);
@@ -492,6 +489,28 @@ export class BackendPool {
     this.lent.add(b);
     b.lastUsedAt = now;
     this.deps.onBorrowed?.(now - startedAt);
+  }
+
+  /** Makes sure the queue's timer runs while anyone waits (see KeyPool.expiry). */
+  private armExpiry(kp: KeyPool): void {
+    if (kp.expiry) return;
+    const head = kp.waiters.peek();
+    if (!head) return;
+    const delay = Math.max(1, head.enqueuedAt + this.settings.borrowTimeoutMs - this.deps.clock.now());
+    kp.expiry = this.deps.clock.setTimeout(() => this.expire(kp), delay);
+  }
+
+  /** Fails the waiters past their borrowTimeout (oldest first), then waits for the next one's. */
+  private expire(kp: KeyPool): void {
+    kp.expiry = null;
+    const now = this.deps.clock.now();
+    for (let w = kp.waiters.peek(); w && w.enqueuedAt + this.settings.borrowTimeoutMs <= now; w = kp.waiters.peek()) {
+      kp.waiters.shift();
+      this.borrowTimeouts++;
+      this.deps.onBorrowTimeout?.();
+      w.reject(this.timeoutError(w.enqueuedAt));
+    }
+    this.armExpiry(kp);
   }
 
   private grant(kp: KeyPool, b: BackendConnection): void {
