@@ -22,9 +22,10 @@ build: deps
 test: build pydeps kind-deps
 	npm test
 
-## Unit tests only (next to the sources in proxy/ and operator/): no PostgreSQL, no control plane.
+## Unit tests only (next to the sources in proxy/ and operator/, and the import-graph check in
+## test/layering.test.ts): no PostgreSQL, no control plane.
 test-unit: deps
-	DBPROXY_TEST_CONTROLPLANE_START=never npm test -- --testPathPatterns '^(proxy|operator)/'
+	DBPROXY_TEST_CONTROLPLANE_START=never npm test -- --testPathPatterns '^(proxy/|operator/|test/layering)'
 
 ## The product on this machine: PostgreSQL primary + standby, a control plane, the local pod
 ## runner, the operator from the Helm chart and a sample DatabaseProxy; prints a working psql
