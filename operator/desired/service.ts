@@ -5,17 +5,7 @@ import type { Service } from '../runtime/types.js';
 import { ADMIN_PORT, POSTGRES_PORT, READERS_PORT, childMeta, childNames, readersEnabled, selectorLabels } from './common.js';
 
 export function buildService(dbp: DatabaseProxy): Service {
-  const svc = dbp.spec.service;
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: childMeta(dbp, childNames(dbp).service, svc.annotations),
-    spec: {
-      type: svc.type,
-      selector: selectorLabels(dbp),
-      ports: [{ name: 'postgres', port: svc.port, targetPort: POSTGRES_PORT, protocol: 'TCP' }],
-    },
-  };
+  return clientService(dbp, childNames(dbp).service, 'postgres', POSTGRES_PORT);
 }
 
 /**
@@ -24,16 +14,20 @@ export function buildService(dbp: DatabaseProxy): Service {
  * spec.readers.enabled; the reconciler then deletes one it made earlier.
  */
 export function buildReaderService(dbp: DatabaseProxy): Service | undefined {
-  if (!readersEnabled(dbp)) return undefined;
+  return readersEnabled(dbp) ? clientService(dbp, childNames(dbp).readerService, 'postgres-ro', READERS_PORT) : undefined;
+}
+
+/** A Service clients connect to, as spec.service describes it, leading to one of the pods' listeners. */
+function clientService(dbp: DatabaseProxy, name: string, portName: string, targetPort: number): Service {
   const svc = dbp.spec.service;
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: childMeta(dbp, childNames(dbp).readerService, svc.annotations),
+    metadata: childMeta(dbp, name, svc.annotations),
     spec: {
       type: svc.type,
       selector: selectorLabels(dbp),
-      ports: [{ name: 'postgres-ro', port: svc.port, targetPort: READERS_PORT, protocol: 'TCP' }],
+      ports: [{ name: portName, port: svc.port, targetPort, protocol: 'TCP' }],
     },
   };
 }
