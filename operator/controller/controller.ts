@@ -12,7 +12,8 @@ import { resources } from './resources.js';
 import type { Clock } from '../../proxy/runtime/clock.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { OperatorMetrics } from './metrics.js';
-import { Reconciler, type Caches, type DatabaseProxyObject } from './reconciler.js';
+import type { DatabaseProxyObject } from './observed.js';
+import { Reconciler, type Caches } from './reconciler.js';
 import type { StatsFetcher } from './statsReader.js';
 import { WorkQueue } from '../runtime/workQueue.js';
 

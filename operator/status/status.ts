@@ -344,47 +344,84 @@ function condition(type: ConditionType, v: Verdict, generation: number | undefin
   return c;
 }
 
-/** Computes the next status. */
-export function computeStatus(input: StatusInput): DatabaseProxyStatus {
-  const { proxy, deployment: d, previous, now } = input;
-  const generation = proxy.metadata.generation;
-  const desired = proxy.spec.replicas;
-  const st = d?.status ?? {};
-  const ready = st.readyReplicas ?? 0;
-  const available = st.availableReplicas ?? 0;
-  const updated = st.updatedReplicas ?? 0;
-  const total = st.replicas ?? 0;
-  const counts = sumCounts(input.stats);
-  const countsText = `${plural(counts.clientConnections, 'client')}, ${counts.borrowed} borrowed, ${counts.pinned} pinned, ${counts.waiting} waiting`;
-  const replicasText = `${ready}/${desired} replicas ready`;
+/** The Deployment's replica counts, 0 where it reports none (no Deployment yet: all 0). */
+interface Replicas {
+  /** spec.replicas of the DatabaseProxy. */
+  desired: number;
+  ready: number;
+  available: number;
+  updated: number;
+  total: number;
+  terminating: number;
+}
 
-  // --- facts from /stats
+function replicaCounts(proxy: DatabaseProxy, d: ObservedDeployment | undefined): Replicas {
+  const st = d?.status ?? {};
+  return {
+    desired: proxy.spec.replicas,
+    ready: st.readyReplicas ?? 0,
+    available: st.availableReplicas ?? 0,
+    updated: st.updatedReplicas ?? 0,
+    total: st.replicas ?? 0,
+    terminating: st.terminatingReplicas ?? 0,
+  };
+}
+
+/** What the pods' /stats say about the database: the writer and the pool budget (kept from the previous status while no pod reports them). */
+interface PoolFacts {
+  writer?: string;
+  targetMaxConnections?: number;
+  budget?: number;
+}
+
+function poolFacts(input: StatusInput): PoolFacts {
+  const { proxy, previous } = input;
   const writer = majorityWriter(input.stats) ?? previous?.writer;
   const maxConns = input.stats.map((p) => p.stats.pool.targetMaxConnections).filter((v): v is number => v !== null);
   const targetMaxConnections = maxConns.length > 0 ? Math.max(...maxConns) : previous?.targetMaxConnections;
   const budget = targetMaxConnections !== undefined ? poolBudget(targetMaxConnections, proxy.spec.pool.maxConnectionsPercent) : undefined;
+  return {
+    ...(writer !== undefined ? { writer } : {}),
+    ...(targetMaxConnections !== undefined ? { targetMaxConnections } : {}),
+    ...(budget !== undefined ? { budget } : {}),
+  };
+}
 
-  // --- Available
-  const availableV: Verdict = !d
-    ? { status: 'False', reason: 'DeploymentNotFound', message: 'the proxy Deployment does not exist yet' }
-    : ready >= 1
-      ? { status: 'True', reason: 'ReplicasReady', message: `${replicasText}; ${countsText}` }
-      : { status: 'False', reason: 'NoReplicasReady', message: `${replicasText}` };
+/** The lines the condition messages share. */
+interface Summaries {
+  /** "3/3 replicas ready" */
+  replicas: string;
+  /** "12 clients, 2 borrowed, 0 pinned, 0 waiting" */
+  counts: string;
+}
 
-  // --- Progressing
+function availableCondition(d: ObservedDeployment | undefined, r: Replicas, text: Summaries): Verdict {
+  if (!d) return { status: 'False', reason: 'DeploymentNotFound', message: 'the proxy Deployment does not exist yet' };
+  return r.ready >= 1
+    ? { status: 'True', reason: 'ReplicasReady', message: `${text.replicas}; ${text.counts}` }
+    : { status: 'False', reason: 'NoReplicasReady', message: `${text.replicas}` };
+}
+
+/** Progressing, and the two rollout problems Degraded reports. */
+interface Rollout {
+  verdict: Verdict;
+  /** The Deployment gave up (ProgressDeadlineExceeded): the verdict's message says why. */
+  deadlineExceeded: boolean;
+  /** Why fewer replicas are available than asked for, once that is a problem rather than pods on their way. */
+  unavailable?: string;
+}
+
+function progressingCondition(input: StatusInput, r: Replicas): Rollout {
+  const { deployment: d, previous, now } = input;
+  const st = d?.status ?? {};
+  const { desired, available, updated, total } = r;
   const deadline = st.conditions?.find((c) => c.type === 'Progressing' && c.status === 'False' && c.reason === 'ProgressDeadlineExceeded');
   const observedLatest = d !== undefined && (st.observedGeneration ?? 0) >= (d.generation ?? 0);
   // The Deployment controller keeps Progressing=NewReplicaSetAvailable after a rollout finished,
   // also when a pod later fails: then the rollout is done but the proxy is short of replicas.
   const finishedBefore = st.conditions?.some((c) => c.type === 'Progressing' && c.status === 'True' && c.reason === 'NewReplicaSetAvailable') ?? false;
   const rolloutDone =
-    d !== undefined &&
-    observedLatest &&
-    d.specReplicas === desired &&
-    total === desired &&
-    updated === total &&
-    (st.terminatingReplicas ?? 0) === 0 &&
-    (available >= desired || finishedBefore);
+    d !== undefined && observedLatest && d.specReplicas === desired && total === desired && updated === total && r.terminating === 0 && (available >= desired || finishedBefore);
   // Fewer available replicas than asked for, with the Deployment done updating and counting: a
   // failing pod is a problem now; otherwise pods are on their way (a scale-up, a replaced pod,
   // minReadySeconds), which is progress, as kubectl rollout status and Argo CD see it, until it
@@ -395,16 +432,19 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
   const prevProgressing = previous?.conditions?.find((c) => c.type === 'Progressing');
   const progressingSince = prevProgressing?.status === 'True' ? Date.parse(prevProgressing.lastTransitionTime) : now.getTime();
   const podsStarting = shortfall && failing.length === 0 && now.getTime() - progressingSince < deadlineSeconds * 1000;
-  let progressingV: Verdict;
-  if (deadline) {
-    progressingV = { status: 'False', reason: 'ProgressDeadlineExceeded', message: deadline.message ?? 'the rollout made no progress within its deadline' };
-  } else if (!d) {
-    progressingV = { status: 'True', reason: 'Creating', message: 'creating the proxy Deployment' };
-  } else if (input.scaleWaiting) {
-    progressingV = { status: 'True', reason: 'WaitingForPoolShrink', message: `scaling to ${desired} once running pods use the smaller per-pod pool: ${input.scaleWaiting}` };
-  } else if (podsStarting) {
-    progressingV = { status: 'True', reason: 'WaitingForPods', message: `${available}/${desired} replicas available, ${ready} ready, ${total} running` };
-  } else if (!rolloutDone) {
+  const unavailable =
+    shortfall && !podsStarting
+      ? `${available}/${desired} replicas available: ${failing.length > 0 ? failing.join(', ') : `for more than ${deadlineSeconds}s (the Deployment's progress deadline)`}`
+      : undefined;
+  const rollout = (verdict: Verdict): Rollout => ({ verdict, deadlineExceeded: deadline !== undefined, ...(unavailable ? { unavailable } : {}) });
+
+  if (deadline) return rollout({ status: 'False', reason: 'ProgressDeadlineExceeded', message: deadline.message ?? 'the rollout made no progress within its deadline' });
+  if (!d) return rollout({ status: 'True', reason: 'Creating', message: 'creating the proxy Deployment' });
+  if (input.scaleWaiting) {
+    return rollout({ status: 'True', reason: 'WaitingForPoolShrink', message: `scaling to ${desired} once running pods use the smaller per-pod pool: ${input.scaleWaiting}` });
+  }
+  if (podsStarting) return rollout({ status: 'True', reason: 'WaitingForPods', message: `${available}/${desired} replicas available, ${r.ready} ready, ${total} running` });
+  if (!rolloutDone) {
     const specReplicas = d.specReplicas ?? desired;
     const reason =
       specReplicas !== desired
@@ -415,115 +455,146 @@ export function computeStatus(input: StatusInput): DatabaseProxyStatus {
           ? 'RollingOut'
           : total < desired
             ? 'ScalingUp'
-            : total > desired || (st.terminatingReplicas ?? 0) > 0
+            : total > desired || r.terminating > 0
               ? 'ScalingDown'
               : 'WaitingForPods';
-    progressingV = { status: 'True', reason, message: `${updated}/${desired} pods updated, ${available} available, ${total} running` };
-  } else {
-    progressingV = { status: 'False', reason: 'RolloutComplete', message: `all ${plural(desired, 'replica')} updated; ${available} available` };
+    return rollout({ status: 'True', reason, message: `${updated}/${desired} pods updated, ${available} available, ${total} running` });
   }
+  return rollout({ status: 'False', reason: 'RolloutComplete', message: `all ${plural(desired, 'replica')} updated; ${available} available` });
+}
 
-  // --- TargetReachable
-  const target = targetVerdict(input.stats, input.statsErrors ?? 0);
+/** The verdicts Degraded and Ready are made of. */
+interface Verdicts {
+  available: Verdict;
+  rollout: Rollout;
+  target: ReturnType<typeof targetVerdict>;
+  iam: ReturnType<typeof iamVerdict> | undefined;
+  readers: ReturnType<typeof readersVerdict>;
+}
 
-  // --- IAMReady
-  const iam = usesAwsIdentity(proxy) ? iamVerdict(input.stats) : undefined;
-
-  // --- ReadersAvailable (spec.readers.enabled only)
-  const readers = readersVerdict(proxy, input.stats);
-
-  // --- Degraded: every problem, the first one names the reason
+/**
+ * Degraded: every problem, the first one names the reason. `mainDegraded` is whether the main
+ * endpoint has one: a read-only endpoint without standbys degrades the proxy (the user asked for
+ * it) but leaves the writer's clients served, so Ready does not follow it.
+ */
+function degradedCondition(input: StatusInput, pool: PoolFacts, v: Verdicts): { verdict: Verdict; mainDegraded: boolean } {
+  const { proxy } = input;
   const problems: Array<[string, string]> = [];
   for (const p of input.problems ?? []) problems.push(['UnsupportedSpec', p]);
-  if (deadline) problems.push(['ProgressDeadlineExceeded', progressingV.message]);
+  if (v.rollout.deadlineExceeded) problems.push(['ProgressDeadlineExceeded', v.rollout.verdict.message]);
   // Before the target: a broken identity is why IAM logins to the database fail.
-  if (iam?.problem) problems.push(['AwsIdentityFailed', `AWS identity: ${iam.message}`]);
-  if (target.status === 'False') problems.push(['TargetUnreachable', target.message]);
-  if (target.partial) problems.push(['TargetUnreachableFromSomePods', target.message]);
-  if (shortfall && !podsStarting) {
-    const why = failing.length > 0 ? failing.join(', ') : `for more than ${deadlineSeconds}s (the Deployment's progress deadline)`;
-    problems.push(['ReplicasUnavailable', `${available}/${desired} replicas available: ${why}`]);
-  }
-  if (budget !== undefined && input.poolDivisor !== undefined && !budgetFits(budget, input.poolDivisor)) {
-    problems.push(['PoolBudgetTooSmall', `pool budget ${budget} (max_connections ${targetMaxConnections} x ${proxy.spec.pool.maxConnectionsPercent}%) is smaller than the ${input.poolDivisor} pods it is divided over`]);
+  if (v.iam?.problem) problems.push(['AwsIdentityFailed', `AWS identity: ${v.iam.message}`]);
+  if (v.target.status === 'False') problems.push(['TargetUnreachable', v.target.message]);
+  if (v.target.partial) problems.push(['TargetUnreachableFromSomePods', v.target.message]);
+  if (v.rollout.unavailable) problems.push(['ReplicasUnavailable', v.rollout.unavailable]);
+  if (pool.budget !== undefined && input.poolDivisor !== undefined && !budgetFits(pool.budget, input.poolDivisor)) {
+    problems.push(['PoolBudgetTooSmall', `pool budget ${pool.budget} (max_connections ${pool.targetMaxConnections} x ${proxy.spec.pool.maxConnectionsPercent}%) is smaller than the ${input.poolDivisor} pods it is divided over`]);
   }
   if ((input.statsErrors ?? 0) > 0 && input.stats.length > 0) problems.push(['StatsUnavailable', `could not read /stats from ${plural(input.statsErrors!, 'pod')}`]);
-  // Ready summarizes the main endpoint: a read-only endpoint without standbys degrades the proxy
-  // (the user asked for it) but leaves the writer's clients served, so Ready does not follow it.
   const mainDegraded = problems.length > 0;
-  if (readers?.problem) problems.push(['ReadersUnavailable', readers.problem]);
-  const degradedV: Verdict =
+  if (v.readers?.problem) problems.push(['ReadersUnavailable', v.readers.problem]);
+  const verdict: Verdict =
     problems.length > 0 ? { status: 'True', reason: problems[0]![0], message: problems.map((p) => p[1]).join('; ') } : { status: 'False', reason: 'AsExpected', message: 'no problems found' };
+  return { verdict, mainDegraded };
+}
 
-  // --- Ready: the summary
+/** Ready: the summary of the main endpoint, the first of: a problem, no replica, a pause, no writer, a rollout. */
+function readyCondition(input: StatusInput, degraded: { verdict: Verdict; mainDegraded: boolean }, v: Verdicts, writer: string | undefined, text: Summaries): Verdict {
   const readyStats = input.stats.filter((p) => p.ready !== false);
-  let readyV: Verdict;
-  const summary = `${replicasText}; ${writer && target.status === 'True' ? `writer ${writer}; ` : ''}${countsText}`;
-  if (mainDegraded) readyV = { status: 'False', reason: degradedV.reason, message: `${degradedV.message}; ${summary}` };
-  else if (availableV.status !== 'True') readyV = { status: 'False', reason: availableV.reason, message: availableV.message };
-  else if (proxy.spec.paused) {
+  const summary = `${text.replicas}; ${writer && v.target.status === 'True' ? `writer ${writer}; ` : ''}${text.counts}`;
+  if (degraded.mainDegraded) return { status: 'False', reason: degraded.verdict.reason, message: `${degraded.verdict.message}; ${summary}` };
+  if (v.available.status !== 'True') return { status: 'False', reason: v.available.reason, message: v.available.message };
+  if (input.proxy.spec.paused) {
     // Deliberate, not a failure (Argo CD: Suspended). Pods pick the pause up from the ConfigMap,
     // which the kubelet refreshes within about a minute: until every ready pod reports it, Pausing.
     const paused = readyStats.filter((p) => p.stats.pause?.config ?? p.stats.paused).length;
-    readyV =
-      readyStats.length > 0 && paused === readyStats.length
-        ? { status: 'False', reason: 'Paused', message: `${plural(paused, 'pod')} paused (spec.paused): new transactions wait until spec.paused is false; ${summary}` }
-        : { status: 'False', reason: 'Pausing', message: `${paused}/${readyStats.length} ready pods paused; the others pick up spec.paused from their config file within about a minute; ${summary}` };
-  } else if (readyStats.some((p) => p.stats.pause?.config)) {
-    const still = readyStats.filter((p) => p.stats.pause?.config).length;
-    readyV = { status: 'False', reason: 'Resuming', message: `${plural(still, 'pod')} still paused by the previous config; they pick up spec.paused: false within about a minute; ${summary}` };
-  } else if (readyStats.length > 0 && readyStats.every((p) => p.stats.paused)) {
-    // Every ready pod was PAUSEd from the admin console: deliberate, not a failure (Argo CD: Suspended).
-    readyV = { status: 'False', reason: 'Paused', message: `${plural(readyStats.length, 'pod')} paused (admin console PAUSE; RESUME continues); ${summary}` };
+    return readyStats.length > 0 && paused === readyStats.length
+      ? { status: 'False', reason: 'Paused', message: `${plural(paused, 'pod')} paused (spec.paused): new transactions wait until spec.paused is false; ${summary}` }
+      : { status: 'False', reason: 'Pausing', message: `${paused}/${readyStats.length} ready pods paused; the others pick up spec.paused from their config file within about a minute; ${summary}` };
   }
-  else if (target.status !== 'True') readyV = { status: 'False', reason: target.reason, message: `${target.message}; ${summary}` };
-  else if (progressingV.status === 'True') readyV = { status: 'False', reason: progressingV.reason, message: `${progressingV.message}; ${summary}` };
-  else readyV = { status: 'True', reason: 'ProxyReady', message: summary };
+  if (readyStats.some((p) => p.stats.pause?.config)) {
+    const still = readyStats.filter((p) => p.stats.pause?.config).length;
+    return { status: 'False', reason: 'Resuming', message: `${plural(still, 'pod')} still paused by the previous config; they pick up spec.paused: false within about a minute; ${summary}` };
+  }
+  if (readyStats.length > 0 && readyStats.every((p) => p.stats.paused)) {
+    // Every ready pod was PAUSEd from the admin console: deliberate, not a failure (Argo CD: Suspended).
+    return { status: 'False', reason: 'Paused', message: `${plural(readyStats.length, 'pod')} paused (admin console PAUSE; RESUME continues); ${summary}` };
+  }
+  if (v.target.status !== 'True') return { status: 'False', reason: v.target.reason, message: `${v.target.message}; ${summary}` };
+  if (v.rollout.verdict.status === 'True') return { status: 'False', reason: v.rollout.verdict.reason, message: `${v.rollout.verdict.message}; ${summary}` };
+  return { status: 'True', reason: 'ProxyReady', message: summary };
+}
 
-  const prevConds = previous?.conditions;
-  const conditions = [
-    condition('Ready', readyV, generation, prevConds, now),
-    condition('Available', availableV, generation, prevConds, now),
-    condition('Progressing', progressingV, generation, prevConds, now),
-    condition('Degraded', degradedV, generation, prevConds, now),
-    condition('TargetReachable', target, generation, prevConds, now),
-    ...(iam ? [condition('IAMReady', iam, generation, prevConds, now)] : []),
-    ...(readers ? [condition('ReadersAvailable', readers.verdict, generation, prevConds, now)] : []),
-  ];
-
-  // --- failover: reported by the proxies, or inferred from a change of writer
-  let lastFailoverTime = previous?.lastFailoverTime;
-  let lastFailoverDuration = previous?.lastFailoverDuration;
+/** The last failover: as the proxies report it, or inferred from a change of writer; otherwise as before. */
+function failoverHistory(input: StatusInput, writer: string | undefined): Pick<DatabaseProxyStatus, 'lastFailoverTime' | 'lastFailoverDuration'> {
+  const { previous, now } = input;
   const reported = input.stats
     .map((p): FailoverReport['lastFailover'] => p.stats.lastFailover)
     .filter((f): f is { at: string; durationMs: number } => !!f && !Number.isNaN(Date.parse(f.at)))
     .sort((a, b) => Date.parse(b.at) - Date.parse(a.at))[0];
-  if (reported) {
-    lastFailoverTime = formatTime(new Date(reported.at));
-    lastFailoverDuration = formatDuration(reported.durationMs);
-  } else if (previous?.writer && writer && writer !== previous.writer) {
-    lastFailoverTime = formatTime(now);
-    const prevTarget = prevConds?.find((c) => c.type === 'TargetReachable');
+  if (reported) return { lastFailoverTime: formatTime(new Date(reported.at)), lastFailoverDuration: formatDuration(reported.durationMs) };
+  if (previous?.writer && writer && writer !== previous.writer) {
+    const prevTarget = previous.conditions?.find((c) => c.type === 'TargetReachable');
     // Without a writer since the TargetReachable condition went False: that is how long it took.
-    lastFailoverDuration = prevTarget && prevTarget.status === 'False' ? formatDuration(now.getTime() - Date.parse(prevTarget.lastTransitionTime)) : undefined;
+    const duration = prevTarget && prevTarget.status === 'False' ? formatDuration(now.getTime() - Date.parse(prevTarget.lastTransitionTime)) : undefined;
+    return { lastFailoverTime: formatTime(now), ...(duration ? { lastFailoverDuration: duration } : {}) };
   }
+  return {
+    ...(previous?.lastFailoverTime ? { lastFailoverTime: previous.lastFailoverTime } : {}),
+    ...(previous?.lastFailoverDuration ? { lastFailoverDuration: previous.lastFailoverDuration } : {}),
+  };
+}
+
+/** Computes the next status: the replica counts and pool facts, each condition from its own function, the failover history. */
+export function computeStatus(input: StatusInput): DatabaseProxyStatus {
+  const { proxy, deployment: d, previous, now } = input;
+  const generation = proxy.metadata.generation;
+  const r = replicaCounts(proxy, d);
+  const counts = sumCounts(input.stats);
+  const text: Summaries = {
+    replicas: `${r.ready}/${r.desired} replicas ready`,
+    counts: `${plural(counts.clientConnections, 'client')}, ${counts.borrowed} borrowed, ${counts.pinned} pinned, ${counts.waiting} waiting`,
+  };
+  const pool = poolFacts(input);
+
+  const v: Verdicts = {
+    available: availableCondition(d, r, text),
+    rollout: progressingCondition(input, r),
+    target: targetVerdict(input.stats, input.statsErrors ?? 0),
+    iam: usesAwsIdentity(proxy) ? iamVerdict(input.stats) : undefined,
+    readers: readersVerdict(proxy, input.stats),
+  };
+  const degraded = degradedCondition(input, pool, v);
+  const ready = readyCondition(input, degraded, v, pool.writer, text);
+
+  const prevConds = previous?.conditions;
+  const conditions = [
+    condition('Ready', ready, generation, prevConds, now),
+    condition('Available', v.available, generation, prevConds, now),
+    condition('Progressing', v.rollout.verdict, generation, prevConds, now),
+    condition('Degraded', degraded.verdict, generation, prevConds, now),
+    condition('TargetReachable', v.target, generation, prevConds, now),
+    ...(v.iam ? [condition('IAMReady', v.iam, generation, prevConds, now)] : []),
+    ...(v.readers ? [condition('ReadersAvailable', v.readers.verdict, generation, prevConds, now)] : []),
+  ];
+  const failover = failoverHistory(input, pool.writer);
 
   const status: DatabaseProxyStatus = {
     conditions,
     counts,
     endpoint: serviceEndpoint(proxy),
-    replicas: total,
-    readyReplicas: ready,
+    replicas: r.total,
+    readyReplicas: r.ready,
     selector: selectorString(proxy),
   };
   if (generation !== undefined) status.observedGeneration = generation;
-  if (writer) status.writer = writer;
-  if (targetMaxConnections !== undefined) status.targetMaxConnections = targetMaxConnections;
-  if (budget !== undefined) status.poolBudget = budget;
+  if (pool.writer) status.writer = pool.writer;
+  if (pool.targetMaxConnections !== undefined) status.targetMaxConnections = pool.targetMaxConnections;
+  if (pool.budget !== undefined) status.poolBudget = pool.budget;
   if (input.poolDivisor !== undefined) status.poolDivisor = input.poolDivisor;
-  if (lastFailoverTime) status.lastFailoverTime = lastFailoverTime;
-  if (lastFailoverDuration) status.lastFailoverDuration = lastFailoverDuration;
-  if (readers) status.readers = readers.status;
+  if (failover.lastFailoverTime) status.lastFailoverTime = failover.lastFailoverTime;
+  if (failover.lastFailoverDuration) status.lastFailoverDuration = failover.lastFailoverDuration;
+  if (v.readers) status.readers = v.readers.status;
   return status;
 }
 

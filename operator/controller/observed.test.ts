@@ -1,6 +1,6 @@
 import { exampleProxy } from '../api/fixtures.js';
 import { buildConfigMap } from '../desired/index.js';
-import { divisorInConfigMap } from './reconciler.js';
+import { divisorInConfigMap } from './observed.js';
 
 describe('divisorInConfigMap', () => {
   test('reads pool.replicas from a rendered ConfigMap', () => {
