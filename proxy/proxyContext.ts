@@ -8,7 +8,7 @@ import type { ProxyConfig } from './contract/config.js';
 import type { ProxyMetrics } from './admin/metrics.js';
 import type { PoolCounterRegistry } from './admin/poolCounters.js';
 import type { Lender, PoolKey } from './pool/backendPool.js';
-import type { BackendConnection } from './server/backendConnection.js';
+import type { BackendConnection } from './backend/backendConnection.js';
 import type { Clock } from './runtime/clock.js';
 import type { KnownStatements } from './session/preparedStatements.js';
 import type { ClientSession } from './client/clientSession.js';

@@ -34,7 +34,7 @@ import { SQLSTATE } from './protocol/sqlstate.js';
 import type { ProxyContext } from './proxyContext.js';
 import { type Clock, systemClock } from './runtime/clock.js';
 import { createLogger } from './runtime/logger.js';
-import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './server/backendConnection.js';
+import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './backend/backendConnection.js';
 import { type BackendTlsSettings, backendTlsSettings } from './tls/backendTls.js';
 import { ServerTls } from './tls/serverTls.js';
 import { KnownStatements } from './session/preparedStatements.js';

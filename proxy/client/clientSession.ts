@@ -23,7 +23,7 @@ import { Framer, type FrameSink, FramingError, inspectTable } from '../protocol/
 import { commandComplete, errorResponse, frame, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
 import type { ProxyContext } from '../proxyContext.js';
-import { type BackendConnection, type BackendOwner, ServerError } from '../server/backendConnection.js';
+import { type BackendConnection, type BackendOwner, ServerError } from '../backend/backendConnection.js';
 import { ClientStatements, type StatementHost } from '../session/clientStatements.js';
 import { CLIENT_SLOT, type RequestType, ResponseQueue, type Slot } from '../session/responseQueue.js';
 import { SessionPins } from '../session/sessionPins.js';

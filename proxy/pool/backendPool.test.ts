@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { pino } from 'pino';
-import { BackendConnection, type BackendOwner } from '../server/backendConnection.js';
+import { BackendConnection, type BackendOwner } from '../backend/backendConnection.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { BackendPool, type PoolKey } from './backendPool.js';
 import { computeBudget } from './budget.js';

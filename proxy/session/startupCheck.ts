@@ -5,7 +5,7 @@
 // step, and no backend ever receives a SET that fails mid-session. Answers are remembered per
 // (user, database, name, value), so a fleet of identical clients costs one round trip.
 import type { PoolKey } from '../pool/backendPool.js';
-import { ServerError } from '../server/backendConnection.js';
+import { ServerError } from '../backend/backendConnection.js';
 import { literal } from './sessionParams.js';
 
 /** Runs one query for `key` on some backend; rejects with the server's ServerError. */

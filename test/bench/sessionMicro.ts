@@ -17,7 +17,7 @@ import { computeBudget } from '../../proxy/pool/budget.js';
 import { commandComplete, dataRow, parameterDescription, readyForQuery, rowDescription } from '../../proxy/protocol/serverMessages.js';
 import type { ProxyContext } from '../../proxy/proxyContext.js';
 import { systemClock } from '../../proxy/runtime/clock.js';
-import { BackendConnection } from '../../proxy/server/backendConnection.js';
+import { BackendConnection } from '../../proxy/backend/backendConnection.js';
 import { KnownStatements } from '../../proxy/session/preparedStatements.js';
 
 /** A socket that records writes and lets the test push reads. */
