@@ -235,7 +235,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
           clock: this.clock,
           log: this.log,
           settings: () => poolSettings(this.config),
-          budget: () => ({ maxConnectionsPercent: this.config.pool.maxConnectionsPercent, maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent, replicas: this.config.pool.replicas }),
+          budget: () => ({ maxConnectionsPercent: this.config.pool.maxConnectionsPercent, maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent, divisor: this.config.pool.divisor }),
           fallback: () => (this.config.readers?.fallbackToWriter ? this.pool : null),
           onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
           onBorrowTimeout: () => this.metrics.borrowTimeouts.inc(),
@@ -396,7 +396,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.pool.setLimits(
       max === null
         ? null
-        : computeBudget({ targetMaxConnections: max, maxConnectionsPercent: p.maxConnectionsPercent, maxIdleConnectionsPercent: p.maxIdleConnectionsPercent, replicas: p.replicas }),
+        : computeBudget({ targetMaxConnections: max, maxConnectionsPercent: p.maxConnectionsPercent, maxIdleConnectionsPercent: p.maxIdleConnectionsPercent, divisor: p.divisor }),
     );
   }
 
@@ -708,7 +708,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
 
   async reload(): Promise<string> {
     if (!this.opts.configPath) return 'no config file to reload';
-    const next = parseConfigYaml(await readFile(this.opts.configPath, 'utf8'));
+    const next = parseConfigYaml(await readFile(this.opts.configPath, 'utf8'), { onDeprecated: (m) => this.log.warn({ configPath: this.opts.configPath }, m) });
     const notes: string[] = [];
     for (const field of ['listen', 'adminListen', 'replicaId'] as const) {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
@@ -804,7 +804,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
         targetMaxConnections: this.targetMaxConnections,
         maxConnectionsPercent: this.config.pool.maxConnectionsPercent,
         maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent,
-        replicas: this.config.pool.replicas,
+        replicas: this.config.pool.divisor,
         users: this.pool.userStats(),
       },
       writer: writer ? `${writer.host}:${writer.port}` : null,

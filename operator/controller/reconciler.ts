@@ -13,7 +13,6 @@
 // Secrets are never read: the Deployment mounts them, so the operator needs no access to them.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { parse as parseYaml } from 'yaml';
 import type { ProxyStats } from '../../proxy/contract/stats.js';
 import { withDefaults, type DatabaseProxy, type DatabaseProxyInput, type DatabaseProxyStatus } from '../api/v1alpha1.js';
 import {
@@ -24,7 +23,7 @@ import {
   APP_NAME,
   childNames,
   desiredChildren,
-  paths,
+  divisorInConfigMap,
   poolDivisor,
   replicasToApply,
   ZONE_LABEL,
@@ -103,19 +102,6 @@ const IDLE_RESYNC_MS = 5 * 60_000;
 
 const isOwnedBy = (o: KubeObject | undefined, uid: string | undefined): boolean =>
   !!o && !!uid && (o.metadata.ownerReferences ?? []).some((r) => r.uid === uid && r.controller === true);
-
-/** pool.replicas in a rendered proxy config, if readable. */
-export function divisorInConfigMap(cm: ConfigMapObject | undefined): number | undefined {
-  const text = cm?.data?.[paths.configKey];
-  if (!text) return undefined;
-  try {
-    const doc = parseYaml(text) as { pool?: { replicas?: unknown } } | null;
-    const v = doc?.pool?.replicas;
-    return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Whether the Deployment's pods spread over zones now. */
 export function hasZoneSpread(dep: DeploymentObject | undefined): boolean {

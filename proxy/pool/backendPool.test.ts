@@ -95,7 +95,7 @@ function makePool(opts: { max?: number; idlePercent?: number; lifetimeMs?: numbe
   );
   // budget = floor(100 × percent / 100) less one health check connection.
   const max = opts.max ?? 3;
-  pool.setLimits(computeBudget({ targetMaxConnections: 100, maxConnectionsPercent: max + 1, maxIdleConnectionsPercent: opts.idlePercent ?? max + 1, replicas: 1 }));
+  pool.setLimits(computeBudget({ targetMaxConnections: 100, maxConnectionsPercent: max + 1, maxIdleConnectionsPercent: opts.idlePercent ?? max + 1, divisor: 1 }));
   pool.setEndpoint({ host: '127.0.0.1', port: 5432 });
   return { pool, clock, opened, failNextOpen: (e: Error) => (failNext = e), open: () => opened.filter((o) => !o.socket.destroyed).length };
 }

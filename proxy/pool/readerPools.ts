@@ -19,7 +19,7 @@ export interface ReaderPoolsDeps {
   clock: Clock;
   log: Logger;
   settings(): PoolSettings;
-  budget(): { maxConnectionsPercent: number; maxIdleConnectionsPercent: number; replicas: number };
+  budget(): { maxConnectionsPercent: number; maxIdleConnectionsPercent: number; divisor: number };
   /** With no usable standby: the writer's pool, or null to wait for a standby. */
   fallback(): BackendPool | null;
   onBorrowed?(waitedMs: number): void;

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
       log,
     },
   );
-  pool.setLimits(computeBudget({ targetMaxConnections: 100, maxConnectionsPercent: 21, maxIdleConnectionsPercent: 21, replicas: 1 }));
+  pool.setLimits(computeBudget({ targetMaxConnections: 100, maxConnectionsPercent: 21, maxIdleConnectionsPercent: 21, divisor: 1 }));
   pool.setEndpoint({ host: '127.0.0.1', port: 1 });
   const counters = new PoolCounterRegistry(() => Date.now());
   const metrics = new ProxyMetrics({
