@@ -665,24 +665,7 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
     writer: () => ((w) => (w ? `${w.host}:${w.port}` : null))(this.pool.writer),
     targets: () => this.monitor.stats(),
     counters: () => this.counters,
-    summary: () => {
-      const s = this.stats();
-      return {
-        client_connections: s.clientConnections,
-        database_connections: s.databaseConnections,
-        borrowed: s.borrowed,
-        pinned: s.pinned,
-        idle: s.idle,
-        waiting: s.waiting,
-        borrow_timeouts: s.borrowTimeouts,
-        budget: s.pool.budget,
-        max_database_connections: s.pool.maxDatabaseConnections,
-        target_max_connections: s.pool.targetMaxConnections,
-        writer: s.writer,
-        failovers: s.failovers,
-        ...Object.fromEntries(Object.entries(s.pinsByReason).map(([r, n]) => [`pins_${r}`, n])),
-      };
-    },
+    stats: () => this.stats(),
   };
 
   stats(): ProxyStats {
