@@ -67,6 +67,16 @@ const RULES: Rule[] = [
     why: 'proxy/ is the bottom layer',
   },
   {
+    from: 'proxy/client/',
+    never: ['proxy/proxyServer.ts'],
+    why: 'a client connection sees the process only through its seams (LoginContext, SessionContext, SessionHost)',
+  },
+  {
+    from: 'proxy/session/',
+    never: ['proxy/client/', 'proxy/proxyServer.ts'],
+    why: "session/ holds ClientSession's parts: they know nothing of the session that uses them",
+  },
+  {
     from: 'operator/',
     never: ['hack/', 'test/'],
     why: 'the operator ships; hack/ and test/ sit on top of it',
