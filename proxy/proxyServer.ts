@@ -24,22 +24,20 @@ import { ProxyMetrics } from './admin/metrics.js';
 import { CancelRegistry } from './cancel/cancelRegistry.js';
 import { PeerForwarder } from './cancel/peerForwarder.js';
 import { SourceRateLimiter, sourceKey } from './cancel/rateLimiter.js';
-import { closeWithError, handleClientConnection } from './client/clientConnection.js';
-import { ClientSession } from './client/clientSession.js';
-import { BackendPool, type Lender, type PoolKey, keyString, type PoolSettings } from './pool/backendPool.js';
+import { handleClientConnection, type LoginContext } from './client/clientConnection.js';
+import type { ClientSession } from './client/clientSession.js';
+import { type CancelKey, Greeting, type SessionHost } from './client/greeting.js';
+import type { SessionContext } from './client/sessionContext.js';
+import { BackendPool, type PoolKey, type PoolSettings } from './pool/backendPool.js';
 import { ReaderPools } from './pool/readerPools.js';
 import { computeBudget } from './pool/budget.js';
-import { backendKeyData, errorResponse, parameterStatus, readyForQuery } from './protocol/serverMessages.js';
 import { SQLSTATE } from './protocol/sqlstate.js';
-import type { ProxyContext } from './proxyContext.js';
 import { type Clock, systemClock } from './runtime/clock.js';
 import { createLogger } from './runtime/logger.js';
-import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './server/backendConnection.js';
+import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './backend/backendConnection.js';
 import { type BackendTlsSettings, backendTlsSettings } from './tls/backendTls.js';
 import { ServerTls } from './tls/serverTls.js';
 import { KnownStatements } from './session/preparedStatements.js';
-import { literal, startupSessionParams } from './session/sessionParams.js';
-import { StartupParamsCheck } from './session/startupCheck.js';
 import { TargetMonitor } from './target/targetMonitor.js';
 
 export interface ProxyServerOptions {
@@ -80,7 +78,7 @@ const poolSettings = (c: ProxyConfig): PoolSettings => ({
   userLimits: new Map(c.users.filter((u) => u.maxConnections !== undefined).map((u) => [u.name, u.maxConnections!])),
 });
 
-export class ProxyServer implements ProxyContext, AdminOperations {
+export class ProxyServer implements LoginContext, SessionContext, SessionHost, AdminOperations {
   config: ProxyConfig;
   credentials: CredentialStore;
   /** Passwords for backend logins (backendCredentialStore). */
@@ -104,19 +102,19 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private readonly cancels: CancelRegistry<ClientSession>;
   private readonly sessions = new Set<ClientSession>();
   private readonly adminSockets = new Set<net.Socket>();
-  private readonly serverParamsByKey = new Map<string, Map<string, string>>();
-  /** How the server reports a startup value (client_encoding utf-8 → UTF8), by (user, database, name, value). */
-  private readonly reportedSpelling = new Map<string, string>();
   private readonly monitor: TargetMonitor;
   /** The read-only endpoint's pools, one per usable standby (readers in the config). */
   readonly readerPools: ReaderPools | null;
   private readerListener: net.Server | null = null;
+  /** The writer endpoint's sessions borrow from the writer's pool, through this object itself. */
+  readonly endpoint: SessionContext = this;
+  /** Greets logged-in clients of both endpoints and starts their sessions. */
+  readonly greeting = new Greeting(this);
   /** What a client of the read-only endpoint may use (its sessions borrow from the standbys). */
-  private readonly readOnlyContext: ProxyContext | null;
+  private readonly readOnlyContext: LoginContext | null;
   private listener: net.Server | null = null;
   private http: AdminHttp | null = null;
   private janitor: NodeJS.Timeout | null = null;
-  private nextSessionId = 0;
   private nextBackendId = 0;
   private targetMaxConnections: number | null = null;
   private stopped: Promise<void> | null = null;
@@ -125,7 +123,6 @@ export class ProxyServer implements ProxyContext, AdminOperations {
   private readonly peerCancelLimiter: SourceRateLimiter;
   private configWatch: NodeJS.Timeout | null = null;
   private configStamp = '';
-  private readonly startupCheck = new StartupParamsCheck((key, sql) => this.queryAs(key, sql));
   /** PAUSE on the admin console; the pool is paused while this or the config's `paused` holds. */
   private consolePaused = false;
   /** Client connections (by remote address and port) that logged in: their close is not a failed setup. */
@@ -235,7 +232,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
           clock: this.clock,
           log: this.log,
           settings: () => poolSettings(this.config),
-          budget: () => ({ maxConnectionsPercent: this.config.pool.maxConnectionsPercent, maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent, replicas: this.config.pool.replicas }),
+          budget: () => ({ maxConnectionsPercent: this.config.pool.maxConnectionsPercent, maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent, divisor: this.config.pool.divisor }),
           fallback: () => (this.config.readers?.fallbackToWriter ? this.pool : null),
           onBorrowed: (ms) => this.metrics.borrowLatency.observe(ms / 1000),
           onBorrowTimeout: () => this.metrics.borrowTimeouts.inc(),
@@ -249,8 +246,21 @@ export class ProxyServer implements ProxyContext, AdminOperations {
    * own pools, and sessions that must not write (also when the writer serves them, as the
    * fallback).
    */
-  private endpointContext(readers: ReaderPools): ProxyContext {
+  private endpointContext(readers: ReaderPools): LoginContext {
     const server = this;
+    const endpoint: SessionContext = {
+      get config() {
+        return server.config;
+      },
+      pool: readers,
+      readOnly: { onWriter: (b) => readers.isWriterConnection(b) },
+      classifier: this.classifier,
+      metrics: this.metrics,
+      counters: this.counters,
+      log: this.log,
+      clock: this.clock,
+      knownStatements: this.knownStatements,
+    };
     return {
       get config() {
         return server.config;
@@ -258,23 +268,18 @@ export class ProxyServer implements ProxyContext, AdminOperations {
       get credentials() {
         return server.credentials;
       },
-      pool: readers,
-      classifier: this.classifier,
       metrics: this.metrics,
       log: this.log,
       clock: this.clock,
       authSecret: this.authSecret,
-      knownStatements: this.knownStatements,
-      counters: this.counters,
       get shuttingDown() {
         return server.shuttingDown;
       },
-      readOnly: { onWriter: (b) => readers.isWriterConnection(b) },
       clientCount: () => server.clientCount(),
       cancel: (pid, secret, source) => server.cancel(pid, secret, source),
-      startSession: (socket, key, params, leftover) => server.startSessionOn(this.readOnlyContext!, socket, key, params, leftover),
       startAdminSession: (socket, user, leftover) => server.startAdminSession(socket, user, leftover),
-      sessionClosed: (session) => server.sessionClosed(session),
+      greeting: this.greeting,
+      endpoint,
     };
   }
 
@@ -396,7 +401,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     this.pool.setLimits(
       max === null
         ? null
-        : computeBudget({ targetMaxConnections: max, maxConnectionsPercent: p.maxConnectionsPercent, maxIdleConnectionsPercent: p.maxIdleConnectionsPercent, replicas: p.replicas }),
+        : computeBudget({ targetMaxConnections: max, maxConnectionsPercent: p.maxConnectionsPercent, maxIdleConnectionsPercent: p.maxIdleConnectionsPercent, divisor: p.divisor }),
     );
   }
 
@@ -429,7 +434,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     }
   }
 
-  // ---- ProxyContext ----
+  // ---- LoginContext ----
 
   clientCount(): number {
     return this.sessions.size + this.adminSockets.size;
@@ -479,112 +484,6 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     return true;
   }
 
-  startSession(socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void> {
-    return this.startSessionOn(this, socket, key, startupParams, leftover);
-  }
-
-  /** After authentication on either endpoint: the greeting, and a session that borrows from `ctx.pool`. */
-  async startSessionOn(ctx: ProxyContext, socket: net.Socket, key: PoolKey, startupParams: Map<string, string>, leftover: Buffer): Promise<void> {
-    let serverParams: Map<string, string>;
-    try {
-      serverParams = await this.serverParams(key, ctx);
-    } catch (e) {
-      const err = e as Error;
-      const fields =
-        err instanceof ServerError
-          ? { code: err.code, message: err.message }
-          : { code: err.name === 'BorrowTimeoutError' ? SQLSTATE.tooManyConnections : SQLSTATE.connectionFailure, message: `could not connect to the database: ${err.message}` };
-      this.metrics.clientRejections.inc({ reason: 'backend_unavailable' });
-      closeWithError(socket, errorResponse({ severity: 'FATAL', ...fields }), this.clock);
-      return;
-    }
-    if (socket.destroyed) return;
-    const wanted = startupSessionParams(startupParams);
-    try {
-      await this.startupCheck.check(key, wanted, (k, sql) => this.queryAs(k, sql, ctx.pool));
-      // Served by the writer (the fallback), a read-only client's transactions are read-only all
-      // the same: set as if at startup, so RESET ALL and DISCARD ALL keep it.
-      if (ctx.readOnly && this.config.readers?.fallbackToWriter) wanted.set('default_transaction_read_only', 'on');
-    } catch (e) {
-      const err = e as Error;
-      const fields = err instanceof ServerError ? { code: err.code, message: err.message } : { code: SQLSTATE.connectionFailure, message: `could not check the startup parameters: ${err.message}` };
-      this.metrics.clientRejections.inc({ reason: 'startup_parameters' });
-      socket.end(errorResponse({ severity: 'FATAL', ...fields }));
-      return;
-    }
-    const reported = await this.reportedValues(key, wanted, serverParams, ctx.pool);
-    if (socket.destroyed) return;
-    const session = new ClientSession(socket, key, wanted, ctx, ++this.nextSessionId);
-    this.loggedIn(socket);
-    const ck = this.cancels.register(session);
-    session.cancelPid = ck.pid;
-    this.sessions.add(session);
-    socket.cork();
-    for (const [name, value] of serverParams) socket.write(parameterStatus(name, reported.get(name) ?? value));
-    socket.write(backendKeyData(ck.pid, ck.secret));
-    socket.write(readyForQuery('I'));
-    socket.uncork();
-    session.start(leftover);
-  }
-
-  /** One query on a pooled backend of `key`, for the proxy's own purposes. */
-  private async queryAs(key: PoolKey, sql: string, pool: Lender = this.pool): Promise<void> {
-    const b = await pool.borrow(key).promise;
-    try {
-      await b.query(sql, this.config.pool.connectTimeout);
-    } finally {
-      if (b.closed) pool.discard(b);
-      else pool.release(b);
-    }
-  }
-
-  /**
-   * The values of the reported parameters a client set at startup, as the server reports them
-   * (PostgreSQL normalises: utf-8 → UTF8, iso, dmy → ISO, DMY, utc → UTC, a long
-   * application_name truncated): set_config returns them. Asked once per (user, database, name,
-   * value); the client's own spelling if the server cannot be asked.
-   */
-  private async reportedValues(key: PoolKey, wanted: ReadonlyMap<string, string>, serverParams: ReadonlyMap<string, string>, pool: Lender = this.pool): Promise<Map<string, string>> {
-    const names = [...serverParams.keys()].filter((n) => wanted.has(n.toLowerCase()));
-    const cacheKey = (n: string): string => `${keyString(key)}\0${n}\0${wanted.get(n.toLowerCase())}`;
-    const missing = names.filter((n) => !this.reportedSpelling.has(cacheKey(n)));
-    if (missing.length > 0) {
-      try {
-        const b = await pool.borrow(key).promise;
-        try {
-          // is_local: the values last only for this statement's own transaction.
-          const sql = `SELECT ${missing.map((n) => `pg_catalog.set_config(${literal(n)}, ${literal(wanted.get(n.toLowerCase())!)}, true)`).join(', ')}`;
-          const row = (await b.query(sql, this.config.pool.connectTimeout)).rows[0] ?? [];
-          if (this.reportedSpelling.size > 2000) this.reportedSpelling.clear();
-          missing.forEach((n, i) => this.reportedSpelling.set(cacheKey(n), row[i] ?? wanted.get(n.toLowerCase())!));
-        } finally {
-          if (b.closed) pool.discard(b);
-          else pool.release(b);
-        }
-      } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'could not ask the server how it reports startup parameters');
-      }
-    }
-    return new Map(names.map((n) => [n, this.reportedSpelling.get(cacheKey(n)) ?? wanted.get(n.toLowerCase())!]));
-  }
-
-  /** The ParameterStatus set a new client is shown: what a server reported for this user and database. */
-  private async serverParams(key: PoolKey, ctx: ProxyContext = this): Promise<Map<string, string>> {
-    // The read-only endpoint's clients see what a standby reports (in_hot_standby on, ...).
-    const cacheKey = `${ctx.readOnly ? 'ro' : 'rw'}\0${keyString(key)}`;
-    const cached = this.serverParamsByKey.get(cacheKey);
-    if (cached) return cached;
-    const pool = ctx.pool;
-    const handle = pool.borrow(key);
-    const b = await handle.promise;
-    const params = new Map(b.serverParams);
-    // A value of the proxy's own connection, not of the session a client will see.
-    params.set('application_name', '');
-    this.serverParamsByKey.set(cacheKey, params);
-    pool.release(b);
-    return params;
-  }
-
   /** A client connection got through its login: counted as set up, and its close is not a failure. */
   private loggedIn(socket: net.Socket): void {
     this.loggedIn_.add(`${socket.remoteAddress}:${socket.remotePort}`);
@@ -598,7 +497,16 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     new AdminSession(socket, user, this).start(leftover);
   }
 
-  sessionClosed(session: ClientSession): void {
+  // ---- SessionHost ----
+
+  admit(session: ClientSession, socket: net.Socket): CancelKey {
+    this.loggedIn(socket);
+    const ck = this.cancels.register(session);
+    this.sessions.add(session);
+    return ck;
+  }
+
+  closed(session: ClientSession): void {
     this.sessions.delete(session);
     this.cancels.unregister(session.cancelPid);
   }
@@ -708,7 +616,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
 
   async reload(): Promise<string> {
     if (!this.opts.configPath) return 'no config file to reload';
-    const next = parseConfigYaml(await readFile(this.opts.configPath, 'utf8'));
+    const next = parseConfigYaml(await readFile(this.opts.configPath, 'utf8'), { onDeprecated: (m) => this.log.warn({ configPath: this.opts.configPath }, m) });
     const notes: string[] = [];
     for (const field of ['listen', 'adminListen', 'replicaId'] as const) {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
@@ -757,24 +665,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
     writer: () => ((w) => (w ? `${w.host}:${w.port}` : null))(this.pool.writer),
     targets: () => this.monitor.stats(),
     counters: () => this.counters,
-    summary: () => {
-      const s = this.stats();
-      return {
-        client_connections: s.clientConnections,
-        database_connections: s.databaseConnections,
-        borrowed: s.borrowed,
-        pinned: s.pinned,
-        idle: s.idle,
-        waiting: s.waiting,
-        borrow_timeouts: s.borrowTimeouts,
-        budget: s.pool.budget,
-        max_database_connections: s.pool.maxDatabaseConnections,
-        target_max_connections: s.pool.targetMaxConnections,
-        writer: s.writer,
-        failovers: s.failovers,
-        ...Object.fromEntries(Object.entries(s.pinsByReason).map(([r, n]) => [`pins_${r}`, n])),
-      };
-    },
+    stats: () => this.stats(),
   };
 
   stats(): ProxyStats {
@@ -804,7 +695,7 @@ export class ProxyServer implements ProxyContext, AdminOperations {
         targetMaxConnections: this.targetMaxConnections,
         maxConnectionsPercent: this.config.pool.maxConnectionsPercent,
         maxIdleConnectionsPercent: this.config.pool.maxIdleConnectionsPercent,
-        replicas: this.config.pool.replicas,
+        replicas: this.config.pool.divisor,
         users: this.pool.userStats(),
       },
       writer: writer ? `${writer.host}:${writer.port}` : null,

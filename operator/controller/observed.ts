@@ -65,18 +65,8 @@ export function owned<T extends KubeObject>(o: T | undefined, uid: string | unde
   return isOwnedBy(o, uid) ? o : undefined;
 }
 
-/** pool.replicas in a rendered proxy config, if readable. */
-export function divisorInConfigMap(cm: ConfigMapObject | undefined): number | undefined {
-  const text = cm?.data?.[paths.configKey];
-  if (!text) return undefined;
-  try {
-    const doc = parseYaml(text) as { pool?: { replicas?: unknown } } | null;
-    const v = doc?.pool?.replicas;
-    return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
+// The divisor a rendered ConfigMap carries: read by the function that renders it (desired/configMap.ts).
+export { divisorInConfigMap } from '../desired/index.js';
 
 /** Whether the Deployment's pods spread over zones now. */
 export function hasZoneSpread(dep: DeploymentObject | undefined): boolean {

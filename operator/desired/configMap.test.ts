@@ -1,7 +1,7 @@
 import { DEFAULT_STS_HOSTS, parseConfigYaml, type ProxyConfig } from '../../proxy/contract/config.js';
 import { allFeatures, exampleProxy } from '../api/fixtures.js';
 import type { DatabaseProxySpecInput } from '../api/v1alpha1.js';
-import { buildConfigMap, hostPort, LIVE_FIELDS, renderProxyConfig } from './configMap.js';
+import { buildConfigMap, divisorInConfigMap, hostPort, LIVE_FIELDS, renderProxyConfig } from './configMap.js';
 
 const ROLE = 'arn:aws:iam::123456789012:role/orders-api';
 
@@ -24,7 +24,7 @@ describe('renderProxyConfig', () => {
         expect(c.pool).toEqual({
           maxConnectionsPercent: 90,
           maxIdleConnectionsPercent: 45,
-          replicas: 3,
+          divisor: 3,
           borrowTimeout: 120_000,
           idleClientTimeout: 1_800_000,
           maxConnectionLifetime: 3_600_000,
@@ -48,7 +48,7 @@ describe('renderProxyConfig', () => {
         expect(c.replicaId).toBe(0); // not rendered: one ConfigMap serves every pod
       },
     ],
-    ['the divisor is pool.replicas', {}, 7, (c) => expect(c.pool.replicas).toBe(7)],
+    ['the divisor is pool.divisor', {}, 7, (c) => expect(c.pool.divisor).toBe(7)],
     [
       'timeouts and a per-user cap (issue 13)',
       { pool: { idleTransactionTimeout: '60s', queryTimeout: '30s' }, users: [{ name: 'app', passwordSecretRef: { name: 's' }, maxConnections: 5 }] },
@@ -266,7 +266,7 @@ describe('renderProxyConfig', () => {
     for (const live of [{ paused: true }, { logLevel: 'debug' as const }, { adminUsers: ['dba'] }, { statsUsers: ['dba'] }]) {
       expect([live, render({ users, ...live }).hash]).toEqual([live, base]);
     }
-    expect(LIVE_FIELDS).toEqual(['pool.replicas', 'paused', 'logLevel', 'adminUsers', 'statsUsers']);
+    expect(LIVE_FIELDS).toEqual(['pool.divisor', 'paused', 'logLevel', 'adminUsers', 'statsUsers']);
   });
 
   test('nothing is reported for a spec the proxy accepts, whatever features it uses', () => {
@@ -305,6 +305,31 @@ describe('buildConfigMap', () => {
       'app.kubernetes.io/managed-by': 'dbproxy-operator',
     });
     expect(hash).toBe(renderProxyConfig(exampleProxy(), { poolDivisor: 3 }).hash);
-    expect(parseConfigYaml(configMap.data['config.yaml']!).pool.replicas).toBe(3);
+    expect(parseConfigYaml(configMap.data['config.yaml']!).pool.divisor).toBe(3);
+  });
+
+  test('the divisor is written as pool.divisor, never under its old name', () => {
+    const yaml = buildConfigMap(exampleProxy(), { poolDivisor: 3 }).configMap.data['config.yaml']!;
+    expect(yaml).toMatch(/^  divisor: 3$/m);
+    expect(yaml).not.toMatch(/replicas/);
+  });
+});
+
+describe('divisorInConfigMap', () => {
+  test('reads pool.divisor from a rendered ConfigMap', () => {
+    expect(divisorInConfigMap(buildConfigMap(exampleProxy(), { poolDivisor: 7 }).configMap)).toBe(7);
+  });
+  test('reads pool.replicas from a ConfigMap an older operator rendered (an upgrade keeps the previous divisor)', () => {
+    expect(divisorInConfigMap({ data: { 'config.yaml': 'pool: {replicas: 5}' } })).toBe(5);
+  });
+  test.each([
+    [undefined],
+    [{}],
+    [{ data: { 'config.yaml': ': not yaml: [' } }],
+    [{ data: { 'config.yaml': 'pool: {replicas: 0}' } }],
+    [{ data: { 'config.yaml': 'pool: {divisor: 0}' } }],
+    [{ data: { 'config.yaml': 'pool: {divisor: two}' } }],
+  ])('is undefined when unreadable: %j', (cm) => {
+    expect(divisorInConfigMap(cm)).toBeUndefined();
   });
 });

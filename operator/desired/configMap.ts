@@ -1,7 +1,7 @@
 // The proxy config, rendered from the DatabaseProxy spec into the shape proxy/contract/config.ts
 // parses, and the ConfigMap that carries it. Pure.
 import { createHash } from 'node:crypto';
-import { stringify } from 'yaml';
+import { parse as parseYaml, stringify } from 'yaml';
 import { ConfigError, parseConfig, type ProxyConfigInput } from '../../proxy/contract/config.js';
 import type { DatabaseProxy, UserSpec } from '../api/v1alpha1.js';
 import type { ConfigMap } from '../runtime/types.js';
@@ -9,7 +9,7 @@ import { ADMIN_PORT, POSTGRES_PORT, READERS_PORT, childMeta, childNames, paths, 
 import { peerDnsName } from './service.js';
 
 export interface ConfigFacts {
-  /** pool.replicas: what each pod divides the pool budget by (poolDivisor). */
+  /** pool.divisor: what each pod divides the pool budget by (poolDivisor). */
   poolDivisor: number;
 }
 
@@ -36,7 +36,7 @@ export interface RenderedConfig {
  * changing them must not roll the pods: a pause would otherwise restart the fleet it pauses, and a
  * log level raised to debug a pod would replace that pod.
  */
-export const LIVE_FIELDS = ['pool.replicas', 'paused', 'logLevel', 'adminUsers', 'statsUsers'] as const;
+export const LIVE_FIELDS = ['pool.divisor', 'paused', 'logLevel', 'adminUsers', 'statsUsers'] as const;
 
 /** host:port, with IPv6 literals in brackets. */
 export function hostPort(host: string, port: number): string {
@@ -111,10 +111,27 @@ function renderReaders(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'readers'> {
   return { readers: { listen: `0.0.0.0:${READERS_PORT}`, maxReplicationLag: r.maxReplicationLag, fallbackToWriter: r.fallbackToWriter } };
 }
 
+/**
+ * The divisor a rendered ConfigMap carries (pool.divisor), if readable: the previous divisor, which
+ * a scale must move from in safe steps. pool.replicas is the same number in a ConfigMap an older
+ * operator rendered; without it, the first reconcile after an upgrade would start from nothing.
+ */
+export function divisorInConfigMap(cm: { data?: Record<string, string> } | undefined): number | undefined {
+  const text = cm?.data?.[paths.configKey];
+  if (!text) return undefined;
+  try {
+    const doc = parseYaml(text) as { pool?: { divisor?: unknown; replicas?: unknown } } | null;
+    const v = doc?.pool?.divisor ?? doc?.pool?.replicas;
+    return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The config without LIVE_FIELDS, for the hash. */
 function withoutLiveFields(config: ProxyConfigInput): unknown {
   const { paused: _p, logLevel: _l, adminUsers: _a, statsUsers: _s, pool, ...rest } = config;
-  const { replicas: _r, ...poolRest } = pool ?? {};
+  const { divisor: _d, ...poolRest } = pool ?? {};
   return { ...rest, pool: poolRest };
 }
 
@@ -125,7 +142,7 @@ export function renderProxyConfig(dbp: DatabaseProxy, facts: ConfigFacts): Rende
   const pool: NonNullable<ProxyConfigInput['pool']> = {
     maxConnectionsPercent: spec.pool.maxConnectionsPercent,
     ...(spec.pool.maxIdleConnectionsPercent !== undefined ? { maxIdleConnectionsPercent: spec.pool.maxIdleConnectionsPercent } : {}),
-    replicas: Math.max(1, Math.floor(facts.poolDivisor)),
+    divisor: Math.max(1, Math.floor(facts.poolDivisor)),
     borrowTimeout: spec.pool.borrowTimeout,
     idleClientTimeout: spec.pool.idleClientTimeout,
     maxConnectionLifetime: spec.pool.maxConnectionLifetime,

@@ -9,7 +9,7 @@ import { buildPeerService, buildReaderService, buildService } from './service.js
 import { buildServiceAccount } from './serviceAccount.js';
 
 export * from './common.js';
-export { buildConfigMap, hostPort, LIVE_FIELDS, renderProxyConfig, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
+export { buildConfigMap, divisorInConfigMap, hostPort, LIVE_FIELDS, renderProxyConfig, type ConfigFacts, type DesiredConfigMap, type RenderedConfig } from './configMap.js';
 export { buildDeployment, RUN_AS_USER, timingsOf, ZONE_LABEL, type DeploymentFacts } from './deployment.js';
 export { buildPodDisruptionBudget } from './podDisruptionBudget.js';
 export { buildPeerService, buildReaderService, buildService, peerDnsName, readerServiceEndpoint, serviceEndpoint } from './service.js';

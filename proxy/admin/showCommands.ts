@@ -4,7 +4,7 @@
 // the target's role, ...) come after PgBouncer's. Where a PgBouncer column describes machinery
 // dbproxy does not have (cancel-request pools, server_check_query, DNS caches) it is 0 or empty,
 // as PgBouncer itself shows when that machinery is idle.
-import type { TargetStats } from '../contract/stats.js';
+import type { ProxyStats, TargetStats } from '../contract/stats.js';
 import type { ProxyConfig } from '../contract/config.js';
 import { parseConfig } from '../contract/config.js';
 import type { PoolBudget } from '../pool/budget.js';
@@ -79,8 +79,8 @@ export interface AdminView {
   writer(): string | null;
   targets(): TargetStats[];
   counters(): PoolCounterRegistry;
-  /** The /stats summary, for SHOW STATE-like rows dbproxy adds (SHOW TOTALS). */
-  summary(): Record<string, string | number | boolean | null>;
+  /** The /stats document; SHOW STATE adds a summary of it to PgBouncer's rows. */
+  stats(): ProxyStats;
 }
 
 /** SHOW subjects with a PgBouncer meaning dbproxy can answer, plus dbproxy's own TARGETS. */
@@ -513,6 +513,25 @@ function showTargets(v: AdminView): ResultSet {
   };
 }
 
+/** The /stats counts SHOW STATE shows after PgBouncer's rows, one key per row. */
+function stateSummary(s: ProxyStats): Record<string, string | number | null> {
+  return {
+    client_connections: s.clientConnections,
+    database_connections: s.databaseConnections,
+    borrowed: s.borrowed,
+    pinned: s.pinned,
+    idle: s.idle,
+    waiting: s.waiting,
+    borrow_timeouts: s.borrowTimeouts,
+    budget: s.pool.budget,
+    max_database_connections: s.pool.maxDatabaseConnections,
+    target_max_connections: s.pool.targetMaxConnections,
+    writer: s.writer,
+    failovers: s.failovers,
+    ...Object.fromEntries(Object.entries(s.pinsByReason).map(([r, n]) => [`pins_${r}`, n])),
+  };
+}
+
 function showState(v: AdminView): ResultSet {
   return {
     columns: cols('text', 'key', 'value'),
@@ -520,7 +539,7 @@ function showState(v: AdminView): ResultSet {
       ['active', v.paused() ? 'no' : 'yes'],
       ['paused', v.paused() ? 'yes' : 'no'],
       ['suspended', 'no'],
-      ...Object.entries(v.summary()).map(([k, val]): Cell[] => [k, val === null ? null : String(val)]),
+      ...Object.entries(stateSummary(v.stats())).map(([k, val]): Cell[] => [k, val === null ? null : String(val)]),
     ],
   };
 }

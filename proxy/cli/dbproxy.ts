@@ -77,8 +77,10 @@ async function runProxy(args: string[]): Promise<number> {
     return 2;
   }
   let config;
+  // Logged once the logger exists: its level comes from this very config.
+  const deprecated: string[] = [];
   try {
-    config = parseConfigYaml(text);
+    config = parseConfigYaml(text, { onDeprecated: (m) => deprecated.push(m) });
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`dbproxy proxy: ${values.config}: ${e.message}\n`);
@@ -87,6 +89,7 @@ async function runProxy(args: string[]): Promise<number> {
     throw e;
   }
   const log = createLogger(config.logLevel);
+  for (const m of deprecated) log.warn({ configPath: values.config }, m);
   const server = await ProxyServer.create({ config, configPath: values.config, log });
   await server.start();
   return new Promise<number>((resolve) => {

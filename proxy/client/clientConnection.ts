@@ -1,10 +1,14 @@
 // A client connection's first act: the startup packet (SSL/GSS requests, cancel requests,
 // protocol version), the TLS upgrade when configured, then authentication — SCRAM-SHA-256 (and
 // SCRAM-SHA-256-PLUS over TLS) or md5 against the user's configured password, or a token (STS or ServiceAccount) sent as a cleartext
-// password over TLS — then the hand-over to a pooled session or to the admin console.
+// password over TLS — then the hand-over to a pooled session (greeting.ts) or to the admin console.
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { ProxyMetrics } from '../admin/metrics.js';
+import type { CredentialStore } from '../auth/credentialStore.js';
+import type { ProxyConfig } from '../contract/config.js';
 import { TokenRefused, type ClientTokenAuth } from '../auth/tokenAuth.js';
 import type { ServerTls } from '../tls/serverTls.js';
 import { adminAccess } from '../admin/adminConsole.js';
@@ -28,40 +32,16 @@ import {
   negotiateProtocolVersion,
 } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
-import type { ProxyContext } from '../proxyContext.js';
 import type { Clock } from '../runtime/clock.js';
+import { closeWithError } from './closeWithError.js';
+import type { Greeting } from './greeting.js';
+import type { SessionContext } from './sessionContext.js';
 import { ClientGone, SocketReader } from './socketReader.js';
 
 /** PostgreSQL's authentication_timeout default. */
 const STARTUP_TIMEOUT_MS = 60_000;
-/** How long a refused client gets to take in its ErrorResponse before its socket is destroyed anyway. */
-const FATAL_FLUSH_TIMEOUT_MS = 5_000;
 export const ADMIN_DATABASE = 'dbproxy';
 const SCRAM_SHA_256_PLUS = 'SCRAM-SHA-256-PLUS';
-
-/**
- * What PostgreSQL does after a FATAL: send the ErrorResponse, then close the connection for good.
- * A half-close would leave the socket open for as long as the client keeps its end open — holding
- * the listener's slot and reading whatever it sends — so the socket is destroyed once the error is
- * flushed (or after a bounded wait for a client that does not read). The caller has stopped
- * reading; anything still arriving is discarded.
- */
-export function closeWithError(socket: net.Socket, error: Buffer, clock: Clock): void {
-  if (socket.destroyed) return;
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const timer = clock.setTimeout(() => socket.destroy(), FATAL_FLUSH_TIMEOUT_MS);
-  timer.unref?.();
-  socket.end(error, () => {
-    clock.clearTimeout(timer);
-    socket.destroy();
-  });
-  // Flowing without a 'data' listener drops what arrives, so the peer's data neither piles up in
-  // memory nor turns the close into a reset before the error has gone out.
-  socket.resume();
-}
 
 class AuthFailure extends Error {
   constructor(
@@ -73,13 +53,36 @@ class AuthFailure extends Error {
   }
 }
 
+/** What a login may use of the proxy, per endpoint; the session it hands over to has its own seam (SessionContext). */
+export interface LoginContext {
+  /** The config in force (a reload replaces it). */
+  readonly config: ProxyConfig;
+  /** Client passwords (a reload replaces them). */
+  readonly credentials: CredentialStore;
+  readonly metrics: ProxyMetrics;
+  readonly log: Logger;
+  readonly clock: Clock;
+  /** Keys the fake SCRAM verifiers of unknown users, so they look like real ones. */
+  readonly authSecret: Buffer;
+  readonly shuttingDown: boolean;
+  clientCount(): number;
+  /** Routes a CancelRequest to the session it names; `source` is the sender's address, for the rate limit. */
+  cancel(pid: number, secret: number, source: string | undefined): Promise<void>;
+  /** Hands a logged-in client of the admin database over to the admin console. */
+  startAdminSession(socket: net.Socket, user: string, leftover: Buffer): void;
+  /** Greets a logged-in client and starts its pooled session... */
+  readonly greeting: Greeting;
+  /** ...which borrows from this endpoint's pool. */
+  readonly endpoint: SessionContext;
+}
+
 /** What the process offers beyond passwords: TLS and token logins. Both optional. */
 export interface ClientSecurity {
   tls?: ServerTls;
   tokens?: ClientTokenAuth;
 }
 
-export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyContext, security: ClientSecurity = {}): Promise<void> {
+export async function handleClientConnection(rawSocket: net.Socket, ctx: LoginContext, security: ClientSecurity = {}): Promise<void> {
   let socket: net.Socket = rawSocket;
   let encrypted = false;
   socket.setNoDelay(true);
@@ -207,7 +210,7 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: ProxyCo
       ctx.startAdminSession(socket, user, leftover);
       return;
     }
-    await ctx.startSession(socket, { user, database }, params, leftover);
+    await ctx.greeting.start(ctx.endpoint, socket, { user, database }, params, leftover);
   } catch (e) {
     if (e instanceof ClientGone) {
       socket.destroy();
@@ -232,7 +235,7 @@ async function expectPassword(reader: SocketReader): Promise<Buffer> {
 async function authenticate(
   socket: net.Socket,
   reader: SocketReader,
-  ctx: ProxyContext,
+  ctx: LoginContext,
   user: string,
   opts: { encrypted: boolean; tokens: ClientTokenAuth | undefined },
 ): Promise<void> {
@@ -300,7 +303,7 @@ function readCleartext(msg: Buffer): string {
  * Token logins: the client's password is an STS token or a ServiceAccount token, asked for in
  * cleartext (over TLS only). With iamAuth OPTIONAL the user's ordinary password works too.
  */
-async function authenticateWithToken(socket: net.Socket, reader: SocketReader, ctx: ProxyContext, user: string, tokens: ClientTokenAuth): Promise<void> {
+async function authenticateWithToken(socket: net.Socket, reader: SocketReader, ctx: LoginContext, user: string, tokens: ClientTokenAuth): Promise<void> {
   socket.write(authenticationCleartext());
   const secret = readCleartext(await expectPassword(reader));
   if (tokens.looksLikeToken(secret)) {

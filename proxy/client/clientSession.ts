@@ -22,14 +22,15 @@ import { locateParse, ProtocolViolation, readErrorFields, readExecutePortal, rea
 import { Framer, type FrameSink, FramingError, inspectTable } from '../protocol/framer.js';
 import { commandComplete, errorResponse, frame, readyForQuery, type ErrorFields } from '../protocol/serverMessages.js';
 import { SQLSTATE } from '../protocol/sqlstate.js';
-import type { ProxyContext } from '../proxyContext.js';
-import { type BackendConnection, type BackendOwner, ServerError } from '../server/backendConnection.js';
+import { type BackendConnection, type BackendOwner, ServerError } from '../backend/backendConnection.js';
 import { ClientStatements, type StatementHost } from '../session/clientStatements.js';
 import { CLIENT_SLOT, type RequestType, ResponseQueue, type Slot } from '../session/responseQueue.js';
 import { SessionPins } from '../session/sessionPins.js';
 import { SessionSettings } from '../session/sessionSettings.js';
 import { restoreParamsSql } from '../session/sessionParams.js';
+import type { KnownStatements } from '../session/preparedStatements.js';
 import { PAUSE_BORROW, StreamPair, type StreamOwner } from '../stream/streamPair.js';
+import type { SessionContext } from './sessionContext.js';
 
 /** Every message type a client may send after startup, by type byte. */
 const FRONTEND_TYPE = inspectTable('QPBEDCHSFdcfX');
@@ -161,8 +162,10 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     private readonly socket: net.Socket,
     readonly key: PoolKey,
     startupParams: ReadonlyMap<string, string>,
-    private readonly ctx: ProxyContext,
+    private readonly ctx: SessionContext,
     id: number,
+    /** Called once, when the session has ended and given its backend back. */
+    private readonly onClosed: () => void,
   ) {
     this.id = id;
     this.connectedAt = ctx.clock.now();
@@ -549,7 +552,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
     this.pair.flush();
   }
 
-  get knownStatements(): ProxyContext['knownStatements'] {
+  get knownStatements(): KnownStatements {
     return this.ctx.knownStatements;
   }
 
@@ -1064,6 +1067,6 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         this.ctx.pool.release(b);
       }
     }
-    this.ctx.sessionClosed(this);
+    this.onClosed();
   }
 }

@@ -19,7 +19,7 @@ test('defaults are filled in and documented values hold', () => {
   expect(c.pool).toMatchObject({
     maxConnectionsPercent: 90,
     maxIdleConnectionsPercent: 45,
-    replicas: 1,
+    divisor: 1,
     borrowTimeout: 120_000,
     idleClientTimeout: 1_800_000,
     maxConnectionLifetime: 3_600_000,
@@ -40,7 +40,10 @@ test.each([
   [{ ...minimal, pool: { maxConnectionsPercent: 101 } }, 'pool.maxConnectionsPercent'],
   [{ ...minimal, pool: { maxConnectionsPercent: 50, maxIdleConnectionsPercent: 60 } }, 'pool.maxIdleConnectionsPercent'],
   [{ ...minimal, pool: { borrowTimeout: 'soon' } }, 'pool.borrowTimeout'],
+  [{ ...minimal, pool: { divisor: 0 } }, 'pool.divisor'],
+  // The old name: the problem names the key as the file spells it.
   [{ ...minimal, pool: { replicas: 0 } }, 'pool.replicas'],
+  [{ ...minimal, pool: { replicas: 2, divisor: 2 } }, 'pool.replicas'],
   [{ ...minimal, listen: 'nonsense' }, 'listen'],
   [{ ...minimal, targets: [] }, 'targets'],
   [{ ...minimal, targets: ['db:99999'] }, 'targets[0]'],
@@ -54,6 +57,29 @@ test.each([
   const p = problems(input);
   expect(p.length).toBeGreaterThan(0);
   expect(p.some((x) => x.startsWith(`${field}:`))).toBe(true);
+});
+
+describe('pool.divisor, formerly pool.replicas', () => {
+  test('pool.divisor is read without a warning', () => {
+    const warned: string[] = [];
+    expect(parseConfig({ ...minimal, pool: { divisor: 4 } }, { onDeprecated: (m) => warned.push(m) }).pool.divisor).toBe(4);
+    expect(warned).toEqual([]);
+  });
+
+  test('the old key pool.replicas is still accepted, with a deprecation warning naming the new key', () => {
+    const warned: string[] = [];
+    const input = { ...minimal, pool: { maxConnectionsPercent: 50, replicas: 4 } };
+    const c = parseConfigYaml(`targets: [db:5432]\nusers: [{name: app, passwordFile: /s/app}]\npool: {maxConnectionsPercent: 50, replicas: 4}\n`, { onDeprecated: (m) => warned.push(m) });
+    expect(c.pool).toMatchObject({ divisor: 4, maxConnectionsPercent: 50 });
+    expect(c.pool).not.toHaveProperty('replicas');
+    expect(warned).toEqual(['config key pool.replicas is deprecated: it is now pool.divisor (same meaning); rename it']);
+    expect(parseConfig(input)).toEqual(c);
+    expect(input.pool).toEqual({ maxConnectionsPercent: 50, replicas: 4 }); // the caller's object is not changed
+  });
+
+  test('both keys at once is a config error, not a guess', () => {
+    expect(() => parseConfig({ ...minimal, pool: { replicas: 2, divisor: 3 } })).toThrow(/pool\.replicas: is the old name of pool\.divisor; set only pool\.divisor/);
+  });
 });
 
 test('YAML syntax errors are config errors', () => {

@@ -199,8 +199,12 @@ const poolSchema = z
     maxConnectionsPercent: z.number().int().min(1).max(100).default(90),
     /** Share of max_connections kept open while idle; idle connections above it are closed. Default: half of maxConnectionsPercent. */
     maxIdleConnectionsPercent: z.number().int().min(0).max(100).optional(),
-    /** Number of proxy replicas sharing the budget; the operator sets it. */
-    replicas: z.number().int().min(1).default(1),
+    /**
+     * What this proxy divides the budget by. Not the replica count: the operator writes replicas
+     * plus the pods a rolling update may add (surge) or still be draining, so the fleet stays
+     * within the budget while old and new pods overlap. Formerly `pool.replicas` (still accepted).
+     */
+    divisor: z.number().int().min(1).default(1),
     /** How long a client waits for a backend connection before getting SQLSTATE 53300. */
     borrowTimeout: duration('120s'),
     /** A client connection idle this long (not in a transaction) is closed. 0 disables. */
@@ -431,24 +435,63 @@ export class ConfigError extends Error {
   }
 }
 
-/** Validates a config object, filling defaults; throws ConfigError naming every bad field. */
-export function parseConfig(input: unknown): ProxyConfig {
-  const r = configSchema.safeParse(input ?? {});
-  if (r.success) return r.data;
-  throw new ConfigError(
-    r.error.issues.map((i) => {
-      const path = i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
-      return `${path || '(root)'}: ${i.message}`;
-    }),
-  );
+/** Keys still accepted under an old name, so a config file written for an older proxy keeps working. */
+const RENAMED: ReadonlyArray<{ section: string; from: string; to: string }> = [
+  // The operator always wrote the pool divisor here, which the old name hid.
+  { section: 'pool', from: 'replicas', to: 'divisor' },
+];
+
+export interface ParseOptions {
+  /** Told once per old key the input used (the caller logs it: this module has no logger). */
+  onDeprecated?: (message: string) => void;
 }
 
-export function parseConfigYaml(text: string): ProxyConfig {
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The input with old keys under their new names (a copy; the input is not changed), and which new
+ * names came from old ones, so problems name the key as the file spells it.
+ */
+function renameOldKeys(input: unknown, problems: string[], opts: ParseOptions): { doc: unknown; spelledAs: Map<string, string> } {
+  const spelledAs = new Map<string, string>();
+  if (!isRecord(input)) return { doc: input, spelledAs };
+  let doc = input;
+  for (const { section, from, to } of RENAMED) {
+    const s = doc[section];
+    if (!isRecord(s) || !(from in s)) continue;
+    if (to in s) {
+      problems.push(`${section}.${from}: is the old name of ${section}.${to}; set only ${section}.${to}`);
+      continue;
+    }
+    const { [from]: value, ...rest } = s;
+    doc = { ...doc, [section]: { ...rest, [to]: value } };
+    spelledAs.set(`${section}.${to}`, `${section}.${from}`);
+    opts.onDeprecated?.(`config key ${section}.${from} is deprecated: it is now ${section}.${to} (same meaning); rename it`);
+  }
+  return { doc, spelledAs };
+}
+
+/** Validates a config object, filling defaults; throws ConfigError naming every bad field. */
+export function parseConfig(input: unknown, opts: ParseOptions = {}): ProxyConfig {
+  const problems: string[] = [];
+  const { doc, spelledAs } = renameOldKeys(input, problems, opts);
+  const r = configSchema.safeParse(doc ?? {});
+  if (r.success && problems.length === 0) return r.data;
+  throw new ConfigError([
+    ...problems,
+    ...(r.success ? [] : r.error.issues).map((i) => {
+      const path = i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+      return `${spelledAs.get(path) ?? (path || '(root)')}: ${i.message}`;
+    }),
+  ]);
+}
+
+export function parseConfigYaml(text: string, opts: ParseOptions = {}): ProxyConfig {
   let doc: unknown;
   try {
     doc = parseYaml(text);
   } catch (e) {
     throw new ConfigError([`(yaml): ${(e as Error).message}`]);
   }
-  return parseConfig(doc);
+  return parseConfig(doc, opts);
 }

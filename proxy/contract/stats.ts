@@ -59,13 +59,17 @@ export interface ProxyStats {
   borrowTimeouts: number;
   pinsByReason: Record<string, number>;
   pool: {
-    /** floor(targetMaxConnections * maxConnectionsPercent / 100 / replicas), or null before the target was read. */
+    /** floor(targetMaxConnections * maxConnectionsPercent / 100 / replicas), or null before the target was read; `replicas` is the divisor. */
     budget: number | null;
     /** Backends this process may open: the budget less the health-check connection. */
     maxDatabaseConnections: number | null;
     targetMaxConnections: number | null;
     maxConnectionsPercent: number;
     maxIdleConnectionsPercent: number;
+    /**
+     * The divisor in force (config pool.divisor). Keeps its old name here: the operator reads it
+     * from pods of every version during a rollout.
+     */
     replicas: number;
     /**
      * Per user: backend connections its pools hold (lent, idle and opening), how many of them are

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { pino } from 'pino';
-import { BackendConnection, type BackendOwner } from '../server/backendConnection.js';
+import { BackendConnection, type BackendOwner } from '../backend/backendConnection.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { BackendPool, type PoolKey } from './backendPool.js';
 import { computeBudget } from './budget.js';
@@ -95,7 +95,7 @@ function makePool(opts: { max?: number; idlePercent?: number; lifetimeMs?: numbe
   );
   // budget = floor(100 × percent / 100) less one health check connection.
   const max = opts.max ?? 3;
-  pool.setLimits(computeBudget({ targetMaxConnections: 100, maxConnectionsPercent: max + 1, maxIdleConnectionsPercent: opts.idlePercent ?? max + 1, replicas: 1 }));
+  pool.setLimits(computeBudget({ targetMaxConnections: 100, maxConnectionsPercent: max + 1, maxIdleConnectionsPercent: opts.idlePercent ?? max + 1, divisor: 1 }));
   pool.setEndpoint({ host: '127.0.0.1', port: 5432 });
   return { pool, clock, opened, failNextOpen: (e: Error) => (failNext = e), open: () => opened.filter((o) => !o.socket.destroyed).length };
 }

@@ -3,7 +3,7 @@
 // (open + opening) within the budget whatever mix of (user, database) pairs asks for them.
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
-import { type BackendConnection, type BackendEndpoint, type BackendOwner, ServerError } from '../server/backendConnection.js';
+import { type BackendConnection, type BackendEndpoint, type BackendOwner, ServerError } from '../backend/backendConnection.js';
 import { BorrowQueue, type Waiter } from './borrowQueue.js';
 import type { PoolBudget } from './budget.js';
 import { Framer, inspectTable } from '../protocol/framer.js';

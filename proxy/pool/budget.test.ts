@@ -11,7 +11,7 @@ describe('computeBudget', () => {
     [5, 1, 0, 1, 1, 1, 0],
     [5000, 33, 10, 3, 550, 549, 166],
   ])('max_connections=%i pct=%i idle=%i replicas=%i', (max, pct, idle, replicas, budget, maxDb, maxIdle) => {
-    expect(computeBudget({ targetMaxConnections: max, maxConnectionsPercent: pct, maxIdleConnectionsPercent: idle, replicas })).toEqual({
+    expect(computeBudget({ targetMaxConnections: max, maxConnectionsPercent: pct, maxIdleConnectionsPercent: idle, divisor: replicas })).toEqual({
       budget,
       maxDatabaseConnections: maxDb,
       maxIdleConnections: maxIdle,
@@ -21,7 +21,7 @@ describe('computeBudget', () => {
   test('the sum over replicas never exceeds the whole budget', () => {
     for (const max of [10, 97, 100, 333, 5000]) {
       for (const replicas of [1, 2, 3, 7]) {
-        const b = computeBudget({ targetMaxConnections: max, maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, replicas });
+        const b = computeBudget({ targetMaxConnections: max, maxConnectionsPercent: 90, maxIdleConnectionsPercent: 45, divisor: replicas });
         if (b.budget > 1) expect(b.budget * replicas).toBeLessThanOrEqual(Math.floor((max * 90) / 100));
       }
     }

@@ -9,7 +9,7 @@
 // waiters move to another standby, its lent connections are closed when their transactions end.
 import type { Logger } from 'pino';
 import type { Clock } from '../runtime/clock.js';
-import type { BackendConnection, BackendEndpoint, BackendOwner } from '../server/backendConnection.js';
+import type { BackendConnection, BackendEndpoint, BackendOwner } from '../backend/backendConnection.js';
 import type { ReaderTarget } from '../target/targetMonitor.js';
 import { BackendPool, BorrowTimeoutError, type BorrowHandle, type PoolKey, type PoolSettings, type PoolStats } from './backendPool.js';
 import { computeBudget } from './budget.js';
@@ -19,7 +19,7 @@ export interface ReaderPoolsDeps {
   clock: Clock;
   log: Logger;
   settings(): PoolSettings;
-  budget(): { maxConnectionsPercent: number; maxIdleConnectionsPercent: number; replicas: number };
+  budget(): { maxConnectionsPercent: number; maxIdleConnectionsPercent: number; divisor: number };
   /** With no usable standby: the writer's pool, or null to wait for a standby. */
   fallback(): BackendPool | null;
   onBorrowed?(waitedMs: number): void;

@@ -20,7 +20,7 @@ import type { Classification } from '../classify/classifier.js';
 import type { PoolKey } from '../pool/backendPool.js';
 import { locateParse, readBindNames, readParse, readTarget } from '../protocol/clientMessages.js';
 import { closeComplete, errorResponse, parameterDescription, parseComplete } from '../protocol/serverMessages.js';
-import type { BackendConnection } from '../server/backendConnection.js';
+import type { BackendConnection } from '../backend/backendConnection.js';
 import { type ClientStatement, type KnownStatements, rewriteBindStatement, serverStatementName, shapeOf } from './preparedStatements.js';
 import type { RequestType, Slot } from './responseQueue.js';
 

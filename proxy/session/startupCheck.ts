@@ -5,7 +5,7 @@
 // step, and no backend ever receives a SET that fails mid-session. Answers are remembered per
 // (user, database, name, value), so a fleet of identical clients costs one round trip.
 import type { PoolKey } from '../pool/backendPool.js';
-import { ServerError } from '../server/backendConnection.js';
+import { ServerError } from '../backend/backendConnection.js';
 import { literal } from './sessionParams.js';
 
 /** Runs one query for `key` on some backend; rejects with the server's ServerError. */
@@ -17,16 +17,13 @@ const CANT_CHANGE_NOW = '55P02';
 export class StartupParamsCheck {
   private readonly accepted = new Set<string>();
 
-  constructor(
-    private readonly run: RunQuery,
-    private readonly capacity = 2000,
-  ) {}
+  constructor(private readonly capacity = 2000) {}
 
   /**
    * Resolves when the server accepts every parameter; rejects with the error a client should see.
    * `run` asks a server of the client's own endpoint (a standby, for the read-only endpoint).
    */
-  async check(key: PoolKey, params: ReadonlyMap<string, string>, run: RunQuery = this.run): Promise<void> {
+  async check(key: PoolKey, params: ReadonlyMap<string, string>, run: RunQuery): Promise<void> {
     const entry = (k: string, v: string): string => `${key.user}\0${key.database}\0${k}\0${v}`;
     const unknown = [...params].filter(([k, v]) => !this.accepted.has(entry(k, v)));
     if (unknown.length === 0) return;

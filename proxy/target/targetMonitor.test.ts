@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import type { BackendConnection, BackendEndpoint } from '../server/backendConnection.js';
+import type { BackendConnection, BackendEndpoint } from '../backend/backendConnection.js';
 import type { Clock } from '../runtime/clock.js';
 import { TargetMonitor } from './targetMonitor.js';
 

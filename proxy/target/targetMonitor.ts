@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { TargetStats } from '../contract/stats.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
-import { type BackendConnection, type BackendEndpoint, ServerError } from '../server/backendConnection.js';
+import { type BackendConnection, type BackendEndpoint, ServerError } from '../backend/backendConnection.js';
 import { electWriter, endpointOfAuroraInstance } from './writerElection.js';
 import { WriterHistory, parseLsn } from './replicationLag.js';
 

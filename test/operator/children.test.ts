@@ -68,7 +68,7 @@ describe('a DatabaseProxy applied with kubectl', () => {
     const config = parseConfigYaml(cm.data['config.yaml']);
     expect(config.targets).toEqual(['orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432']);
     expect(config.users).toEqual([expect.objectContaining({ name: 'app', passwordFile: '/var/run/secrets/dbproxy/users/app/password' })]);
-    expect(config.pool.replicas).toBe(3); // 2 replicas + one pod of rollout allowance
+    expect(config.pool.divisor).toBe(3); // 2 replicas + one pod of rollout allowance
 
     const dep = await waitFor('the Deployment', () => get(['deployment', 'orders']));
     expect(dep.metadata.ownerReferences).toEqual([owner]);
@@ -166,7 +166,7 @@ describe('a DatabaseProxy applied with kubectl', () => {
     expect((await get(['dbp', 'orders']))!.spec.replicas).toBe(3);
     await waitFor('3 Deployment replicas', async () => (await get(['deployment', 'orders']))?.spec.replicas === 3);
     const cm = await get(['configmap', 'orders-config']);
-    expect(parseConfigYaml(cm!.data['config.yaml']).pool.replicas).toBeGreaterThanOrEqual(4);
+    expect(parseConfigYaml(cm!.data['config.yaml']).pool.divisor).toBeGreaterThanOrEqual(4);
     // The scale subresource reads status.replicas and status.selector.
     const scale = JSON.parse(await kubectlOk(cluster, ['get', '--raw', `/apis/dbproxy.io/v1alpha1/namespaces/${ns}/databaseproxies/orders/scale`]));
     expect(scale.spec.replicas).toBe(3);

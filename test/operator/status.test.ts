@@ -106,7 +106,7 @@ test('conditions move Progressing -> Ready as pods become ready and report /stat
       healthCheck: { ...(rendered.healthCheck as object), interval: '200ms' },
       replicaId: i,
     });
-    expect(config.pool.replicas).toBe(3); // the divisor the operator chose for 2 replicas
+    expect(config.pool.divisor).toBe(3); // the divisor the operator chose for 2 replicas
     const server = await ProxyServer.create({ config, log: pino({ level: 'silent' }) });
     const { port } = await server.start();
     await server.whenReady();

@@ -223,6 +223,35 @@ class Dbproxy {
   }
 }
 
+describe('an old config key', () => {
+  test('pool.replicas (now pool.divisor) still starts the proxy, and the log says to rename it', async () => {
+    const secrets = writePasswordFiles();
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const text = [
+      `listen: 127.0.0.1:${port}`,
+      `adminListen: 127.0.0.1:${adminPort}`,
+      'targets: ["127.0.0.1:1"]',
+      'users:',
+      ...secrets.users.map((u) => `  - {name: ${u.name}, passwordFile: ${JSON.stringify(u.passwordFile)}}`),
+      'pool:',
+      '  replicas: 2',
+      '',
+    ].join('\n');
+    const d = new Dbproxy(configFile('old-key.yaml', text), port, adminPort);
+    try {
+      const line = await eventually(() => {
+        if (!d.running) throw new Error(`dbproxy exited (${d.child.exitCode}): ${d.stderr}`);
+        return d.stdout.split('\n').find((l) => l.includes('pool.replicas is deprecated'));
+      }, 'the deprecation warning', 20_000);
+      expect(JSON.parse(line ?? '')).toMatchObject({ level: 40, msg: 'config key pool.replicas is deprecated: it is now pool.divisor (same meaning); rename it' });
+      const stats = (await eventually(async () => (await fetch(`http://127.0.0.1:${adminPort}/stats`)).json(), '/stats', 20_000)) as { pool: { replicas: number } };
+      expect(stats.pool.replicas).toBe(2);
+    } finally {
+      await d.kill();
+    }
+  });
+});
+
 describe('a good config', () => {
   let cluster: PgCluster;
   const secrets = writePasswordFiles();

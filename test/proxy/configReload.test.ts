@@ -1,5 +1,5 @@
 // The config file is a mounted ConfigMap: Kubernetes updates it in place (a symlink swap), and the
-// operator changes pool.replicas that way when it scales, without rolling the pods. The proxy must
+// operator changes pool.divisor that way when it scales, without rolling the pods. The proxy must
 // pick the change up by itself, and keep its last good config when the new file is invalid.
 import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,7 +37,7 @@ test('a changed config file is reloaded without a restart; an invalid one is ref
     targets: [`127.0.0.1:${cluster.port}`],
     users: writePasswordFiles().users,
     healthCheck: { interval: '200ms' },
-    pool: { maxConnectionsPercent: 50, replicas: 1 },
+    pool: { maxConnectionsPercent: 50, divisor: 1 },
   };
   publish(stringify(base));
   symlinkSync('..data/config.yaml', join(dir, 'config.yaml'));
@@ -54,9 +54,16 @@ test('a changed config file is reloaded without a restart; an invalid one is ref
     await server.whenReady();
     expect(server.stats().pool).toMatchObject({ replicas: 1, budget: 20 });
     const c = await connected(port);
-    publish(stringify({ ...base, pool: { ...base.pool, replicas: 2 } }));
+    publish(stringify({ ...base, pool: { ...base.pool, divisor: 2 } }));
     await eventually(() => server.stats().pool.replicas === 2, 'the new divisor to be applied', 10_000);
     expect(server.stats().pool.budget).toBe(10);
+    // A file written for an older proxy: the old key still works, and the log says to rename it.
+    publish(stringify({ ...base, pool: { maxConnectionsPercent: 50, replicas: 4 } }));
+    await eventually(() => server.stats().pool.replicas === 4, 'the divisor under its old name to be applied', 10_000);
+    expect(server.stats().pool.budget).toBe(5);
+    expect(logs.some((l) => l.includes('"level":40') && l.includes('pool.replicas is deprecated'))).toBe(true);
+    publish(stringify({ ...base, pool: { ...base.pool, divisor: 2 } }));
+    await eventually(() => server.stats().pool.replicas === 2, 'the divisor to be applied again', 10_000);
     // Clients are untouched by the reload.
     expect((await c.query('SELECT 1 AS x')).rows[0].x).toBe(1);
     publish('pool: [this is not a config');
