@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench bench-quick demo e2e-kind kind-deps fuzz conformance clean
+.PHONY: all deps pydeps build test test-unit bench bench-quick bench-readers demo e2e-kind kind-deps fuzz conformance clean
 
 all: build
 
@@ -52,7 +52,8 @@ fuzz: build
 	bash hack/install-postgres.sh
 	npx --no-install node dist/test/fuzz/fuzz.js
 
-## pgbench through PostgreSQL directly, dbproxy and PgBouncer; prints the comparison tables.
+## pgbench through PostgreSQL directly, dbproxy and PgBouncer, and through the read-only endpoint
+## over one and two standbys; prints the comparison tables.
 bench: build
 	bash hack/install-bench-deps.sh
 	npm run bench
@@ -62,6 +63,13 @@ bench: build
 bench-quick: build
 	bash hack/install-bench-deps.sh
 	BENCH_QUICK=1 npx --no-install node dist/test/bench/cpuBench.js
+
+## The read-only endpoint alone (also part of `make bench`): pgbench -S through it over one standby
+## and over two, and through the writer for reference, with each cluster's share of the
+## transactions; writes .tmp/readers-bench.md. BENCH_QUICK=1 make bench-readers: about three minutes.
+bench-readers: build
+	bash hack/install-bench-deps.sh
+	npx --no-install node dist/test/bench/readersBench.js
 
 ## pgx's own test suite (github.com/jackc/pgx/v5 from the Go module proxy, cached in
 ## ~/.cache/dbproxy/pgx) against PostgreSQL 15 directly and through dbproxy (pool of 20); prints

@@ -15,6 +15,13 @@ export interface DbproxyOptions {
   /** dist/proxy/cli/dbproxy.js */
   cli: string;
   targetPort: number;
+  /** Further targets after the writer (standbys): the health check tells their roles apart. */
+  standbyPorts?: number[];
+  /**
+   * A read-only listener on a port of its own (config readers): reads from the healthy standbys
+   * among the targets, a transaction at a time.
+   */
+  readers?: { maxReplicationLag?: string; fallbackToWriter?: boolean };
   users: Array<{ name: string; password: string }>;
   maxConnectionsPercent: number;
   maxClientConnections?: number;
@@ -26,6 +33,8 @@ export interface DbproxyOptions {
 export interface Dbproxy {
   port: number;
   adminPort: number;
+  /** The read-only listener's port, with DbproxyOptions.readers. */
+  readersPort?: number;
   pid: number;
   /** Its config, password files and log. */
   dir: string;
@@ -50,6 +59,7 @@ export async function startDbproxy(o: DbproxyOptions): Promise<Dbproxy> {
   const dir = mkdtempSync(join(tmpdir(), 'dbproxy-bench-'));
   const port = await freePort();
   const adminPort = await freePort();
+  const readersPort = o.readers ? await freePort() : undefined;
   const users = o.users.map((u) => {
     const passwordFile = join(dir, `${u.name}.password`);
     writeFileSync(passwordFile, `${u.password}\n`, { mode: 0o600 });
@@ -58,7 +68,8 @@ export async function startDbproxy(o: DbproxyOptions): Promise<Dbproxy> {
   const config: ProxyConfigInput = {
     listen: `127.0.0.1:${port}`,
     adminListen: `127.0.0.1:${adminPort}`,
-    targets: [`127.0.0.1:${o.targetPort}`],
+    targets: [`127.0.0.1:${o.targetPort}`, ...(o.standbyPorts ?? []).map((p) => `127.0.0.1:${p}`)],
+    ...(o.readers ? { readers: { listen: `127.0.0.1:${readersPort}`, ...o.readers } } : {}),
     users,
     pool: {
       maxConnectionsPercent: o.maxConnectionsPercent,
@@ -135,6 +146,7 @@ export async function startDbproxy(o: DbproxyOptions): Promise<Dbproxy> {
   return {
     port,
     adminPort,
+    ...(readersPort !== undefined ? { readersPort } : {}),
     pid: child.pid!,
     dir,
     config,
