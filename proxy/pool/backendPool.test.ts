@@ -4,35 +4,9 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { pino } from 'pino';
 import { BackendConnection, type BackendOwner } from '../backend/backendConnection.js';
-import type { Clock, TimerHandle } from '../runtime/clock.js';
+import { FakeClock } from '../runtime/clock.js';
 import { BackendPool, type PoolKey } from './backendPool.js';
 import { computeBudget } from './budget.js';
-
-class FakeClock implements Clock {
-  t = 1_000_000;
-  private timers: Array<{ at: number; fn: () => void; id: number }> = [];
-  private seq = 0;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): TimerHandle {
-    const id = ++this.seq;
-    this.timers.push({ at: this.t + ms, fn, id });
-    return { id } as TimerHandle;
-  }
-  clearTimeout(h: TimerHandle): void {
-    this.timers = this.timers.filter((x) => x.id !== (h as { id: number }).id);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-    for (;;) {
-      const due = this.timers.filter((x) => x.at <= this.t).sort((a, b) => a.at - b.at)[0];
-      if (!due) return;
-      this.timers = this.timers.filter((x) => x !== due);
-      due.fn();
-    }
-  }
-}
 
 class FakeSocket extends EventEmitter {
   writable = true;
@@ -72,7 +46,7 @@ const OTHER: PoolKey = { user: 'other', database: 'db' };
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 function makePool(opts: { max?: number; idlePercent?: number; lifetimeMs?: number; idleTimeoutMs?: number; borrowTimeoutMs?: number } = {}) {
-  const clock = new FakeClock();
+  const clock = new FakeClock(1_000_000);
   const opened: Array<{ key: PoolKey; b: BackendConnection; socket: FakeSocket }> = [];
   let failNext: Error | null = null;
   const pool = new BackendPool(
