@@ -384,11 +384,15 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         this.statements.onParse(b, this.ctx.readOnly?.onWriter(b) ? this.readOnlyParse(msg) : msg);
         return;
       case B: {
-        if (msg[msg[5] === 0 ? 6 : msg.indexOf(0, 5) + 1] !== 0) this.counters.bindCount++;
         this.extendedPending = true;
         const bound = this.statements.onBind(b, msg);
-        if (bound === null) this.hold(msg);
-        else if (bound.classification) this.notePortalRestore(bound.portal, bound.classification);
+        // A held Bind comes through here again once the check it waits for is answered: count it then.
+        if (bound === null) {
+          this.hold(msg);
+          return;
+        }
+        if (msg[msg[5] === 0 ? 6 : msg.indexOf(0, 5) + 1] !== 0) this.counters.bindCount++;
+        if (bound.classification) this.notePortalRestore(bound.portal, bound.classification);
         return;
       }
       case D:
