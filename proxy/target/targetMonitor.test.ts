@@ -147,3 +147,39 @@ test('a first round that finds no writer gives a verdict; the writer found later
   expect(suspects).toEqual([]);
   expect(m.failoverCount).toBe(0);
 });
+
+test('readers: two servers out of recovery (split brain) are never readers; the old primary back as a standby joins the readers', async () => {
+  const servers: Servers = new Map([
+    ['10.0.0.1:5432', { inRecovery: false }],
+    ['10.0.0.2:5432', { inRecovery: true }],
+  ]);
+  let readers: string[] = [];
+  const m = new TargetMonitor(
+    [
+      { host: '10.0.0.1', port: 5432 },
+      { host: '10.0.0.2', port: 5432 },
+    ],
+    {
+      open: fakeOpen(servers),
+      clock: manualClock,
+      log: pino({ level: 'silent' }),
+      intervalMs: 1000,
+      onChange: () => undefined,
+      onReaders: (rs) => (readers = rs.filter((r) => r.usable).map((r) => r.key)),
+    },
+  );
+  await m.checkNow();
+  expect([m.currentWriter, readers]).toEqual(['10.0.0.1:5432', ['10.0.0.2:5432']]);
+  // The standby is promoted while the old primary still runs: two writers.
+  servers.set('10.0.0.2:5432', { inRecovery: false });
+  await m.checkNow();
+  expect(readers).toEqual([]);
+  // The old primary is gone, then comes back rebuilt as a standby of the new writer.
+  servers.delete('10.0.0.1:5432');
+  await m.checkNow();
+  await m.checkNow();
+  expect([m.currentWriter, readers]).toEqual(['10.0.0.2:5432', []]);
+  servers.set('10.0.0.1:5432', { inRecovery: true });
+  await m.checkNow();
+  expect([m.currentWriter, readers]).toEqual(['10.0.0.2:5432', ['10.0.0.1:5432']]);
+});
