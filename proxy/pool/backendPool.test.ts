@@ -1,45 +1,11 @@
 // The pool on its own: a fake clock and a fake open(), so order, budget, victim choice, lifetime
 // retirement and idle trimming are checked exactly, without a database or a single sleep.
-import { EventEmitter } from 'node:events';
-import type net from 'node:net';
 import { pino } from 'pino';
 import { BackendConnection, type BackendOwner } from '../backend/backendConnection.js';
 import { FakeClock } from '../runtime/clock.js';
 import { BackendPool, type PoolKey } from './backendPool.js';
 import { computeBudget } from './budget.js';
-
-class FakeSocket extends EventEmitter {
-  writable = true;
-  destroyed = false;
-  writes: Buffer[] = [];
-  write(b: Buffer): boolean {
-    this.writes.push(b);
-    return true;
-  }
-  setNoDelay(): this {
-    return this;
-  }
-  setKeepAlive(): this {
-    return this;
-  }
-  end(): this {
-    this.close();
-    return this;
-  }
-  destroySoon(): void {
-    this.close();
-  }
-  destroy(): this {
-    this.close();
-    return this;
-  }
-  private close(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.writable = false;
-    this.emit('close');
-  }
-}
+import { fakeBackend, type FakeSocket } from './fakeBackend.js';
 
 const APP: PoolKey = { user: 'app', database: 'db' };
 const OTHER: PoolKey = { user: 'other', database: 'db' };
@@ -58,8 +24,7 @@ function makePool(opts: { max?: number; idlePercent?: number; lifetimeMs?: numbe
           failNext = null;
           throw e;
         }
-        const socket = new FakeSocket();
-        const b = new BackendConnection(opened.length + 1, socket as unknown as net.Socket, endpoint, key.user, key.database, clock.now());
+        const { b, socket } = fakeBackend(opened.length + 1, key, endpoint, clock.now());
         opened.push({ key, b, socket });
         return b;
       },

@@ -92,10 +92,10 @@ export class ReaderPools {
   }
 
   /**
-   * The usable standbys' pools, the one with the most room first; among equals, a different one
-   * each time, so that even one client's transactions spread over the standbys.
+   * The usable standbys' pools with their room, the one with the most room first; among equals, a
+   * different one each time, so that even one client's transactions spread over the standbys.
    */
-  private usable(): BackendPool[] {
+  private ranked(): Array<{ pool: BackendPool; room: number }> {
     const pools: Array<{ pool: BackendPool; room: number; order: number }> = [];
     const n = this.readers.size;
     const turn = this.turn++;
@@ -107,13 +107,24 @@ export class ReaderPools {
       if (limit === undefined) continue;
       pools.push({ pool: r.pool, room: limit - r.pool.lentCount, order });
     }
-    return pools.sort((a, b) => b.room - a.room || a.order - b.order).map((p) => p.pool);
+    return pools.sort((a, b) => b.room - a.room || a.order - b.order);
+  }
+
+  private usable(): BackendPool[] {
+    return this.ranked().map((p) => p.pool);
   }
 
   private turn = 0;
 
+  /**
+   * An idle connection of a standby with the most room, or null: then `borrow`, which opens one
+   * there. An idle connection on a busier standby is not taken instead, or the standby whose pool
+   * grew first would keep most of the reads.
+   */
   tryBorrow(key: PoolKey, owner: BackendOwner | null = null): BackendConnection | null {
-    for (const pool of this.usable()) {
+    const ranked = this.ranked();
+    for (const { pool, room } of ranked) {
+      if (room < ranked[0]!.room) break;
       const b = pool.tryBorrow(key, owner);
       if (b) {
         this.lender.set(b, pool);
