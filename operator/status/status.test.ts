@@ -8,14 +8,11 @@ import {
   computeStatus,
   podTrouble,
   formatTime,
-  isUrgentChange,
-  shouldWrite,
-  statusChanged,
-  writeDelayMs,
   writerCheckPending,
   type PodStats,
   type StatusInput,
 } from './status.js';
+import { isUrgentChange, shouldWrite, statusChanged, writeDelayMs } from './writePolicy.js';
 
 const T0 = new Date('2025-01-01T10:00:00.000Z');
 const T1 = new Date('2025-01-01T10:00:30.000Z');
