@@ -54,16 +54,25 @@ const userSchema = z
     /** File holding an RDS-style JSON secret: {"username": ..., "password": ...}. Re-read when it changes. */
     secretFile: z.string().min(1).optional(),
     /**
+     * How clients log in as this user. password (default): the password (clientAuth.method), or
+     * a token where iamAuth allows it. cert: as PostgreSQL's pg_hba method cert, a client
+     * certificate over TLS, verified against tls.clientCaFile, whose subject CN is the user name;
+     * no password is asked (needs tls.clientCaFile).
+     */
+    clientAuth: z.enum(['password', 'cert']).default('password'),
+    /**
      * How the proxy authenticates to the database as this user. Default {method: password}: the
      * password from passwordFile/secretFile. {method: iam, region}: an RDS IAM token from
      * @aws-sdk/rds-signer for every new backend connection (credentials from the AWS SDK's
      * default chain, e.g. IRSA), which needs backendTls.mode other than disable; a password file
-     * is then optional and serves client logins only.
+     * is then optional and serves client logins only. {method: cert, certFile, keyFile}: the
+     * proxy presents this client certificate to the database (pg_hba method cert, or clientcert
+     * with a password method) and sends no password; needs backendTls.mode other than disable.
      */
     backendAuth: z
       .object({
-        /** password (default) or iam. */
-        method: z.enum(['password', 'iam']).default('password'),
+        /** password (default), iam or cert. */
+        method: z.enum(['password', 'iam', 'cert']).default('password'),
         /** AWS region of the database, e.g. us-east-1. Required for iam; no default. */
         region: z.string().min(1).optional(),
         /** Host name the token is signed for, when the target is an address or alias of the RDS endpoint. Default: the target's host. */
@@ -74,17 +83,28 @@ const userSchema = z
          * Secret. Re-read when it changes. Default: unset, the client-facing password is used.
          */
         passwordFile: z.string().min(1).optional(),
+        /**
+         * method cert only: PEM client certificate (chain) the proxy presents to the database,
+         * e.g. tls.crt of a cert-manager Secret whose CN is the user name. Re-read when it changes.
+         */
+        certFile: z.string().min(1).optional(),
+        /** method cert only: its unencrypted PEM private key, e.g. tls.key. */
+        keyFile: z.string().min(1).optional(),
       })
       .strict()
       .refine((a) => a.method === 'password' || a.passwordFile === undefined, { message: 'passwordFile is for method password only', path: ['passwordFile'] })
+      .refine((a) => a.method !== 'cert' || (a.certFile !== undefined && a.keyFile !== undefined), { message: 'method cert needs certFile and keyFile', path: ['method'] })
+      .refine((a) => a.method === 'cert' || (a.certFile === undefined && a.keyFile === undefined), { message: 'certFile and keyFile are for method cert only', path: ['certFile'] })
       .prefault({}),
   })
   .strict()
   .refine((u) => !(u.passwordFile !== undefined && u.secretFile !== undefined), {
     message: 'exactly one of passwordFile or secretFile may be set, not both',
   })
-  .refine((u) => u.backendAuth.method === 'iam' || u.passwordFile !== undefined || u.secretFile !== undefined, {
-    message: 'exactly one of passwordFile or secretFile must be set (unless backendAuth.method is iam)',
+  // A password is needed for the database (unless it gets a token or a certificate) or for client
+  // logins (unless they use certificates).
+  .refine((u) => u.backendAuth.method === 'iam' || (u.backendAuth.method === 'cert' && u.clientAuth === 'cert') || u.passwordFile !== undefined || u.secretFile !== undefined, {
+    message: 'exactly one of passwordFile or secretFile must be set (unless backendAuth.method is iam, or clientAuth is cert with backendAuth.method cert)',
   })
   .refine((u) => u.backendAuth.method !== 'iam' || u.backendAuth.region !== undefined, {
     message: 'backendAuth.region is required when backendAuth.method is iam',
@@ -109,8 +129,16 @@ const tlsSchema = z
     reloadInterval: duration('5s'),
     /** Lowest TLS version clients may use. Default TLSv1.2. */
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    /**
+     * PEM CA bundle for client certificates, as PostgreSQL's ssl_ca_file: clients are asked for a
+     * certificate in the handshake (it stays optional), one they present must chain to this
+     * bundle or the connection is refused (FATAL 28000), and users with clientAuth cert log in
+     * with it. Default: unset, no certificate is asked for. Needs certFile. Re-read when it changes.
+     */
+    clientCaFile: z.string().min(1).optional(),
   })
   .strict()
+  .refine((t) => t.clientCaFile === undefined || t.certFile !== undefined, { message: 'clientCaFile needs certFile and keyFile (client certificates come over TLS)', path: ['clientCaFile'] })
   .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'certFile and keyFile go together' })
   .refine((t) => !t.requireTLS || t.certFile !== undefined, { message: 'requireTLS needs certFile and keyFile', path: ['requireTLS'] });
 
@@ -390,8 +418,11 @@ const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['healthCheck', 'user'], message: `unknown user ${c.healthCheck.user} (not in users)` });
     }
     c.users.forEach((u, i) => {
-      if (u.backendAuth.method === 'iam' && c.backendTls.mode === 'disable') {
-        ctx.addIssue({ code: 'custom', path: ['users', i, 'backendAuth'], message: 'backendAuth iam needs TLS to the database: set backendTls.mode (require, verify-ca or verify-full)' });
+      if (u.backendAuth.method !== 'password' && c.backendTls.mode === 'disable') {
+        ctx.addIssue({ code: 'custom', path: ['users', i, 'backendAuth'], message: `backendAuth ${u.backendAuth.method} needs TLS to the database: set backendTls.mode (require, verify-ca or verify-full)` });
+      }
+      if (u.clientAuth === 'cert' && c.tls.clientCaFile === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['users', i, 'clientAuth'], message: 'clientAuth cert needs tls.clientCaFile (the CA client certificates are checked against)' });
       }
     });
     if (c.iamAuth !== 'DISABLED') {
