@@ -101,11 +101,6 @@ const userSchema = z
   .refine((u) => !(u.passwordFile !== undefined && u.secretFile !== undefined), {
     message: 'exactly one of passwordFile or secretFile may be set, not both',
   })
-  // A password is needed for the database (unless it gets a token or a certificate) or for client
-  // logins (unless they use certificates).
-  .refine((u) => u.backendAuth.method === 'iam' || (u.backendAuth.method === 'cert' && u.clientAuth === 'cert') || u.passwordFile !== undefined || u.secretFile !== undefined, {
-    message: 'exactly one of passwordFile or secretFile must be set (unless backendAuth.method is iam, or clientAuth is cert with backendAuth.method cert)',
-  })
   .refine((u) => u.backendAuth.method !== 'iam' || u.backendAuth.region !== undefined, {
     message: 'backendAuth.region is required when backendAuth.method is iam',
     path: ['backendAuth', 'region'],
@@ -418,6 +413,16 @@ const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['healthCheck', 'user'], message: `unknown user ${c.healthCheck.user} (not in users)` });
     }
     c.users.forEach((u, i) => {
+      // A password is needed unless the database gets a token (iam: clients may still use one
+      // where iamAuth allows), or a certificate while clients use certificates or tokens only.
+      const noPassword = u.backendAuth.method === 'iam' || (u.backendAuth.method === 'cert' && (u.clientAuth === 'cert' || c.iamAuth === 'REQUIRED'));
+      if (!noPassword && u.passwordFile === undefined && u.secretFile === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['users', i],
+          message: 'exactly one of passwordFile or secretFile must be set (unless backendAuth.method is iam, or cert with clientAuth cert or iamAuth REQUIRED)',
+        });
+      }
       if (u.backendAuth.method !== 'password' && c.backendTls.mode === 'disable') {
         ctx.addIssue({ code: 'custom', path: ['users', i, 'backendAuth'], message: `backendAuth ${u.backendAuth.method} needs TLS to the database: set backendTls.mode (require, verify-ca or verify-full)` });
       }
