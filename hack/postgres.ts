@@ -9,8 +9,8 @@ import { join } from 'node:path';
 export interface PgUser {
   name: string;
   password: string;
-  /** How the server authenticates this user over TCP. */
-  auth?: 'scram-sha-256' | 'md5';
+  /** How the server authenticates this user over TCP; cert: a client certificate over TLS only (hostssl). */
+  auth?: 'scram-sha-256' | 'md5' | 'cert';
   superuser?: boolean;
 }
 
@@ -119,7 +119,7 @@ export function startPostgres(opts: PgClusterOptions): PgCluster {
     'local all all trust',
     'local replication all trust',
     'host replication all 127.0.0.1/32 trust',
-    ...opts.users.map((u) => `host all ${quoteIdent(u.name)} 127.0.0.1/32 ${u.auth ?? 'scram-sha-256'}`),
+    ...opts.users.map((u) => `${u.auth === 'cert' ? 'hostssl' : 'host'} all ${quoteIdent(u.name)} 127.0.0.1/32 ${u.auth ?? 'scram-sha-256'}`),
     'host all all 127.0.0.1/32 reject',
   ];
   writeFileSync(join(dataDir, 'pg_hba.conf'), hba.join('\n') + '\n');

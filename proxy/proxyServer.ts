@@ -37,6 +37,7 @@ import { createLogger } from './runtime/logger.js';
 import { type BackendConnection, type BackendEndpoint, openBackend, sendCancel, ServerError } from './backend/backendConnection.js';
 import { type BackendTlsSettings, backendTlsSettings } from './tls/backendTls.js';
 import { ServerTls } from './tls/serverTls.js';
+import { BackendCertificates } from './tls/backendCertificates.js';
 import { KnownStatements } from './session/preparedStatements.js';
 import { TargetMonitor } from './target/targetMonitor.js';
 
@@ -83,6 +84,8 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
   credentials: CredentialStore;
   /** Passwords for backend logins (backendCredentialStore). */
   private backendCredentials: CredentialStore;
+  /** Client certificates for backend logins (users with backendAuth method cert). */
+  private backendCertificates: BackendCertificates;
   readonly pool: BackendPool;
   readonly metrics: ProxyMetrics;
   readonly log: Logger;
@@ -139,12 +142,14 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
     this.log = opts.log ?? createLogger(this.config.logLevel);
     this.credentials = credentialStore(this.config);
     this.backendCredentials = backendCredentialStore(this.config);
+    this.backendCertificates = this.loadBackendCertificates(this.config);
     this.backendAuthFailures = new BackendAuthFailures(this.log);
     const tlsConf = this.config.tls;
     if (tlsConf.certFile && tlsConf.keyFile) {
       this.serverTls = new ServerTls({
         certFile: tlsConf.certFile,
         keyFile: tlsConf.keyFile,
+        ...(tlsConf.clientCaFile !== undefined ? { clientCaFile: tlsConf.clientCaFile } : {}),
         minVersion: tlsConf.minVersion,
         recheckMs: tlsConf.reloadInterval,
         onError: (e) => this.log.error({ err: e.message }, 'client TLS certificate reload failed'),
@@ -405,19 +410,31 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
     );
   }
 
+  private loadBackendCertificates(config: ProxyConfig): BackendCertificates {
+    return new BackendCertificates(config.users, {
+      recheckMs: config.tls.reloadInterval,
+      onError: (user, e) => this.log.error({ user, err: e.message }, 'backend client certificate reload failed; the previous one stays in use'),
+    });
+  }
+
   private async openBackend(key: PoolKey, endpoint: BackendEndpoint, initQuery: string, applicationName: string): Promise<BackendConnection> {
     const auth = this.config.users.find((u) => u.name === key.user)?.backendAuth;
     const iam = auth?.method === 'iam' ? auth : undefined;
+    const certificate = auth?.method === 'cert' ? this.backendCertificates.get(key.user) : undefined;
     const password = iam
       ? () => this.rdsTokens.token({ hostname: iam.signingHost ?? endpoint.host, port: endpoint.port, username: key.user, region: iam.region! })
-      : () => this.backendCredentials.password(key.user);
+      : certificate
+        ? (): never => {
+            throw new Error(`the database asked for a password for user "${key.user}", whose backendAuth is cert: the proxy has none to send (the server's pg_hba.conf should use cert for this user)`);
+          }
+        : () => this.backendCredentials.password(key.user);
     try {
       const b = await openBackend({
         endpoint,
         user: key.user,
         database: key.database,
         password,
-        tls: this.backendTls,
+        tls: certificate && this.backendTls ? { ...this.backendTls, clientCertificate: certificate } : this.backendTls,
         connectTimeoutMs: this.config.pool.connectTimeout,
         applicationName,
         initQuery,
@@ -428,7 +445,7 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
       return b;
     } catch (e) {
       if (e instanceof ServerError && e.code.startsWith('28')) {
-        this.backendAuthFailures.record(key.user, key.database, e.code, e.message, iam ? 'iam' : 'password');
+        this.backendAuthFailures.record(key.user, key.database, e.code, e.message, auth?.method ?? 'password');
       }
       throw e;
     }
@@ -617,6 +634,8 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
   async reload(): Promise<string> {
     if (!this.opts.configPath) return 'no config file to reload';
     const next = parseConfigYaml(await readFile(this.opts.configPath, 'utf8'), { onDeprecated: (m) => this.log.warn({ configPath: this.opts.configPath }, m) });
+    // Before anything changes: an unusable certificate fails the reload, the running config stays.
+    const backendCertificates = this.loadBackendCertificates(next);
     const notes: string[] = [];
     for (const field of ['listen', 'adminListen', 'replicaId'] as const) {
       if (JSON.stringify(next[field]) !== JSON.stringify(this.config[field])) notes.push(`${field} changes need a restart`);
@@ -640,6 +659,7 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
     };
     this.credentials = credentialStore(this.config);
     this.backendCredentials = backendCredentialStore(this.config);
+    this.backendCertificates = backendCertificates;
     this.log.level = this.config.logLevel;
     this.pool.updateSettings(poolSettings(this.config));
     this.applyLimits();

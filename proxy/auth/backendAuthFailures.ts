@@ -1,6 +1,7 @@
 // Backend logins the database refused: a rotated password that does not match the server yet, an
-// IAM token the server rejects. Counted and remembered for /stats, and logged once per change of
-// reason (not once per attempt), so a persistent mismatch is visible without flooding the logs.
+// IAM token or a client certificate the server rejects. Counted and remembered for /stats, and
+// logged once per change of reason (not once per attempt), so a persistent mismatch is visible
+// without flooding the logs.
 import type { Logger } from 'pino';
 
 export interface BackendAuthFailure {
@@ -23,7 +24,7 @@ export class BackendAuthFailures {
     private readonly relogMs = 60_000,
   ) {}
 
-  record(user: string, database: string, code: string, message: string, method: 'password' | 'iam'): void {
+  record(user: string, database: string, code: string, message: string, method: 'password' | 'iam' | 'cert'): void {
     this.total++;
     const now = this.now();
     this.last = { at: new Date(now).toISOString(), user, database, code, message };
@@ -34,7 +35,9 @@ export class BackendAuthFailures {
         { user, database, code, err: message, method, total: this.total },
         method === 'iam'
           ? 'the database refused the RDS IAM token; check the IAM policy (rds-db:connect) and that the database user has the rds_iam role'
-          : 'the database refused the configured password; the Secret may have been rotated on one side only',
+          : method === 'cert'
+            ? "the database refused the proxy's client certificate; check that its CN is the user name and that it chains to the server's ssl_ca_file"
+            : 'the database refused the configured password; the Secret may have been rotated on one side only',
       );
     }
   }

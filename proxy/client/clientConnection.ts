@@ -1,7 +1,8 @@
 // A client connection's first act: the startup packet (SSL/GSS requests, cancel requests,
 // protocol version), the TLS upgrade when configured, then authentication — SCRAM-SHA-256 (and
-// SCRAM-SHA-256-PLUS over TLS) or md5 against the user's configured password, or a token (STS or ServiceAccount) sent as a cleartext
-// password over TLS — then the hand-over to a pooled session (greeting.ts) or to the admin console.
+// SCRAM-SHA-256-PLUS over TLS) or md5 against the user's configured password, a token (STS or
+// ServiceAccount) sent as a cleartext password over TLS, or a client certificate (clientAuth
+// cert) — then the hand-over to a pooled session (greeting.ts) or to the admin console.
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
@@ -119,18 +120,26 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: LoginCo
           // Bytes sent before the handshake would be trusted as if encrypted (CVE-2021-23214).
           const early = reader.detach();
           if (early.length > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
-          let secure: tls.TLSSocket;
+          let handshake: Promise<tls.TLSSocket>;
           try {
-            secure = security.tls.accept(rawSocket);
+            handshake = security.tls.accept(rawSocket);
           } catch (e) {
             ctx.log.error({ err: (e as Error).message }, 'TLS certificate unusable; answering SSLRequest with N');
             reader = new SocketReader(rawSocket);
             socket.write('N');
             break;
           }
-          secure.on('error', (err) => {
+          let secure: tls.TLSSocket;
+          try {
+            secure = await handshake;
+          } catch (e) {
             ctx.metrics.clientRejections.inc({ reason: 'tls_handshake' });
-            ctx.log.info({ remote: rawSocket.remoteAddress, err: err.message }, 'client TLS handshake failed');
+            ctx.log.info({ remote: rawSocket.remoteAddress, err: (e as Error).message }, 'client TLS handshake failed');
+            rawSocket.destroy();
+            return;
+          }
+          secure.on('error', () => {
+            /* reported through 'close', like the plaintext socket's */
           });
           socket = secure;
           encrypted = true;
@@ -176,6 +185,13 @@ export async function handleClientConnection(rawSocket: net.Socket, ctx: LoginCo
     if (ctx.config.tls.requireTLS && !encrypted) {
       ctx.log.info({ user, database, remote: socket.remoteAddress }, 'plaintext client refused (tls.requireTLS)');
       fatal(SQLSTATE.invalidAuthorizationSpecification, `dbproxy requires TLS: connection for user "${user}", database "${database}" refused because SSL is off (use sslmode=require)`, 'tls_required');
+      return;
+    }
+    const untrusted = encrypted ? untrustedCertificate(socket as tls.TLSSocket) : undefined;
+    if (untrusted !== undefined) {
+      // PostgreSQL with ssl_ca_file fails the handshake on such a certificate, whoever the user.
+      ctx.log.info({ user, database, remote: socket.remoteAddress, err: untrusted }, 'client certificate refused: it does not chain to tls.clientCaFile');
+      fatal(SQLSTATE.invalidAuthorizationSpecification, `client certificate verify failed: ${untrusted}`, 'certificate_untrusted');
       return;
     }
     if (ctx.shuttingDown) {
@@ -239,6 +255,10 @@ async function authenticate(
   user: string,
   opts: { encrypted: boolean; tokens: ClientTokenAuth | undefined },
 ): Promise<void> {
+  if (ctx.config.users.find((u) => u.name === user)?.clientAuth === 'cert') {
+    authenticateWithCertificate(socket, ctx, user, opts.encrypted);
+    return;
+  }
   const iamAuth = ctx.config.iamAuth;
   const tokens = iamAuth === 'DISABLED' ? undefined : opts.tokens;
   if (tokens && (iamAuth === 'REQUIRED' || tokens.mapsUser(user))) {
@@ -341,5 +361,36 @@ async function authenticateWithToken(socket: net.Socket, reader: SocketReader, c
   const digest = (v: string): Buffer => createHash('sha256').update(v, 'utf8').digest();
   if (expected === undefined || !timingSafeEqual(digest(expected), digest(secret))) {
     throw new AuthFailure(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`, ctx.credentials.has(user) ? 'wrong_password' : 'unknown_user');
+  }
+}
+
+/** Why a certificate the client presented was not accepted, or undefined (none presented, or trusted). */
+function untrustedCertificate(socket: tls.TLSSocket): string | undefined {
+  if (socket.authorized) return undefined;
+  const peer = socket.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return undefined;
+  const err = socket.authorizationError as unknown;
+  return err instanceof Error ? err.message : String(err ?? 'not trusted');
+}
+
+/**
+ * PostgreSQL's cert method: a client certificate, already chained to tls.clientCaFile in the
+ * handshake, whose subject CN is the user name. Same SQLSTATE and messages as PostgreSQL.
+ */
+function authenticateWithCertificate(socket: net.Socket, ctx: LoginContext, user: string, encrypted: boolean): void {
+  const secure = encrypted ? (socket as tls.TLSSocket) : undefined;
+  const peer = secure?.authorized ? secure.getPeerCertificate() : undefined;
+  if (!peer || Object.keys(peer).length === 0) {
+    throw new AuthFailure(SQLSTATE.invalidAuthorizationSpecification, 'connection requires a valid client certificate', encrypted ? 'certificate_missing' : 'certificate_without_tls');
+  }
+  const cn: unknown = peer.subject?.CN;
+  const name = Array.isArray(cn) ? (cn[0] as unknown) : cn;
+  if (typeof name !== 'string' || name === '') {
+    throw new AuthFailure(SQLSTATE.invalidAuthorizationSpecification, `certificate authentication failed for user "${user}": client certificate contains no user name`, 'certificate_no_name');
+  }
+  if (name !== user) {
+    // As PostgreSQL: the names go to the log, the client learns only that it failed.
+    ctx.log.info({ user, certificateName: name }, `provided user name (${user}) and authenticated user name (${name}) do not match`);
+    throw new AuthFailure(SQLSTATE.invalidAuthorizationSpecification, `certificate authentication failed for user "${user}"`, 'certificate_wrong_user');
   }
 }

@@ -130,3 +130,35 @@ describe('awsIdentityCheck', () => {
     ]);
   });
 });
+
+describe('certificate logins', () => {
+  const clientTls = { certFile: '/t/tls.crt', keyFile: '/t/tls.key', clientCaFile: '/t/ca.crt' };
+  const backendCert = { method: 'cert', certFile: '/c/tls.crt', keyFile: '/c/tls.key' };
+  const backendTls = { mode: 'verify-full' };
+
+  test('a certificate user on both sides needs no password file', () => {
+    const c = parseConfig({ ...minimal, tls: clientTls, backendTls, users: [{ name: 'app', clientAuth: 'cert', backendAuth: backendCert }] });
+    expect(c.users[0]).toMatchObject({ clientAuth: 'cert', backendAuth: backendCert });
+    expect(c.tls.clientCaFile).toBe('/t/ca.crt');
+    expect(parseConfig(minimal).users[0]!.clientAuth).toBe('password');
+  });
+
+  test('a password client with a certificate to the database needs a password file, unless clients use tokens only', () => {
+    const users = [{ name: 'app', backendAuth: backendCert }];
+    expect(problems({ ...minimal, tls: clientTls, backendTls, users })).toEqual([expect.stringMatching(/^users\[0\]: exactly one of passwordFile or secretFile/)]);
+    const tokensOnly = { iamAuth: 'REQUIRED', iam: { proxyId: 'ns/p' } };
+    expect(problems({ ...minimal, tls: clientTls, backendTls, users, ...tokensOnly })).toEqual([]);
+  });
+
+  test.each([
+    [{ users: [{ name: 'app', clientAuth: 'cert', passwordFile: '/p' }] }, 'users[0].clientAuth', 'needs tls.clientCaFile'],
+    [{ tls: { clientCaFile: '/t/ca.crt' } }, 'tls.clientCaFile', 'needs certFile'],
+    [{ backendTls, users: [{ name: 'app', passwordFile: '/p', backendAuth: { method: 'cert', certFile: '/c' } }] }, 'users[0].backendAuth.method', 'needs certFile and keyFile'],
+    [{ backendTls, users: [{ name: 'app', passwordFile: '/p', backendAuth: { method: 'password', certFile: '/c', keyFile: '/k' } }] }, 'users[0].backendAuth.certFile', 'for method cert only'],
+    [{ users: [{ name: 'app', passwordFile: '/p', backendAuth: backendCert }] }, 'users[0].backendAuth', 'needs TLS to the database'],
+    [{ users: [{ name: 'app', passwordFile: '/p', clientAuth: 'certificate' }] }, 'users[0].clientAuth', ''],
+  ])('refused, naming the field: %j', (over, field, words) => {
+    const p = problems({ ...minimal, ...over });
+    expect(p).toContainEqual(expect.stringMatching(new RegExp(`^${field.replace(/[[\].]/g, '\\$&')}: .*${words}`)));
+  });
+});

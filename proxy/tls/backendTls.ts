@@ -5,6 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { BackendTlsConfig } from '../contract/config.js';
+import type { ClientCertificate } from './backendCertificates.js';
 import { WatchedFiles } from './watchedFiles.js';
 
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
@@ -17,6 +18,8 @@ export interface BackendTlsSettings {
   ca: () => Buffer | undefined;
   /** Checked against the certificate instead of the endpoint host. */
   serverName?: string;
+  /** The client certificate presented to the server (backendAuth method cert). Default: none. */
+  clientCertificate?: () => ClientCertificate;
 }
 
 export class BackendTlsError extends Error {
@@ -71,7 +74,9 @@ export function negotiateBackendTls(socket: net.Socket, host: string, settings: 
       if (chunk.length > 1) return finish(new BackendTlsError(`server ${host} sent unencrypted data after accepting TLS`));
       const name = settings.serverName ?? host;
       const verify = settings.mode !== 'require';
+      const own = settings.clientCertificate?.();
       const secure = tls.connect({
+        ...(own ? { cert: own.cert, key: own.key } : {}),
         socket,
         servername: net.isIP(name) ? undefined : name,
         ca: verify ? settings.ca() : undefined,

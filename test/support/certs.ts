@@ -33,16 +33,17 @@ export function makeCa(name = 'dbproxy test CA', dir = mkdtempSync(join(tmpdir()
 
 /**
  * A leaf certificate signed by `ca`, valid for the given DNS names and IP addresses, written as
- * `<name>.crt` and `<name>.key` in `dir` (default: the CA's directory).
+ * `<name>.crt` and `<name>.key` in `dir` (default: the CA's directory). usage client: a client
+ * certificate (extendedKeyUsage clientAuth), whose CN is the user name it logs in as.
  */
-export function makeLeaf(ca: TestCa, name: string, opts: { dns?: string[]; ips?: string[]; cn?: string; dir?: string } = {}): LeafCert {
+export function makeLeaf(ca: TestCa, name: string, opts: { dns?: string[]; ips?: string[]; cn?: string; dir?: string; usage?: 'server' | 'client' } = {}): LeafCert {
   const dir = opts.dir ?? ca.dir;
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
   const sans = [...(opts.dns ?? []).map((d) => `DNS:${d}`), ...(opts.ips ?? []).map((i) => `IP:${i}`)];
-  writeFileSync(ext, `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`);
+  writeFileSync(ext, `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=${opts.usage === 'client' ? 'clientAuth' : 'serverAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`);
   openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${opts.cn ?? name}`], dir);
   openssl(['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-out', certFile, '-days', '2', '-extfile', ext], dir);
   chmodSync(keyFile, 0o600);
