@@ -15,6 +15,7 @@ import { chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync,
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { ProxyConfigInput } from '../../proxy/contract/config.js';
 import { type PgCluster, startPostgres } from '../postgres.js';
 import { repoRoot } from '../repoRoot.js';
 import { failureDigest, GoTestJson, skipReason, type TestResult } from './goTestJson.js';
@@ -79,6 +80,24 @@ async function freePort(): Promise<number> {
 const PASSWORD = 'secret';
 /** The users pgx's testsetup/postgresql_setup.sql creates and its pg_hba.conf admits over TCP. */
 const PGX_USERS = ['pgx_md5', 'pgx_scram', 'pgx_pw', 'pgx_ssl', 'pgx_sslcert'];
+/** The one that logs in with a client certificate (pg_hba.conf method cert). */
+const CERT_USER = 'pgx_sslcert';
+
+/**
+ * A client certificate for `user` signed by pgx's test CA, for dbproxy's own login to PostgreSQL
+ * (pgx's pgx_sslcert.key is the client's, encrypted, with a PEM label only pgx reads).
+ */
+function proxyClientCertificate(a: Args, dir: string, user: string): { certFile: string; keyFile: string } {
+  const keyFile = join(dir, `${user}.key`);
+  const certFile = join(dir, `${user}.crt`);
+  const csr = join(dir, `${user}.csr`);
+  const ext = join(dir, `${user}.ext`);
+  writeFileSync(ext, 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n');
+  const openssl = (args: string[]): void => void execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${user}`]);
+  openssl(['x509', '-req', '-in', csr, '-CA', join(a.certs, 'ca.pem'), '-CAkey', join(a.certs, 'ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-out', certFile, '-days', '2', '-extfile', ext]);
+  return { certFile, keyFile };
+}
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
@@ -173,7 +192,9 @@ interface Proxy {
  * dbproxy as it runs in a pod: `node dist/proxy/cli/dbproxy.js proxy --config FILE`. Pool of 20
  * (max_connections 100 × 21 % less the health-check connection), TLS to clients with the test
  * CA's localhost certificate, verify-full TLS to PostgreSQL (so pgx_ssl's hostssl rule admits
- * the proxy's backends and pg_stat_ssl shows TLS for them), every pgx_* user with its password.
+ * the proxy's backends and pg_stat_ssl shows TLS for them), every pgx_* user with its password
+ * but pgx_sslcert, which logs in with a client certificate on both hops (tls.clientCaFile;
+ * backendAuth cert with a certificate of dbproxy's own from pgx's CA).
  */
 async function startProxy(a: Args, db: Database): Promise<Proxy> {
   const root = repoRoot();
@@ -182,18 +203,22 @@ async function startProxy(a: Args, db: Database): Promise<Proxy> {
   const dir = mkdtempSync(join(tmpdir(), 'dbproxy-conformance-proxy-'));
   const port = await freePort();
   const adminPort = await freePort();
-  const users = PGX_USERS.map((name) => {
+  const users: ProxyConfigInput['users'] = PGX_USERS.filter((name) => name !== CERT_USER).map((name) => {
     const passwordFile = join(dir, `${name}.password`);
     writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
     return { name, passwordFile };
   });
+  // pgx_sslcert logs in to dbproxy with pgx's client certificate and dbproxy to PostgreSQL with
+  // one of its own for the same user, from the same CA (pg_hba.conf: cert on both hops).
+  const own = proxyClientCertificate(a, dir, CERT_USER);
+  users.push({ name: CERT_USER, clientAuth: 'cert', backendAuth: { method: 'cert', certFile: own.certFile, keyFile: own.keyFile } });
   const config = {
     listen: `127.0.0.1:${port}`,
     adminListen: `127.0.0.1:${adminPort}`,
     targets: [`127.0.0.1:${db.cluster.port}`],
     users,
     pool: { maxConnectionsPercent: 21 },
-    tls: { certFile: join(a.certs, 'localhost.crt'), keyFile: join(a.certs, 'localhost.key') },
+    tls: { certFile: join(a.certs, 'localhost.crt'), keyFile: join(a.certs, 'localhost.key'), clientCaFile: join(a.certs, 'ca.pem') },
     backendTls: { mode: 'verify-full', caFile: join(a.certs, 'ca.pem'), serverName: 'localhost' },
     healthCheck: { interval: '1s', user: 'pgx_md5', database: 'postgres' },
     shutdownGracePeriod: '3s',
