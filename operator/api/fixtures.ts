@@ -26,8 +26,15 @@ export const allFeatures: Partial<DatabaseProxySpecInput> = {
   users: [
     { name: 'app', passwordSecretRef: { name: 'orders-app' } },
     { name: 'report', passwordSecretRef: { name: 'orders-report', key: 'pw' } },
+    // No password at all: a client certificate in, a certificate of its own to the database.
+    { name: 'batch', clientAuth: 'cert', backendCertificate: { secretName: 'orders-batch-cert' } },
   ],
-  tls: { secretName: 'orders-tls', requireTLS: true, backend: { mode: 'verify-full', caSecretRef: { name: 'rds-ca', key: 'global-bundle.pem' } } },
+  tls: {
+    secretName: 'orders-tls',
+    requireTLS: true,
+    clientCaSecretRef: { name: 'client-ca', key: 'bundle.pem' },
+    backend: { mode: 'verify-full', caSecretRef: { name: 'rds-ca', key: 'global-bundle.pem' } },
+  },
   backendAuth: { password: { secretName: 'db-passwords' } },
   serviceAccountName: 'orders-proxy',
   clientAuth: {

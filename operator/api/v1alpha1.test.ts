@@ -35,6 +35,10 @@ describe('DatabaseProxy v1alpha1 schema', () => {
     expect([dbp.spec.adminUsers, dbp.spec.statsUsers]).toEqual([undefined, undefined]);
     expect(dbp.spec.service).toEqual({ type: 'ClusterIP', port: 5432 });
     expect(dbp.spec.tls).toBeUndefined();
+    // Users log in with passwords unless they say otherwise; the client CA key defaults like the backend CA's.
+    expect(dbp.spec.users[0]!.clientAuth).toBe('password');
+    expect(dbp.spec.users[0]!.backendCertificate).toBeUndefined();
+    expect(exampleProxy({ tls: { secretName: 't', clientCaSecretRef: { name: 'client-ca' } } }).spec.tls?.clientCaSecretRef).toEqual({ name: 'client-ca', key: 'ca.crt' });
     // Token login settings are defaulted only where the user wrote the section.
     const sa = exampleProxy({ clientAuth: { serviceAccounts: { mappings: [{ namespace: 'shop', serviceAccount: 'api', user: 'app' }] } } });
     expect(sa.spec.clientAuth.serviceAccounts?.audience).toBe('dbproxy');
@@ -90,6 +94,23 @@ describe('DatabaseProxy v1alpha1 schema', () => {
     ['a bad TLS version', { ...minimalSpec, tls: { secretName: 't', minVersion: 'TLSv1.1' } }, ['tls.minVersion: must be one of "TLSv1.2", "TLSv1.3"']],
     ['a bad log level', { ...minimalSpec, logLevel: 'verbose' }, ['logLevel: must be one of "fatal", "error", "warn", "info", "debug", "trace"']],
     ['env from a source', { ...minimalSpec, pod: { env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }], nodeSelector: { a: 'b' }, imagePullSecrets: [{ name: 'reg' }] } }, []],
+    [
+      'certificate logins: a client CA, cert users, a certificate for the database',
+      {
+        ...minimalSpec,
+        users: [{ name: 'app', clientAuth: 'cert', backendCertificate: { secretName: 'app-db-cert' } }, { name: 'report', clientAuth: 'password', passwordSecretRef: { name: 'r' } }],
+        tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca', key: 'bundle.pem' }, backend: { mode: 'require' } },
+      },
+      [],
+    ],
+    ['an unknown users[].clientAuth', { ...minimalSpec, users: [{ name: 'app', passwordSecretRef: { name: 'a' }, clientAuth: 'scram-sha-256' }] }, ['users[0].clientAuth: must be one of "password", "cert"']],
+    ['backendCertificate without its Secret', { ...minimalSpec, users: [{ name: 'app', passwordSecretRef: { name: 'a' }, backendCertificate: {} }] }, ['users[0].backendCertificate.secretName: required']],
+    [
+      'backendCertificate naming no valid Secret',
+      { ...minimalSpec, users: [{ name: 'app', passwordSecretRef: { name: 'a' }, backendCertificate: { secretName: 'Not_A_Name' } }] },
+      [expect.stringMatching(/^users\[0\]\.backendCertificate\.secretName: does not match/) as unknown as string],
+    ],
+    ['clientCaSecretRef without its name', { ...minimalSpec, tls: { secretName: 't', clientCaSecretRef: { key: 'ca.crt' } } }, ['tls.clientCaSecretRef.name: required']],
     ['pod overrides kept as is', { ...minimalSpec, pod: { affinity: { podAntiAffinity: { anything: [1] } }, tolerations: [{ key: 'k', operator: 'Exists' }] } }, []],
   ])('%s', (_name, input, problems) => {
     expect(check(input)).toEqual(problems);
@@ -104,7 +125,9 @@ describe('DatabaseProxy v1alpha1 schema', () => {
       '!has(self.clientAuth.serviceAccounts) || has(self.serviceAccountName)',
       '!has(self.clientAuth.awsIam) || self.clientAuth.awsIam.mappings.all(m, self.users.exists(u, u.name == m.user))',
       '!has(self.clientAuth.serviceAccounts) || self.clientAuth.serviceAccounts.mappings.all(m, self.users.exists(u, u.name == m.user))',
-      "self.users.all(u, has(u.passwordSecretRef)) || (self.clientAuth.iamAuth == 'REQUIRED' && has(self.backendAuth.iam))",
+      "self.users.all(u, has(u.passwordSecretRef) || ((has(self.backendAuth.iam) || has(u.backendCertificate)) && ((has(u.clientAuth) && u.clientAuth == 'cert') || self.clientAuth.iamAuth == 'REQUIRED')))",
+      "!self.users.exists(u, has(u.clientAuth) && u.clientAuth == 'cert') || (has(self.tls) && has(self.tls.clientCaSecretRef))",
+      "!self.users.exists(u, has(u.backendCertificate)) || (has(self.tls) && has(self.tls.backend) && self.tls.backend.mode != 'disable')",
       "!has(self.shutdownGracePeriod) || duration(self.shutdownGracePeriod) <= duration('300s')",
       '!has(self.adminUsers) || self.adminUsers.all(n, self.users.exists(u, u.name == n))',
       '!has(self.statsUsers) || self.statsUsers.all(n, self.users.exists(u, u.name == n))',
@@ -123,6 +146,6 @@ describe('DatabaseProxy v1alpha1 schema', () => {
       '!has(self.maxIdleConnectionsPercent) || self.maxIdleConnectionsPercent <= self.maxConnectionsPercent',
       "!has(self.connectTimeout) || duration(self.connectTimeout) > duration('0s')",
     ]);
-    expect(rules(spec.properties!.tls)).toEqual(['!self.requireTLS || has(self.secretName)', '!has(self.minVersion) || has(self.secretName)']);
+    expect(rules(spec.properties!.tls)).toEqual(['!self.requireTLS || has(self.secretName)', '!has(self.clientCaSecretRef) || has(self.secretName)', '!has(self.minVersion) || has(self.secretName)']);
   });
 });

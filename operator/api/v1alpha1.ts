@@ -95,8 +95,25 @@ const user = s.object(
       })
       .required(),
     passwordSecretRef: secretKeyRef(
-      "Secret key holding this user's password. Clients authenticate with it, and (with backendAuth.password and no backendAuth.password.secretName) so does the proxy to the database. Mounted as a file, so a rotated Secret is picked up without a restart. Required, unless no password is ever used: clientAuth.iamAuth REQUIRED (tokens only) together with backendAuth.iam.",
+      "Secret key holding this user's password. Clients authenticate with it, and (with backendAuth.password and no backendAuth.password.secretName) so does the proxy to the database. Mounted as a file, so a rotated Secret is picked up without a restart. Required, unless no password is ever used for this user: the database needs none (backendAuth.iam, or this user's backendCertificate) and neither do clients (this user's clientAuth cert, or clientAuth.iamAuth REQUIRED, tokens only).",
       'password',
+    ),
+    clientAuth: s
+      .enum(['password', 'cert'] as const, {
+        description:
+          "How clients log in as this user. password: with the password (spec.clientAuth.method), or a token where spec.clientAuth.iamAuth allows it. cert: with a client certificate over TLS, verified against tls.clientCaSecretRef, whose subject CN equals the user name; no password is asked (like PostgreSQL's pg_hba method cert). cert needs tls.clientCaSecretRef. Default password.",
+      })
+      .default('password'),
+    backendCertificate: s.object(
+      {
+        secretName: secretName(
+          "kubernetes.io/tls Secret (tls.crt, tls.key) in the DatabaseProxy's namespace with a client certificate whose CN is the user name, e.g. one cert-manager issues from the database's client CA.",
+        ).required(),
+      },
+      {
+        description:
+          "A client certificate the proxy presents to the database as this user instead of a password (PostgreSQL's pg_hba method cert, or clientcert with a password method); for this user it replaces spec.backendAuth. cert-manager friendly: mounted as files, reloaded when the Secret changes, no restart. Needs TLS to the database (tls.backend.mode require, verify-ca or verify-full).",
+      },
     ),
     maxConnections: s.integer({
       description:
@@ -332,10 +349,17 @@ const tls = s
         .rule("!has(self.caSecretRef) || self.mode == 'verify-ca' || self.mode == 'verify-full'", 'tls.backend.caSecretRef is only used by mode verify-ca or verify-full', {
           fieldPath: '.caSecretRef',
         }),
+      clientCaSecretRef: secretKeyRef(
+        "Secret key holding the CA bundle client certificates are checked against (like PostgreSQL's ssl_ca_file): clients are then asked for a certificate in the TLS handshake (it stays optional), one they present must chain to this bundle or the connection is refused, and users with clientAuth cert log in with it. Needs secretName. Re-read when it changes.",
+        'ca.crt',
+      ),
     },
     { description: 'TLS settings. Without them, neither side uses TLS.' },
   )
   .rule('!self.requireTLS || has(self.secretName)', 'tls.requireTLS needs tls.secretName', { fieldPath: '.requireTLS' })
+  .rule('!has(self.clientCaSecretRef) || has(self.secretName)', 'tls.clientCaSecretRef needs tls.secretName: client certificates come over client-facing TLS', {
+    fieldPath: '.clientCaSecretRef',
+  })
   .rule('!has(self.minVersion) || has(self.secretName)', 'tls.minVersion is for client-facing TLS: it needs tls.secretName', { fieldPath: '.minVersion' });
 
 const session = s.object(
@@ -499,7 +523,7 @@ export const specSchema = s
       target: target.required(),
       users: s
         .array(user, {
-          description: 'Database users clients may log in as, each with its password Secret.',
+          description: 'Database users clients may log in as, each with its password Secret, or a client certificate (clientAuth cert) and a certificate for the database (backendCertificate) instead.',
           minItems: 1,
           maxItems: 64,
           listType: 'map',
@@ -575,8 +599,19 @@ export const specSchema = s
     { fieldPath: '.clientAuth.serviceAccounts.mappings' },
   )
   .rule(
-    "self.users.all(u, has(u.passwordSecretRef)) || (self.clientAuth.iamAuth == 'REQUIRED' && has(self.backendAuth.iam))",
-    'users[].passwordSecretRef may be left out only with clientAuth.iamAuth REQUIRED and backendAuth.iam (no password is used on either side)',
+    // has(u.clientAuth): the API server fills in its default ("password") before rules run; the guard keeps the rule safe without it.
+    "self.users.all(u, has(u.passwordSecretRef) || ((has(self.backendAuth.iam) || has(u.backendCertificate)) && ((has(u.clientAuth) && u.clientAuth == 'cert') || self.clientAuth.iamAuth == 'REQUIRED')))",
+    'users[].passwordSecretRef may be left out only when no password is used for that user: the database needs none (backendAuth.iam, or the user\'s backendCertificate) and neither do clients (the user\'s clientAuth cert, or clientAuth.iamAuth REQUIRED)',
+    { fieldPath: '.users' },
+  )
+  .rule(
+    "!self.users.exists(u, has(u.clientAuth) && u.clientAuth == 'cert') || (has(self.tls) && has(self.tls.clientCaSecretRef))",
+    'users[].clientAuth cert needs tls.clientCaSecretRef: the CA bundle client certificates are checked against',
+    { fieldPath: '.users' },
+  )
+  .rule(
+    "!self.users.exists(u, has(u.backendCertificate)) || (has(self.tls) && has(self.tls.backend) && self.tls.backend.mode != 'disable')",
+    'users[].backendCertificate needs TLS to the database: set tls.backend.mode to require, verify-ca or verify-full',
     { fieldPath: '.users' },
   )
   .rule(`!has(self.shutdownGracePeriod) || duration(self.shutdownGracePeriod) <= duration('${MAX_SHUTDOWN_GRACE_SECONDS}s')`, `shutdownGracePeriod must be at most ${MAX_SHUTDOWN_GRACE_SECONDS}s`, {

@@ -95,6 +95,13 @@ export const paths = {
   /** spec.tls.backend.caSecretRef's key, projected as ca.crt. */
   backendCaDir: '/var/run/secrets/dbproxy/backend-ca',
   backendCaFile: '/var/run/secrets/dbproxy/backend-ca/ca.crt',
+  /** spec.tls.clientCaSecretRef's key, projected as ca.crt. */
+  clientCaDir: '/var/run/secrets/dbproxy/client-ca',
+  clientCaFile: '/var/run/secrets/dbproxy/client-ca/ca.crt',
+  /** spec.users[].backendCertificate: one projected volume, <user>/tls.crt and <user>/tls.key per user. */
+  backendCertsDir: '/var/run/secrets/dbproxy/backend-certs',
+  backendCertFile: (user: string): string => `/var/run/secrets/dbproxy/backend-certs/${user}/tls.crt`,
+  backendKeyFile: (user: string): string => `/var/run/secrets/dbproxy/backend-certs/${user}/tls.key`,
   /** spec.backendAuth.password.secretName, mounted whole: one file per key, i.e. per user name. */
   backendPasswordsDir: '/var/run/secrets/dbproxy/backend-passwords',
   backendPasswordFile: (user: string): string => `/var/run/secrets/dbproxy/backend-passwords/${user}`,

@@ -159,7 +159,7 @@ describe('renderProxyConfig', () => {
       { backendAuth: { iam: { region: 'eu-west-1' } }, tls: { backend: { mode: 'verify-full' } } },
       3,
       (c) => {
-        expect(c.users).toEqual([{ name: 'app', passwordFile: '/var/run/secrets/dbproxy/users/app/password', backendAuth: { method: 'iam', region: 'eu-west-1' } }]);
+        expect(c.users).toEqual([{ name: 'app', passwordFile: '/var/run/secrets/dbproxy/users/app/password', clientAuth: 'password', backendAuth: { method: 'iam', region: 'eu-west-1' } }]);
         expect(c.backendTls.mode).toBe('verify-full');
       },
     ],
@@ -218,16 +218,99 @@ describe('renderProxyConfig', () => {
       'a user without a password: tokens only, IAM to the database',
       { users: [{ name: 'app' }], backendAuth: { iam: { region: 'eu-west-1' } }, tls: { secretName: 'orders-tls', backend: {} }, clientAuth: { iamAuth: 'REQUIRED', awsIam: { mappings: [{ arn: ROLE, user: 'app' }] } } },
       3,
-      (c) => expect(c.users).toEqual([{ name: 'app', backendAuth: { method: 'iam', region: 'eu-west-1' } }]),
+      (c) => expect(c.users).toEqual([{ name: 'app', clientAuth: 'password', backendAuth: { method: 'iam', region: 'eu-west-1' } }]),
+    ],
+    [
+      'client certificates: tls.clientCaSecretRef is the mounted CA bundle, clientCaFile',
+      { tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca' } } },
+      3,
+      (c) => {
+        expect(c.tls).toMatchObject({ certFile: '/var/run/secrets/dbproxy/tls/tls.crt', clientCaFile: '/var/run/secrets/dbproxy/client-ca/ca.crt' });
+        expect(c.users).toEqual([expect.objectContaining({ name: 'app', clientAuth: 'password' })]);
+      },
+    ],
+    ['no tls.clientCaSecretRef: no clientCaFile (no certificate asked for)', { tls: { secretName: 'orders-tls' } }, 3, (c) => expect(c.tls.clientCaFile).toBeUndefined()],
+    [
+      'users[].clientAuth cert: rendered for that user only, the password kept for the database',
+      {
+        users: [
+          { name: 'app', passwordSecretRef: { name: 'orders-app' } },
+          { name: 'batch', clientAuth: 'cert', passwordSecretRef: { name: 'orders-batch' } },
+        ],
+        tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca' } },
+      },
+      3,
+      (c) =>
+        expect(c.users.map((u) => [u.name, u.clientAuth, u.passwordFile, u.backendAuth])).toEqual([
+          ['app', 'password', '/var/run/secrets/dbproxy/users/app/password', { method: 'password' }],
+          ['batch', 'cert', '/var/run/secrets/dbproxy/users/batch/password', { method: 'password' }],
+        ]),
+    ],
+    [
+      'users[].backendCertificate: backendAuth cert with the mounted tls.crt and tls.key, for that user only',
+      {
+        users: [
+          { name: 'app', passwordSecretRef: { name: 'orders-app' } },
+          { name: 'batch', passwordSecretRef: { name: 'orders-batch' }, backendCertificate: { secretName: 'batch-db-cert' } },
+        ],
+        tls: { backend: { mode: 'verify-full' } },
+      },
+      3,
+      (c) =>
+        expect(c.users.map((u) => [u.name, u.passwordFile, u.backendAuth])).toEqual([
+          ['app', '/var/run/secrets/dbproxy/users/app/password', { method: 'password' }],
+          [
+            'batch',
+            '/var/run/secrets/dbproxy/users/batch/password',
+            { method: 'cert', certFile: '/var/run/secrets/dbproxy/backend-certs/batch/tls.crt', keyFile: '/var/run/secrets/dbproxy/backend-certs/batch/tls.key' },
+          ],
+        ]),
+    ],
+    [
+      "users[].backendCertificate replaces spec.backendAuth (iam, or the separate passwords) for its user",
+      {
+        users: [
+          { name: 'app', passwordSecretRef: { name: 'orders-app' } },
+          { name: 'batch', passwordSecretRef: { name: 'orders-batch' }, backendCertificate: { secretName: 'batch-db-cert' } },
+        ],
+        backendAuth: { iam: { region: 'eu-west-1' } },
+        tls: { backend: { mode: 'require' } },
+      },
+      3,
+      (c) => expect(c.users.map((u) => u.backendAuth.method)).toEqual(['iam', 'cert']),
+    ],
+    [
+      'a user without a password: certificates on both sides',
+      { users: [{ name: 'app', clientAuth: 'cert', backendCertificate: { secretName: 'app-db-cert' } }], tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca', key: 'bundle.pem' }, backend: {} } },
+      3,
+      (c) =>
+        expect(c.users).toEqual([
+          { name: 'app', clientAuth: 'cert', backendAuth: { method: 'cert', certFile: '/var/run/secrets/dbproxy/backend-certs/app/tls.crt', keyFile: '/var/run/secrets/dbproxy/backend-certs/app/tls.key' } },
+        ]),
+    ],
+    [
+      'a user without a password: tokens only from clients, a certificate to the database',
+      {
+        users: [{ name: 'app', backendCertificate: { secretName: 'app-db-cert' } }],
+        tls: { secretName: 'orders-tls', backend: {} },
+        clientAuth: { iamAuth: 'REQUIRED', awsIam: { mappings: [{ arn: ROLE, user: 'app' }] } },
+      },
+      3,
+      (c) => expect(c.users[0]).toMatchObject({ name: 'app', clientAuth: 'password', backendAuth: { method: 'cert' } }),
     ],
     [
       'every feature at once',
       allFeatures,
       3,
       (c) => {
-        expect(c.tls).toMatchObject({ certFile: '/var/run/secrets/dbproxy/tls/tls.crt', requireTLS: true });
+        expect(c.tls).toMatchObject({ certFile: '/var/run/secrets/dbproxy/tls/tls.crt', requireTLS: true, clientCaFile: '/var/run/secrets/dbproxy/client-ca/ca.crt' });
         expect(c.backendTls).toEqual({ mode: 'verify-full', caFile: '/var/run/secrets/dbproxy/backend-ca/ca.crt' });
-        expect(c.users.map((u) => u.backendAuth.passwordFile)).toEqual(['/var/run/secrets/dbproxy/backend-passwords/app', '/var/run/secrets/dbproxy/backend-passwords/report']);
+        expect(c.users.map((u) => u.backendAuth.passwordFile)).toEqual(['/var/run/secrets/dbproxy/backend-passwords/app', '/var/run/secrets/dbproxy/backend-passwords/report', undefined]);
+        expect(c.users[2]).toEqual({
+          name: 'batch',
+          clientAuth: 'cert',
+          backendAuth: { method: 'cert', certFile: '/var/run/secrets/dbproxy/backend-certs/batch/tls.crt', keyFile: '/var/run/secrets/dbproxy/backend-certs/batch/tls.key' },
+        });
         expect(c.iamAuth).toBe('REQUIRED');
         expect(c.iam?.proxyId).toBe('shop/orders');
         expect(c.serviceAccountAuth).toMatchObject({ audience: 'dbproxy:shop/orders', mappings: [{ namespace: 'shop', serviceAccount: 'orders-api', user: 'app' }] });
@@ -246,6 +329,17 @@ describe('renderProxyConfig', () => {
     check(parsed(spec, divisor));
   });
 
+  test('users[].clientAuth is written for cert users only (password, the default, is left out)', () => {
+    const { config } = render({
+      users: [
+        { name: 'app', passwordSecretRef: { name: 'a' } },
+        { name: 'batch', clientAuth: 'cert', passwordSecretRef: { name: 'b' } },
+      ],
+      tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca' } },
+    });
+    expect(config.users.map((u) => ('clientAuth' in u ? u.clientAuth : '(absent)'))).toEqual(['(absent)', 'cert']);
+  });
+
   test('hash: stable, changes with the config, ignores the divisor', () => {
     expect(render({}).hash).toMatch(/^[0-9a-f]{16}$/);
     expect(render({}).hash).toBe(render({}).hash);
@@ -253,6 +347,11 @@ describe('renderProxyConfig', () => {
     expect(render({ pool: { borrowTimeout: '30s' } }).hash).not.toBe(render({}).hash);
     expect(render({ target: { endpoints: ['db-1:5432'] } }).hash).not.toBe(render({}).hash);
     expect(render({ tls: { secretName: 'orders-tls' } }).hash).not.toBe(render({}).hash);
+    // TLS settings need a restart of the proxy: a client CA or a database certificate rolls the pods.
+    expect(render({ tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'ca' } } }).hash).not.toBe(render({ tls: { secretName: 'orders-tls' } }).hash);
+    expect(render({ users: [{ name: 'app', passwordSecretRef: { name: 'a' }, backendCertificate: { secretName: 'c' } }], tls: { backend: {} } }).hash).not.toBe(
+      render({ users: [{ name: 'app', passwordSecretRef: { name: 'a' } }], tls: { backend: {} } }).hash,
+    );
     expect(render({ session: { trackSettings: false } }).hash).not.toBe(render({}).hash);
     expect(render({ shutdownGracePeriod: '30s' }).hash).not.toBe(render({}).hash);
     // The read-only listener starts with the process: turning it on or off rolls the pods.
@@ -281,6 +380,16 @@ describe('renderProxyConfig', () => {
     ]);
     expect(render({ clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: ROLE, user: 'app' }] } } }).unsupported).toEqual([
       'the proxy would refuse its config: iamAuth: token logins are accepted over TLS only: set tls.certFile and tls.keyFile',
+    ]);
+    // The certificate features, likewise refused by CEL rules on admission.
+    expect(render({ users: [{ name: 'app', passwordSecretRef: { name: 'a' }, backendCertificate: { secretName: 'c' } }] }).unsupported).toEqual([
+      'the proxy would refuse its config: users[0].backendAuth: backendAuth cert needs TLS to the database: set backendTls.mode (require, verify-ca or verify-full)',
+    ]);
+    expect(render({ users: [{ name: 'app', passwordSecretRef: { name: 'a' }, clientAuth: 'cert' }], tls: { secretName: 'orders-tls' } }).unsupported).toEqual([
+      'the proxy would refuse its config: users[0].clientAuth: clientAuth cert needs tls.clientCaFile (the CA client certificates are checked against)',
+    ]);
+    expect(render({ users: [{ name: 'app', clientAuth: 'cert' }], tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'ca' } } }).unsupported).toEqual([
+      'the proxy would refuse its config: users[0]: exactly one of passwordFile or secretFile must be set (unless backendAuth.method is iam, or cert with clientAuth cert or iamAuth REQUIRED)',
     ]);
   });
 

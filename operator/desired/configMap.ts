@@ -54,7 +54,10 @@ function renderUser(dbp: DatabaseProxy, u: UserSpec): UserConfigInput {
   const { backendAuth } = dbp.spec;
   const out: UserConfigInput = { name: u.name, ...(u.maxConnections !== undefined ? { maxConnections: u.maxConnections } : {}) };
   if (u.passwordSecretRef) out.passwordFile = paths.userPasswordFile(u.name);
-  if (backendAuth.iam) out.backendAuth = { method: 'iam', region: backendAuth.iam.region };
+  if (u.clientAuth === 'cert') out.clientAuth = 'cert';
+  // A user's own certificate for the database replaces spec.backendAuth for that user.
+  if (u.backendCertificate) out.backendAuth = { method: 'cert', certFile: paths.backendCertFile(u.name), keyFile: paths.backendKeyFile(u.name) };
+  else if (backendAuth.iam) out.backendAuth = { method: 'iam', region: backendAuth.iam.region };
   // The separate Secret is mounted whole: its key named like the user is that user's file.
   else if (backendAuth.password?.secretName) out.backendAuth = { method: 'password', passwordFile: paths.backendPasswordFile(u.name) };
   return out;
@@ -65,7 +68,13 @@ function renderTls(dbp: DatabaseProxy): Pick<ProxyConfigInput, 'tls' | 'backendT
   const t = dbp.spec.tls;
   const out: Pick<ProxyConfigInput, 'tls' | 'backendTls'> = {};
   if (t?.secretName) {
-    out.tls = { certFile: paths.tlsCertFile, keyFile: paths.tlsKeyFile, requireTLS: t.requireTLS, ...(t.minVersion ? { minVersion: t.minVersion } : {}) };
+    out.tls = {
+      certFile: paths.tlsCertFile,
+      keyFile: paths.tlsKeyFile,
+      requireTLS: t.requireTLS,
+      ...(t.minVersion ? { minVersion: t.minVersion } : {}),
+      ...(t.clientCaSecretRef ? { clientCaFile: paths.clientCaFile } : {}),
+    };
   }
   if (t?.backend && t.backend.mode !== 'disable') {
     // Without caSecretRef, verification uses the public CAs Node.js ships (the proxy's default).

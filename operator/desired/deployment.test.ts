@@ -218,7 +218,20 @@ describe('buildDeployment', () => {
   test.each<[string, Partial<DatabaseProxySpecInput>, string[]]>([
     ['backend TLS disabled: no CA mounted', { tls: { backend: { mode: 'disable' } } }, ['config', 'users', 'tmp']],
     ['tokens only, IAM to the database: no password volume', { users: [{ name: 'app' }], backendAuth: { iam: { region: 'eu-west-1' } } }, ['config', 'tmp']],
-    ['every feature', allFeatures, ['config', 'users', 'tls', 'backend-ca', 'backend-passwords', 'tmp']],
+    ['every feature', allFeatures, ['config', 'users', 'tls', 'client-ca', 'backend-ca', 'backend-certs', 'backend-passwords', 'tmp']],
+    ['client certificates: the client CA', { tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca' } } }, ['config', 'users', 'tls', 'client-ca', 'tmp']],
+    // The CRD refuses it; the config renders no clientCaFile then, so nothing is mounted for it.
+    ['a client CA without client-facing TLS: not mounted', { tls: { clientCaSecretRef: { name: 'client-ca' } } }, ['config', 'users', 'tmp']],
+    [
+      'a certificate for the database',
+      { users: [{ name: 'app', passwordSecretRef: { name: 'a' }, backendCertificate: { secretName: 'app-db-cert' } }], tls: { backend: { mode: 'require' } } },
+      ['config', 'users', 'backend-certs', 'tmp'],
+    ],
+    [
+      'certificates on both sides, no password: no password volume',
+      { users: [{ name: 'app', clientAuth: 'cert', backendCertificate: { secretName: 'app-db-cert' } }], tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca' }, backend: {} } },
+      ['config', 'tls', 'client-ca', 'backend-certs', 'tmp'],
+    ],
   ])('volumes: %s', (_name, spec, names) => {
     const d = build(spec);
     expect(d.spec.template.spec.volumes!.map((v) => v.name)).toEqual(names);
@@ -240,8 +253,11 @@ describe('buildDeployment', () => {
     walk(cfg);
     expect(files.sort()).toEqual([
       '/var/run/secrets/dbproxy/backend-ca/ca.crt',
+      '/var/run/secrets/dbproxy/backend-certs/batch/tls.crt',
+      '/var/run/secrets/dbproxy/backend-certs/batch/tls.key',
       '/var/run/secrets/dbproxy/backend-passwords/app',
       '/var/run/secrets/dbproxy/backend-passwords/report',
+      '/var/run/secrets/dbproxy/client-ca/ca.crt',
       '/var/run/secrets/dbproxy/tls/tls.crt',
       '/var/run/secrets/dbproxy/tls/tls.key',
       '/var/run/secrets/dbproxy/users/app/password',
@@ -260,8 +276,11 @@ describe('buildDeployment', () => {
     };
     expect(Object.fromEntries(files.map((f) => [f, provided(f)]))).toEqual({
       '/var/run/secrets/dbproxy/backend-ca/ca.crt': 'rds-ca:global-bundle.pem',
+      '/var/run/secrets/dbproxy/backend-certs/batch/tls.crt': 'orders-batch-cert:tls.crt',
+      '/var/run/secrets/dbproxy/backend-certs/batch/tls.key': 'orders-batch-cert:tls.key',
       '/var/run/secrets/dbproxy/backend-passwords/app': 'db-passwords:app',
       '/var/run/secrets/dbproxy/backend-passwords/report': 'db-passwords:report',
+      '/var/run/secrets/dbproxy/client-ca/ca.crt': 'client-ca:bundle.pem',
       '/var/run/secrets/dbproxy/tls/tls.crt': 'orders-tls:tls.crt',
       '/var/run/secrets/dbproxy/tls/tls.key': 'orders-tls:tls.key',
       '/var/run/secrets/dbproxy/users/app/password': 'orders-app:password',
@@ -286,6 +305,44 @@ describe('buildDeployment', () => {
     // The token is there exactly when the config asks the proxy to call TokenReview in-cluster.
     expect(cfg.serviceAccountAuth !== undefined && cfg.iamAuth !== 'DISABLED').toBe(automount);
     if (automount) expect(cfg.serviceAccountAuth!.kubeconfig).toBeUndefined();
+  });
+
+  test('client CA key is projected as ca.crt, read-only', () => {
+    const d = build({ tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca', key: 'bundle.pem' } } });
+    expect(d.spec.template.spec.volumes!.find((v) => v.name === 'client-ca')!.secret).toEqual({ secretName: 'client-ca', defaultMode: 0o440, items: [{ key: 'bundle.pem', path: 'ca.crt' }] });
+    expect(proxyContainer(d).volumeMounts!.find((m) => m.name === 'client-ca')).toEqual({ name: 'client-ca', mountPath: '/var/run/secrets/dbproxy/client-ca', readOnly: true });
+    // The default key.
+    const byDefault = build({ tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca' } } });
+    expect(byDefault.spec.template.spec.volumes!.find((v) => v.name === 'client-ca')!.secret!.items).toEqual([{ key: 'ca.crt', path: 'ca.crt' }]);
+  });
+
+  test('every backendAuth cert file in the rendered config is a file the Deployment mounts (one projected volume, one source per Secret)', () => {
+    const dbp = exampleProxy({
+      users: [
+        { name: 'app', passwordSecretRef: { name: 'orders-app' } },
+        { name: 'batch', passwordSecretRef: { name: 'orders-batch' }, backendCertificate: { secretName: 'batch-db-cert' } },
+        { name: 'etl', clientAuth: 'cert', backendCertificate: { secretName: 'etl-db-cert' } },
+      ],
+      tls: { secretName: 'orders-tls', clientCaSecretRef: { name: 'client-ca' }, backend: { mode: 'verify-full' } },
+    });
+    const cfg = parseConfigYaml(buildConfigMap(dbp, { poolDivisor: 3 }).configMap.data['config.yaml']!);
+    const d = buildDeployment(dbp, facts);
+    const vol = d.spec.template.spec.volumes!.find((v) => v.name === 'backend-certs')!;
+    const mount = proxyContainer(d).volumeMounts!.find((m) => m.name === 'backend-certs')!;
+    expect(mount).toEqual({ name: 'backend-certs', mountPath: '/var/run/secrets/dbproxy/backend-certs', readOnly: true });
+    expect(vol.projected).toEqual({
+      defaultMode: 0o440,
+      sources: [
+        { secret: { name: 'batch-db-cert', items: [{ key: 'tls.crt', path: 'batch/tls.crt' }, { key: 'tls.key', path: 'batch/tls.key' }] } },
+        { secret: { name: 'etl-db-cert', items: [{ key: 'tls.crt', path: 'etl/tls.crt' }, { key: 'tls.key', path: 'etl/tls.key' }] } },
+      ],
+    });
+    const mounted = vol.projected!.sources.flatMap((s) => s.secret!.items!.map((i) => `${mount.mountPath}/${i.path}`));
+    const named = cfg.users.flatMap((u) => (u.backendAuth.method === 'cert' ? [u.backendAuth.certFile!, u.backendAuth.keyFile!] : []));
+    expect(named).toEqual(mounted);
+    // No password for etl, so the users volume holds app's and batch's only.
+    const users = d.spec.template.spec.volumes!.find((v) => v.name === 'users')!;
+    expect(users.projected!.sources.map((s) => s.secret!.name)).toEqual(['orders-app', 'orders-batch']);
   });
 
   test('backend CA key is projected as ca.crt', () => {

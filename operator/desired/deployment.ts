@@ -58,7 +58,7 @@ function volumes(dbp: DatabaseProxy): { volumes: Volume[]; mounts: VolumeMount[]
   const mounts: VolumeMount[] = [{ name: 'config', mountPath: paths.configDir, readOnly: true }];
 
   // One projected volume for every user's password: <user>/password, one source per Secret.
-  // (Users without one log in with tokens only and reach the database with IAM.)
+  // (Users without one log in with tokens or certificates only, and reach the database with IAM or a certificate.)
   const bySecret = new Map<string, KeyToPath[]>();
   for (const u of spec.users) {
     if (!u.passwordSecretRef) continue;
@@ -81,10 +81,34 @@ function volumes(dbp: DatabaseProxy): { volumes: Volume[]; mounts: VolumeMount[]
     });
     mounts.push({ name: 'tls', mountPath: paths.tlsDir, readOnly: true });
   }
+  // Client certificates are checked against this CA bundle; only with client-facing TLS (the CRD
+  // refuses it without tls.secretName, and the config renders clientCaFile only then).
+  const clientCa = spec.tls?.clientCaSecretRef;
+  if (clientCa && spec.tls?.secretName) {
+    vols.push({ name: 'client-ca', secret: { secretName: clientCa.name, defaultMode: SECRET_FILE_MODE, items: [{ key: clientCa.key, path: 'ca.crt' }] } });
+    mounts.push({ name: 'client-ca', mountPath: paths.clientCaDir, readOnly: true });
+  }
   const ca = spec.tls?.backend?.caSecretRef;
   if (ca && spec.tls?.backend?.mode !== 'disable') {
     vols.push({ name: 'backend-ca', secret: { secretName: ca.name, defaultMode: SECRET_FILE_MODE, items: [{ key: ca.key, path: 'ca.crt' }] } });
     mounts.push({ name: 'backend-ca', mountPath: paths.backendCaDir, readOnly: true });
+  }
+  // One projected volume for every user's certificate for the database: <user>/tls.crt and
+  // <user>/tls.key, one source per Secret (kubernetes.io/tls, e.g. cert-manager's).
+  const certs = spec.users.filter((u) => u.backendCertificate);
+  if (certs.length > 0) {
+    const byCertSecret = new Map<string, KeyToPath[]>();
+    for (const u of certs) {
+      const name = u.backendCertificate!.secretName;
+      const items = byCertSecret.get(name) ?? [];
+      items.push({ key: 'tls.crt', path: `${u.name}/tls.crt` }, { key: 'tls.key', path: `${u.name}/tls.key` });
+      byCertSecret.set(name, items);
+    }
+    vols.push({
+      name: 'backend-certs',
+      projected: { defaultMode: SECRET_FILE_MODE, sources: [...byCertSecret].map(([name, items]) => ({ secret: { name, items } })) },
+    });
+    mounts.push({ name: 'backend-certs', mountPath: paths.backendCertsDir, readOnly: true });
   }
   const backendPasswords = spec.backendAuth.password?.secretName;
   if (backendPasswords) {

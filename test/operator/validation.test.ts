@@ -24,6 +24,8 @@ const ROLE = 'arn:aws:iam::123456789012:role/orders-api';
 
 const proxy = (name: string, spec: Record<string, unknown>): string => databaseProxyManifest(ns, name, spec);
 
+const NO_PASSWORD = 'users[].passwordSecretRef may be left out only when no password is used for that user';
+
 async function applyExpectingRefusal(name: string, spec: Record<string, unknown>): Promise<string> {
   const r = await cluster.kubectl(['apply', '-f', '-'], { input: proxy(name, spec) });
   expect(r.code).not.toBe(0);
@@ -75,11 +77,51 @@ describe('invalid specs are refused by the API server with readable messages', (
       ['spec.serviceAccountName', 'system:auth-delegator'],
     ],
     ['IAM to the database without TLS to it', { ...baseSpec, backendAuth: { iam: { region: 'eu-west-1' } } }, ['spec.backendAuth.iam', 'backendAuth.iam needs TLS to the database']],
+    ['a user without a password while passwords are used', { ...baseSpec, users: [{ name: 'app' }] }, ['spec.users', NO_PASSWORD]],
     [
-      'a user without a password while passwords are used',
-      { ...baseSpec, users: [{ name: 'app' }] },
-      ['spec.users', 'passwordSecretRef may be left out only with clientAuth.iamAuth REQUIRED and backendAuth.iam'],
+      'a user without a password: a certificate to the database, but clients log in with passwords',
+      { ...baseSpec, users: [{ name: 'app', backendCertificate: { secretName: 'app-db-cert' } }], tls: { backend: { mode: 'require' } } },
+      ['spec.users', NO_PASSWORD],
     ],
+    [
+      'a user without a password: client certificates, but a password to the database',
+      { ...baseSpec, users: [{ name: 'app', clientAuth: 'cert' }], tls: { secretName: 'tls', clientCaSecretRef: { name: 'client-ca' } } },
+      ['spec.users', NO_PASSWORD],
+    ],
+    [
+      // The proxy itself would run this (the password would serve client logins only, and there is
+      // none), but the CRD stays strict: with OPTIONAL, clients of this user may still send a password.
+      'a user without a password: IAM to the database, but tokens only OPTIONAL',
+      { ...baseSpec, users: [{ name: 'app' }], backendAuth: { iam: { region: 'eu-west-1' } }, tls: { secretName: 'tls', backend: {} }, clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: ROLE, user: 'app' }] } } },
+      ['spec.users', NO_PASSWORD],
+    ],
+    [
+      'one user without a password next to one that may go without (the rule is per user)',
+      {
+        ...baseSpec,
+        users: [{ name: 'app', clientAuth: 'cert', backendCertificate: { secretName: 'app-db-cert' } }, { name: 'report', backendCertificate: { secretName: 'report-db-cert' } }],
+        tls: { secretName: 'tls', clientCaSecretRef: { name: 'client-ca' }, backend: { mode: 'require' } },
+      },
+      ['spec.users', NO_PASSWORD],
+    ],
+    ['a client CA without client-facing TLS', { ...baseSpec, tls: { clientCaSecretRef: { name: 'client-ca' } } }, ['spec.tls.clientCaSecretRef', 'tls.clientCaSecretRef needs tls.secretName']],
+    [
+      'a certificate-login user without a client CA',
+      { ...baseSpec, users: [{ name: 'app', clientAuth: 'cert', passwordSecretRef: { name: 'app-password' } }], tls: { secretName: 'tls' } },
+      ['spec.users', 'users[].clientAuth cert needs tls.clientCaSecretRef'],
+    ],
+    ['an unknown users[].clientAuth', { ...baseSpec, users: [{ name: 'app', passwordSecretRef: { name: 'p' }, clientAuth: 'md5' }] }, ['spec.users[0].clientAuth', 'Unsupported value: "md5"', '"password"', '"cert"']],
+    [
+      'a certificate for the database without TLS to it',
+      { ...baseSpec, users: [{ name: 'app', passwordSecretRef: { name: 'p' }, backendCertificate: { secretName: 'app-db-cert' } }] },
+      ['spec.users', 'users[].backendCertificate needs TLS to the database'],
+    ],
+    [
+      'a certificate for the database with backend TLS mode disable',
+      { ...baseSpec, users: [{ name: 'app', passwordSecretRef: { name: 'p' }, backendCertificate: { secretName: 'app-db-cert' } }], tls: { backend: { mode: 'disable' } } },
+      ['spec.users', 'users[].backendCertificate needs TLS to the database'],
+    ],
+    ['a certificate for the database without its Secret', { ...baseSpec, users: [{ name: 'app', passwordSecretRef: { name: 'p' }, backendCertificate: {} }], tls: { backend: {} } }, ['spec.users[0].backendCertificate.secretName', 'Required value']],
     ['a CA for backend TLS mode require', { ...baseSpec, tls: { backend: { mode: 'require', caSecretRef: { name: 'ca' } } } }, ['spec.tls.backend.caSecretRef', 'only used by mode verify-ca or verify-full']],
     ['an STS role ARN that is a session, not a role', { ...baseSpec, tls: { secretName: 'tls' }, clientAuth: { iamAuth: 'OPTIONAL', awsIam: { mappings: [{ arn: 'arn:aws:sts::123456789012:assumed-role/x/y', user: 'app' }] } } }, ['spec.clientAuth.awsIam.mappings[0].arn', 'should match']],
     ['connectTimeout 0s', { ...baseSpec, pool: { connectTimeout: '0s' } }, ['spec.pool.connectTimeout', 'pool.connectTimeout must be more than 0s']],
@@ -130,6 +172,60 @@ test('a spec with every TLS and token-login feature is accepted, with the token 
   await kubectlOk(cluster, ['apply', '-f', '-'], proxy('secured', spec));
   const dbp = await getJson(cluster, ['dbp', 'secured', '-n', ns]);
   expect(dbp!.spec.clientAuth).toEqual({ ...spec.clientAuth, method: 'scram-sha-256', serviceAccounts: { ...spec.clientAuth.serviceAccounts, audience: 'dbproxy' } });
+});
+
+describe('certificate logins', () => {
+  test.each<[string, string, Record<string, unknown>]>([
+    [
+      'certificates on both sides: no password at all',
+      'certs-both',
+      { ...baseSpec, users: [{ name: 'app', clientAuth: 'cert', backendCertificate: { secretName: 'app-db-cert' } }], tls: { secretName: 'tls', clientCaSecretRef: { name: 'client-ca' }, backend: { mode: 'verify-full' } } },
+    ],
+    [
+      'a certificate to the database, tokens only from clients: no password',
+      'certs-tokens',
+      {
+        ...baseSpec,
+        users: [{ name: 'app', backendCertificate: { secretName: 'app-db-cert' } }],
+        tls: { secretName: 'tls', backend: { mode: 'require' } },
+        clientAuth: { iamAuth: 'REQUIRED', awsIam: { mappings: [{ arn: ROLE, user: 'app' }] } },
+      },
+    ],
+    [
+      'client certificates, IAM to the database: no password',
+      'certs-iam',
+      { ...baseSpec, users: [{ name: 'app', clientAuth: 'cert' }], backendAuth: { iam: { region: 'eu-west-1' } }, tls: { secretName: 'tls', clientCaSecretRef: { name: 'client-ca' }, backend: {} } },
+    ],
+    [
+      'tokens only, IAM to the database: no password (as before)',
+      'tokens-iam',
+      { ...baseSpec, users: [{ name: 'app' }], backendAuth: { iam: { region: 'eu-west-1' } }, tls: { secretName: 'tls', backend: {} }, clientAuth: { iamAuth: 'REQUIRED', awsIam: { mappings: [{ arn: ROLE, user: 'app' }] } } },
+    ],
+    [
+      'a password user next to a certificate user, the password kept for the database',
+      'certs-mixed',
+      {
+        ...baseSpec,
+        users: [
+          { name: 'app', passwordSecretRef: { name: 'app-password' } },
+          { name: 'batch', clientAuth: 'cert', passwordSecretRef: { name: 'batch-password' } },
+          { name: 'etl', clientAuth: 'cert', backendCertificate: { secretName: 'etl-db-cert' } },
+        ],
+        tls: { secretName: 'tls', clientCaSecretRef: { name: 'client-ca', key: 'bundle.pem' }, backend: { mode: 'verify-ca', caSecretRef: { name: 'db-ca' } } },
+      },
+    ],
+  ])('accepted: %s', async (_what, name, spec) => {
+    await kubectlOk(cluster, ['apply', '-f', '-'], proxy(name, spec));
+    const dbp = await getJson(cluster, ['dbp', name, '-n', ns]);
+    expect(dbp!.spec.users).toEqual((spec.users as Array<Record<string, unknown>>).map((u) => ({ clientAuth: 'password', ...u, ...(u.passwordSecretRef ? { passwordSecretRef: { key: 'password', ...(u.passwordSecretRef as object) } } : {}) })));
+  });
+
+  test('the defaults: users log in with passwords, the client CA key is ca.crt', async () => {
+    await kubectlOk(cluster, ['apply', '-f', '-'], proxy('client-ca', { ...baseSpec, tls: { secretName: 'tls', clientCaSecretRef: { name: 'client-ca' } } }));
+    const dbp = await getJson(cluster, ['dbp', 'client-ca', '-n', ns]);
+    expect(dbp!.spec.tls.clientCaSecretRef).toEqual({ name: 'client-ca', key: 'ca.crt' });
+    expect(dbp!.spec.users).toEqual([{ name: 'app', clientAuth: 'password', passwordSecretRef: { name: 'app-password', key: 'password' } }]);
+  });
 });
 
 test('spec.readers: accepted with its defaults filled in; a lag limit of twice the health-check interval is enough', async () => {
@@ -220,6 +316,13 @@ describe('kubectl explain and kubectl get', () => {
     expect(readers).toContain('<name>-ro');
     expect(await flat('databaseproxy.spec.readers.enabled')).toContain('SQLSTATE 25006');
     expect(await flat('databaseproxy.status.conditions')).toContain('ReadersAvailable');
+    const users = await flat('databaseproxy.spec.users');
+    for (const field of ['clientAuth', 'backendCertificate', 'passwordSecretRef']) expect(users).toContain(`${field} <`);
+    expect(await flat('databaseproxy.spec.users.clientAuth')).toContain("whose subject CN equals the user name; no password is asked (like PostgreSQL's pg_hba method cert)");
+    expect(await flat('databaseproxy.spec.users.backendCertificate')).toContain('instead of a password');
+    expect(await flat('databaseproxy.spec.users.backendCertificate.secretName')).toContain('kubernetes.io/tls Secret (tls.crt, tls.key)');
+    expect(await flat('databaseproxy.spec.users.passwordSecretRef')).toContain("this user's backendCertificate");
+    expect(await flat('databaseproxy.spec.tls.clientCaSecretRef')).toContain('the CA bundle client certificates are checked against');
     const status = await flat('databaseproxy.status.readers');
     for (const field of ['endpoint', 'standbys', 'available', 'lag', 'targets']) expect(status).toContain(`${field} <`);
   });
