@@ -451,6 +451,12 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
     }
   }
 
+  // ---- SessionContext ----
+
+  closeIdleConnections(database: string): number {
+    return this.pool.closeIdle(database);
+  }
+
   // ---- LoginContext ----
 
   clientCount(): number {

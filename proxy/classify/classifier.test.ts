@@ -161,6 +161,26 @@ describe('sequence functions and transaction blocks', () => {
   });
 });
 
+describe('statements that need no other session on a database', () => {
+  test.each([
+    ['DROP DATABASE scratch', 'scratch'],
+    ['drop database if exists "My DB" with (force)', 'My DB'],
+    ['ALTER DATABASE old RENAME TO new', 'old'],
+    ['ALTER DATABASE d SET TABLESPACE fast', 'd'],
+    ['CREATE DATABASE copy TEMPLATE source', 'source'],
+    ["create database copy with owner = app template = 'source'", 'source'],
+  ])('%s names %s', (sql, database) => {
+    expect(outside(sql)).toMatchObject({ pins: [], releasesDatabase: database });
+  });
+
+  test.each(['CREATE DATABASE fresh', 'ALTER DATABASE d SET work_mem = 1', 'ALTER DATABASE d OWNER TO r', 'DROP TABLE database', 'SELECT 1', 'DROP DATABASE a; SELECT 1'])(
+    '%s names none',
+    (sql) => {
+      expect(outside(sql).releasesDatabase).toBeNull();
+    },
+  );
+});
+
 describe('DEALLOCATE name and DDL', () => {
   test('a lone DEALLOCATE name is named for the session to answer, and pins nothing by itself', () => {
     expect(outside('DEALLOCATE p')).toMatchObject({ pins: [], deallocate: 'p' });

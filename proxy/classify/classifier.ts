@@ -82,6 +82,12 @@ export interface Classification {
   readonly ddlTemp: boolean;
   /** The text is exactly one `DEALLOCATE [PREPARE] name`: the name (it pins nothing by itself). */
   readonly deallocate: string | null;
+  /**
+   * The text is one statement that PostgreSQL refuses while any other session is connected to a
+   * database (DROP DATABASE, ALTER DATABASE ... RENAME or SET TABLESPACE, CREATE DATABASE ...
+   * TEMPLATE): that database's name. The proxy's own idle connections to it must go first.
+   */
+  readonly releasesDatabase: string | null;
 }
 
 export interface ResetPoint {
@@ -138,6 +144,7 @@ interface StatementFacts {
   readonly ddl?: boolean;
   readonly ddlTemp?: boolean;
   readonly deallocate?: string;
+  readonly releasesDatabase?: string;
   readonly readWrite?: boolean;
 }
 
@@ -227,6 +234,7 @@ const PLAIN: Classification = Object.freeze({
   ddl: false,
   ddlTemp: false,
   deallocate: null,
+  releasesDatabase: null,
 });
 
 export class StatementClassifier {
@@ -356,6 +364,8 @@ function analyze(sql: string): Analysis {
 /** Whether the lexer alone can decide the statement: no watched word, nothing opaque, no head that needs the grammar. */
 function lexerClears(s: LexedStatement): boolean {
   if (s.opaque || s.words.length > 0 || PARSE_HEADS.has(s.firstWord)) return false;
+  // DROP / ALTER / CREATE DATABASE: the parser says which database must have no other session.
+  if (s.secondWord === 'database' && DDL_HEADS.has(s.firstWord)) return false;
   // BEGIN READ WRITE and friends carry options the parser reads (read-write requests).
   if (OPEN_HEADS.has(s.firstWord)) return isSimpleClose(s);
   if (CLOSE_HEADS.has(s.firstWord)) {
@@ -393,6 +403,8 @@ function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analy
   // A lone DEALLOCATE name is the session's to answer (the name may be one of its protocol-level
   // statements); with other statements it goes to the server, pinned.
   const deallocate = facts.length === 1 ? (facts[0]!.deallocate ?? null) : null;
+  // These cannot run in a transaction block, so only ever alone in a text.
+  const releasesDatabase = facts.length === 1 ? (facts[0]!.releasesDatabase ?? null) : null;
   const always = new Set<PinReason>();
   for (const f of facts) {
     if (deallocate === null) for (const p of f.pins) always.add(p);
@@ -407,7 +419,7 @@ function contextualize(facts: readonly StatementFacts[], parsed: boolean): Analy
   const frozenSettings = settings === null ? NO_SETTINGS : Object.freeze(settings);
   const frozenResets = resets === null ? NO_RESETS : Object.freeze(resets);
   const build = (pins: ReadonlySet<PinReason>): Classification =>
-    Object.freeze({ pins: orderedPins(pins), discardAll, readWrite, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length, ddl, ddlTemp, deallocate });
+    Object.freeze({ pins: orderedPins(pins), discardAll, readWrite, parsed, settings: frozenSettings, resets: frozenResets, statements: facts.length, ddl, ddlTemp, deallocate, releasesDatabase });
 
   const inside = build(always);
   if (!anySequence || implicitBlock) return { outside: inside, inside };
@@ -457,6 +469,7 @@ class FactsBuilder {
   ddl = false;
   ddlTemp = false;
   deallocate: string | undefined;
+  releasesDatabase: string | undefined;
   readWrite = false;
   readonly settings: SessionSetting[] = [];
 
@@ -480,6 +493,7 @@ class FactsBuilder {
       ...(this.ddl ? { ddl: true } : {}),
       ...(this.ddlTemp ? { ddlTemp: true } : {}),
       ...(this.deallocate !== undefined ? { deallocate: this.deallocate } : {}),
+      ...(this.releasesDatabase !== undefined ? { releasesDatabase: this.releasesDatabase } : {}),
       ...(this.readWrite ? { readWrite: true } : {}),
     };
   }
@@ -551,6 +565,21 @@ function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder, dept
     case 'LoadStmt':
       f.pins.add('load');
       return;
+    case 'RenameStmt': {
+      const r = body as { renameType?: string; subname?: string };
+      if (r.renameType === 'OBJECT_DATABASE') f.releasesDatabase = r.subname;
+      walk(stmt, f);
+      return;
+    }
+    case 'DropdbStmt':
+      f.releasesDatabase = (body as { dbname?: string }).dbname;
+      return;
+    case 'CreatedbStmt':
+      f.releasesDatabase = databaseOption(body as { options?: Node[] }, 'template');
+      return;
+    case 'AlterDatabaseStmt':
+      if (databaseOption(body as { options?: Node[] }, 'tablespace') !== undefined) f.releasesDatabase = (body as { dbname?: string }).dbname;
+      return;
     case 'DiscardStmt':
       if ((body as DiscardStmt).target === 'DISCARD_ALL') {
         // DISCARD ALL is DEALLOCATE ALL plus RESET ALL (and more).
@@ -564,6 +593,17 @@ function analyzeTopLevel(stmt: Node, source: () => string, f: FactsBuilder, dept
     default:
       walk(stmt, f);
   }
+}
+
+/** The value of a CREATE / ALTER DATABASE option (TEMPLATE, TABLESPACE), when it names one. */
+function databaseOption(stmt: { options?: Node[] }, name: string): string | undefined {
+  for (const o of stmt.options ?? []) {
+    if (!('DefElem' in o) || o.DefElem.defname !== name) continue;
+    // The grammar gives a name (TEMPLATE tpl) or a string (TEMPLATE = 'tpl') as a String node.
+    const arg = o.DefElem.arg;
+    return arg !== undefined && 'String' in arg ? arg.String.sval : undefined;
+  }
+  return undefined;
 }
 
 function transactionEffect(t: TransactionStmt): Txn {

@@ -583,8 +583,9 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
    * effect when the statement runs, so they are tracked at Bind (`execute`), not at Parse.
    */
   private judge(c: Classification, execute: boolean, text: () => string): Classification {
-    if (c.pins.length === 0 && c.settings.length === 0 && !c.discardAll && !c.ddl && !c.ddlTemp) return c;
+    if (c.pins.length === 0 && c.settings.length === 0 && !c.discardAll && !c.ddl && !c.ddlTemp && c.releasesDatabase === null) return c;
     if (execute && (c.ddl || c.ddlTemp)) this.catalogChanging(c.ddl ? 1 : 2);
+    if (execute && c.releasesDatabase !== null) this.releaseDatabase(c.releasesDatabase);
     const digest = (): string => this.ctx.classifier.digest(text());
     if (!execute) {
       for (const reason of c.pins) if (reason !== 'set' || !this.ctx.config.session.trackSettings) this.pin(reason, digest);
@@ -600,6 +601,16 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
       this.backend_?.statements.clear();
     }
     return c;
+  }
+
+  /**
+   * Directly, a database no client is connected to can be dropped; through the proxy its idle
+   * pooled connections would make PostgreSQL refuse (55006, "being accessed by other users").
+   * They go first; the server waits up to 5 s for their processes to exit.
+   */
+  private releaseDatabase(database: string): void {
+    const closed = this.ctx.closeIdleConnections?.(database) ?? 0;
+    if (closed > 0) this.ctx.log.info({ database, closed, user: this.key.user }, 'closed idle server connections to a database a client is about to drop, rename or copy');
   }
 
   private pin(reason: PinReason, digest: () => string): void {

@@ -29,4 +29,10 @@ export interface SessionContext {
   readonly clock: Clock;
   /** Statements some backend has prepared successfully, shared by all sessions. */
   readonly knownStatements: KnownStatements;
+  /**
+   * Closes this proxy's idle server connections to a database, before a statement PostgreSQL
+   * refuses while other sessions are connected to it (DROP DATABASE, ...). Absent on the
+   * read-only endpoint, where such statements are refused anyway.
+   */
+  closeIdleConnections?(database: string): number;
 }

@@ -352,6 +352,24 @@ export class BackendPool {
     this.pump();
   }
 
+  /**
+   * Closes the idle connections to one database now: PostgreSQL refuses DROP DATABASE (and
+   * RENAME, SET TABLESPACE, use as a TEMPLATE) while any other session is connected to it, and
+   * an idle pooled connection is a session no client is using. Returns how many were closed.
+   */
+  closeIdle(database: string): number {
+    let closed = 0;
+    for (const kp of this.keys.values()) {
+      if (kp.key.database !== database) continue;
+      for (const b of kp.idle.splice(0)) {
+        this.closeBackend(b);
+        closed++;
+      }
+    }
+    if (closed > 0) this.pump();
+    return closed;
+  }
+
   /** Rejects every waiter and closes every idle backend (shutdown). Lent backends close on release. */
   close(): void {
     this.closing = true;

@@ -983,3 +983,57 @@ describe('authentication over TLS', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Found by asyncpg's suite (docs/conformance.md, "asyncpg"): a database its clients have left.
+
+describe('a database no client uses any more', () => {
+  // asyncpg's test_type_cache_invalidation_in_pool and its introspection tests drop the database
+  // their pool used once the pool is closed; through the proxy its idle server connections stayed.
+  // A proxy with room for idle connections (the shared one has a single server connection, which
+  // the next client's login takes over, closing the idle one anyway).
+  let roomy: RunningProxy;
+  beforeAll(async () => {
+    roomy = await startProxy(cluster, { pool: { maxConnectionsPercent: 25 } });
+  });
+  afterAll(async () => {
+    await roomy?.stop();
+  });
+  const portOf = (t: Target): number => (t === 'direct' ? cluster.port : roomy.port);
+  const login = (t: Target, user = app): Promise<RawClient> => RawClient.login(portOf(t), user.name, user.password);
+  test.each([
+    ['DROP DATABASE', (db: string) => `DROP DATABASE ${db}`, 'DROP DATABASE'],
+    ['ALTER DATABASE ... RENAME', (db: string) => `ALTER DATABASE ${db} RENAME TO ${db}_renamed`, 'ALTER DATABASE'],
+    ['CREATE DATABASE ... TEMPLATE', (db: string) => `CREATE DATABASE ${db}_copy TEMPLATE ${db}`, 'CREATE DATABASE'],
+  ])('%s succeeds once its last client has gone, as directly', async (_what, statement, tag) => {
+    const { direct, proxied } = await both(async (t) => {
+      const db = `drv_gone_${t}_${tag.split(' ')[0]!.toLowerCase()}`;
+      cluster.psql(`DROP DATABASE IF EXISTS ${db}_copy; DROP DATABASE IF EXISTS ${db}_renamed; DROP DATABASE IF EXISTS ${db}; CREATE DATABASE ${db}`);
+      const used = await RawClient.login(portOf(t), boss.name, boss.password, db);
+      await ask(used, [q('SELECT 1')]);
+      used.close();
+      const c = await login(t, boss);
+      try {
+        return await ask(c, [q(statement(db))], 1, 15_000);
+      } finally {
+        c.close();
+      }
+    });
+    expect(direct).toEqual([`CommandComplete ${tag}`, 'ReadyForQuery I']);
+    expect(proxied).toEqual(direct);
+  });
+
+  test('a server connection a client is in a transaction on is not closed: DROP DATABASE is refused (55006)', async () => {
+    cluster.psql('DROP DATABASE IF EXISTS drv_busy; CREATE DATABASE drv_busy');
+    const busy = await RawClient.login(roomy.port, boss.name, boss.password, 'drv_busy');
+    const c = await login('proxy', boss);
+    try {
+      await ask(busy, [q('BEGIN'), q('SELECT 1')]);
+      expect(await ask(c, [q('DROP DATABASE drv_busy')], 1, 15_000)).toEqual(['error ERROR 55006', 'ReadyForQuery I']);
+      await ask(busy, [q('COMMIT')]);
+    } finally {
+      busy.close();
+      c.close();
+    }
+  });
+});
