@@ -57,6 +57,9 @@ export interface ProxyServerOptions {
   clock?: Clock;
 }
 
+/** A server process: its server's address and its pid (pids of different servers may be equal). */
+const serverProcessKey = (endpoint: BackendEndpoint, pid: number): string => `${endpoint.host}:${endpoint.port}:${pid}`;
+
 /** Users with a password file: client password logins. */
 const credentialStore = (c: ProxyConfig): CredentialStore => new CredentialStore(c.users.filter((u) => u.passwordFile !== undefined || u.secretFile !== undefined));
 
@@ -132,6 +135,8 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
   private readonly loggedIn_ = new Set<string>();
   /** Cancel-request connections whose close is still to come: not failed setups either. */
   private cancelClosesPending = 0;
+  /** This proxy's open server connections by server process (serverProcessKey), for notifications' pids. */
+  private readonly serverProcesses = new Map<string, BackendConnection>();
 
   private constructor(
     readonly classifier: StatementClassifier,
@@ -442,6 +447,11 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
         now: () => this.clock.now(),
       });
       this.backendAuthFailures.succeeded(key.user);
+      const processKey = serverProcessKey(b.endpoint, b.pid);
+      this.serverProcesses.set(processKey, b);
+      b.socket.once('close', () => {
+        if (this.serverProcesses.get(processKey) === b) this.serverProcesses.delete(processKey);
+      });
       return b;
     } catch (e) {
       if (e instanceof ServerError && e.code.startsWith('28')) {
@@ -455,6 +465,10 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
 
   closeIdleConnections(database: string): number {
     return this.pool.closeIdle(database);
+  }
+
+  clientPidOf(endpoint: BackendEndpoint, serverPid: number): number | undefined {
+    return this.serverProcesses.get(serverProcessKey(endpoint, serverPid))?.lastClientPid;
   }
 
   // ---- LoginContext ----

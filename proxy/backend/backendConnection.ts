@@ -105,6 +105,11 @@ export class BackendConnection {
   closed = false;
   /** Whether the connection runs over TLS. */
   encrypted = false;
+  /**
+   * The pid (BackendKeyData) of the client session that had this connection last: a notification
+   * this server process raised is that client's, and other clients know it by that pid.
+   */
+  lastClientPid = 0;
   private closeError: Error | undefined;
 
   constructor(

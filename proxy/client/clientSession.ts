@@ -725,6 +725,7 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
   private attach(b: BackendConnection): void {
     this.counters.serverAssignments++;
     this.backend_ = b;
+    b.lastClientPid = this.cancelPid;
     b.statements.capacity = this.ctx.config.session.maxPreparedStatements;
     b.framer ??= new Framer(SERVER_INSPECT, 1 << 30);
     this.pair.attach(b.socket, b.framer);
@@ -890,10 +891,13 @@ export class ClientSession implements BackendOwner, StreamOwner, StatementHost {
         return;
       }
     } else if (type === NOTIFICATION) {
-      // A notification raised by this client's own server session carries that server process's
-      // pid; the client knows the pid the proxy gave it (BackendKeyData), which drivers compare.
+      // A notification carries the pid of the server process that raised it; clients know each
+      // other (and themselves) by the pids the proxy gave them (BackendKeyData), which drivers
+      // compare: the pid of the client whose transaction ran there, when the proxy knows it.
       const b = this.backend_;
-      if (b !== null && msg.readInt32BE(5) === b.pid) msg.writeUInt32BE(this.cancelPid >>> 0, 5);
+      const sender = msg.readInt32BE(5);
+      const pid = b !== null && sender === b.pid ? this.cancelPid : b !== null ? this.ctx.clientPidOf?.(b.endpoint, sender) : undefined;
+      if (pid !== undefined && pid !== 0) msg.writeUInt32BE(pid >>> 0, 5);
     } else if (type === PARAMETER_STATUS && this.queue.waiting > 0 && !this.queue.headIsHidden) {
       this.settings.reported(msg.toString('utf8', 5, msg.indexOf(0, 5)).toLowerCase());
     }

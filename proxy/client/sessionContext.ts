@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { ProxyMetrics } from '../admin/metrics.js';
 import type { PoolCounterRegistry } from '../admin/poolCounters.js';
-import type { BackendConnection } from '../backend/backendConnection.js';
+import type { BackendConnection, BackendEndpoint } from '../backend/backendConnection.js';
 import type { StatementClassifier } from '../classify/classifier.js';
 import type { ProxyConfig } from '../contract/config.js';
 import type { Lender } from '../pool/backendPool.js';
@@ -35,4 +35,9 @@ export interface SessionContext {
    * read-only endpoint, where such statements are refused anyway.
    */
   closeIdleConnections?(database: string): number;
+  /**
+   * The pid (BackendKeyData) of the client whose transaction last ran on the server process
+   * `serverPid` of `endpoint`, when that process is one of this proxy's connections.
+   */
+  clientPidOf?(endpoint: BackendEndpoint, serverPid: number): number | undefined;
 }

@@ -23,6 +23,12 @@ import { type Msg, RawClient } from '../support/rawClient.js';
 
 let cluster: PgCluster;
 let proxy: RunningProxy;
+/**
+ * A proxy with room for several server connections, for exchanges that need two at once (a
+ * listener and a notifier) or idle ones left behind (the shared proxy's single connection is
+ * taken over by the next client's login).
+ */
+let roomy: RunningProxy;
 const app = USERS.find((u) => u.name === 'app')!;
 const boss = USERS.find((u) => u.name === 'boss')!;
 
@@ -44,15 +50,18 @@ beforeAll(async () => {
     pool: { maxConnectionsPercent: 5, borrowTimeout: '20s' },
     tls: { certFile: leaf.certFile, keyFile: leaf.keyFile },
   });
+  roomy = await startProxy(cluster, { pool: { maxConnectionsPercent: 25 } });
 }, 60_000);
 
 afterAll(async () => {
   await proxy?.stop();
+  await roomy?.stop();
   cluster?.destroy();
 });
 
 type Target = 'direct' | 'proxy';
 const portOf = (t: Target): number => (t === 'direct' ? cluster.port : proxy.port);
+const roomyPortOf = (t: Target): number => (t === 'direct' ? cluster.port : roomy.port);
 const login = (t: Target, user = app): Promise<RawClient> => RawClient.login(portOf(t), user.name, user.password);
 
 /** One line per message, with what a driver acts on (no message texts: the SQLSTATE decides). */
@@ -658,6 +667,30 @@ describe('class 3: NotificationResponse pid', () => {
     expect(direct).toEqual({ ownPid: true, channel: 'drv_self' });
     expect(proxied).toEqual(direct);
   });
+
+  // asyncpg's test_listen_02 and test_listen_notletters: the listener is told the notifier's pid.
+  test.each([
+    ['NOTIFY', "NOTIFY drv_other, 'x'"],
+    ['pg_notify in a transaction block', "BEGIN; SELECT pg_notify('drv_other', 'x'); COMMIT"],
+  ])("a notification another client raised (%s) carries the pid that client was given", async (_how, notify) => {
+    const { direct, proxied } = await both(async (t) => {
+      const listener = await RawClient.login(roomyPortOf(t), app.name, app.password);
+      const notifier = await RawClient.login(roomyPortOf(t), app.name, app.password);
+      try {
+        await ask(listener, [q('LISTEN drv_other')]);
+        await ask(notifier, [q(notify)]);
+        for (;;) {
+          const m = await listener.next();
+          if (m.name === 'notification') return { notifierPid: (m.processId as number) === notifier.pid, ownPid: (m.processId as number) === listener.pid, payload: m.payload };
+        }
+      } finally {
+        listener.close();
+        notifier.close();
+      }
+    });
+    expect(direct).toEqual({ notifierPid: true, ownPid: false, payload: 'x' });
+    expect(proxied).toEqual(direct);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -990,16 +1023,7 @@ describe('authentication over TLS', () => {
 describe('a database no client uses any more', () => {
   // asyncpg's test_type_cache_invalidation_in_pool and its introspection tests drop the database
   // their pool used once the pool is closed; through the proxy its idle server connections stayed.
-  // A proxy with room for idle connections (the shared one has a single server connection, which
-  // the next client's login takes over, closing the idle one anyway).
-  let roomy: RunningProxy;
-  beforeAll(async () => {
-    roomy = await startProxy(cluster, { pool: { maxConnectionsPercent: 25 } });
-  });
-  afterAll(async () => {
-    await roomy?.stop();
-  });
-  const portOf = (t: Target): number => (t === 'direct' ? cluster.port : roomy.port);
+  const portOf = roomyPortOf;
   const login = (t: Target, user = app): Promise<RawClient> => RawClient.login(portOf(t), user.name, user.password);
   test.each([
     ['DROP DATABASE', (db: string) => `DROP DATABASE ${db}`, 'DROP DATABASE'],
