@@ -231,3 +231,27 @@ test("a user's cap (users[].maxConnections) holds whatever its borrowers ask; ot
   expect(open()).toBe(3);
   expect(pool.keyStats().find((k) => k.user === 'app')).toMatchObject({ maxConnections: 2 });
 });
+
+test('closeIdle(database) closes its idle connections now, and for 5 s those given back, so DROP DATABASE finds none', async () => {
+  const other: PoolKey = { user: 'app', database: 'elsewhere' };
+  const { pool, clock, opened } = makePool({ max: 3 });
+  const idle = await pool.borrow(APP).promise;
+  const lent = await pool.borrow(APP).promise;
+  const unrelated = await pool.borrow(other).promise;
+  pool.release(idle);
+  pool.release(unrelated);
+  expect(pool.closeIdle('db')).toBe(1);
+  const socketOf = (b: BackendConnection): FakeSocket => opened.find((o) => o.b === b)!.socket;
+  expect(socketOf(idle).destroyed).toBe(true);
+  expect(socketOf(unrelated).destroyed).toBe(false);
+  // A connection a client gives back within the window is closed, not kept idle...
+  clock.advance(4_000);
+  pool.release(lent);
+  expect(socketOf(lent).destroyed).toBe(true);
+  // ...after it, the database's connections are pooled again.
+  const next = await pool.borrow(APP).promise;
+  clock.advance(1_001);
+  pool.release(next);
+  expect(socketOf(next).destroyed).toBe(false);
+  expect(pool.stats().idle).toBe(2);
+});

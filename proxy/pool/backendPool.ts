@@ -95,8 +95,13 @@ export interface PoolStats {
   lastConnectError: string | null;
 }
 
+/** How long PostgreSQL's DROP DATABASE waits for other sessions of the database to exit. */
+const RELEASE_WAIT_MS = 5000;
+
 export class BackendPool {
   private readonly keys = new Map<string, KeyPool>();
+  /** Databases closeIdle() was asked to empty, until when their returning connections are closed. */
+  private readonly releasing = new Map<string, number>();
   private readonly lent = new Set<BackendConnection>();
   private readonly pinnedSet = new Set<BackendConnection>();
   private limits: PoolBudget | null = null;
@@ -270,7 +275,7 @@ export class BackendPool {
     }
     const now = this.deps.clock.now();
     b.lastUsedAt = now;
-    if (this.shouldRetire(b, now)) {
+    if (this.shouldRetire(b, now) || (this.releasing.size > 0 && this.isReleasing(b.database, now))) {
       this.closeBackend(b);
       this.pump();
       return;
@@ -358,6 +363,10 @@ export class BackendPool {
    * an idle pooled connection is a session no client is using. Returns how many were closed.
    */
   closeIdle(database: string): number {
+    // Connections clients are giving back right now (a pool closing just before its DROP
+    // DATABASE, a pinned session being reset) are closed too, for as long as PostgreSQL waits
+    // for other sessions to leave.
+    this.releasing.set(database, this.deps.clock.now() + RELEASE_WAIT_MS);
     let closed = 0;
     for (const kp of this.keys.values()) {
       if (kp.key.database !== database) continue;
@@ -539,6 +548,14 @@ export class BackendPool {
 
   private othersWaiting(except: KeyPool): boolean {
     for (const kp of this.keys.values()) if (kp !== except && kp.waiters.size > kp.opening) return true;
+    return false;
+  }
+
+  private isReleasing(database: string, now: number): boolean {
+    const until = this.releasing.get(database);
+    if (until === undefined) return false;
+    if (now < until) return true;
+    this.releasing.delete(database);
     return false;
   }
 
