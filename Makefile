@@ -1,6 +1,6 @@
 # dbproxy: `make build`, `make test`, `make bench`. npm scripts put Node 24 (the `node`
 # devDependency) first on the PATH; everything here goes through them.
-.PHONY: all deps pydeps build test test-unit bench bench-quick bench-readers demo e2e-kind kind-deps fuzz conformance clean
+.PHONY: all deps pydeps build test test-unit bench bench-quick bench-readers demo e2e-kind kind-deps fuzz conformance conformance-asyncpg clean
 
 all: build
 
@@ -78,6 +78,12 @@ bench-readers: build
 ## not listed in hack/conformance/known-differences.txt.
 conformance: build
 	bash hack/conformance/run.sh
+
+## asyncpg's test suite (Python asyncio driver, from PyPI, pinned) against PostgreSQL 15 directly
+## and through dbproxy; exits 1 on a proxy-only failure not in
+## hack/conformance/asyncpg-known-differences.txt.
+conformance-asyncpg: build
+	bash hack/conformance/asyncpg.sh
 
 clean:
 	rm -rf dist

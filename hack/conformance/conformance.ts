@@ -11,13 +11,13 @@
 // hack/conformance/known-differences.txt, 1 when another one fails (or the run broke), so CI
 // notices a new difference; entries that pass now are reported as stale.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
-import net from 'node:net';
+import { chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ProxyConfigInput } from '../../proxy/contract/config.js';
 import { type PgCluster, startPostgres } from '../postgres.js';
 import { repoRoot } from '../repoRoot.js';
+import { freePort, knownFor, readKnown, startProxyProcess, type Known, type ProxyProcess } from './common.js';
 import { failureDigest, GoTestJson, skipReason, type TestResult } from './goTestJson.js';
 
 type Mode = 'direct' | 'proxy';
@@ -62,20 +62,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 const log = (msg: string): void => void process.stderr.write(`[conformance] ${msg}\n`);
-
-/** A free loopback port below the ephemeral range (the harness's rule: 32768+ may be a client's source port). */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((res) => {
-      const s = net.createServer();
-      s.once('error', () => res(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error('no free loopback port below 32768');
-}
 
 const PASSWORD = 'secret';
 /** The users pgx's testsetup/postgresql_setup.sql creates and its pg_hba.conf admits over TCP. */
@@ -179,15 +165,6 @@ function setUpDatabase(a: Args, cluster: PgCluster, sslDir: string, ids: { uid: 
   };
 }
 
-interface Proxy {
-  port: number;
-  dir: string;
-  logFile: string;
-  stop(): Promise<void>;
-  /** SIGKILL, for an emergency exit. */
-  kill(): void;
-}
-
 /**
  * dbproxy as it runs in a pod: `node dist/proxy/cli/dbproxy.js proxy --config FILE`. Pool of 20
  * (max_connections 100 × 21 % less the health-check connection), TLS to clients with the test
@@ -196,13 +173,8 @@ interface Proxy {
  * but pgx_sslcert, which logs in with a client certificate on both hops (tls.clientCaFile;
  * backendAuth cert with a certificate of dbproxy's own from pgx's CA).
  */
-async function startProxy(a: Args, db: Database): Promise<Proxy> {
-  const root = repoRoot();
-  const cli = join(root, 'dist', 'proxy', 'cli', 'dbproxy.js');
-  if (!existsSync(cli)) throw new Error(`${cli} missing: run npm run build`);
+async function startProxy(a: Args, db: Database): Promise<ProxyProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'dbproxy-conformance-proxy-'));
-  const port = await freePort();
-  const adminPort = await freePort();
   const users: ProxyConfigInput['users'] = PGX_USERS.filter((name) => name !== CERT_USER).map((name) => {
     const passwordFile = join(dir, `${name}.password`);
     writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
@@ -212,9 +184,7 @@ async function startProxy(a: Args, db: Database): Promise<Proxy> {
   // one of its own for the same user, from the same CA (pg_hba.conf: cert on both hops).
   const own = proxyClientCertificate(a, dir, CERT_USER);
   users.push({ name: CERT_USER, clientAuth: 'cert', backendAuth: { method: 'cert', certFile: own.certFile, keyFile: own.keyFile } });
-  const config = {
-    listen: `127.0.0.1:${port}`,
-    adminListen: `127.0.0.1:${adminPort}`,
+  const config: Omit<ProxyConfigInput, 'listen' | 'adminListen'> = {
     targets: [`127.0.0.1:${db.cluster.port}`],
     users,
     pool: { maxConnectionsPercent: 21 },
@@ -224,58 +194,8 @@ async function startProxy(a: Args, db: Database): Promise<Proxy> {
     shutdownGracePeriod: '3s',
     logLevel: 'info',
   };
-  const configFile = join(dir, 'dbproxy.yaml');
-  writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const logFile = join(dir, 'dbproxy.log');
-  const fd = openSync(logFile, 'a');
-  const child: ChildProcess = spawn(process.execPath, [cli, 'proxy', '--config', configFile], {
-    stdio: ['ignore', fd, fd],
-    env: { ...process.env, NODE_ENV: 'production' },
-  });
-  closeSync(fd);
-  let exited: string | undefined;
-  const done = new Promise<void>((res) =>
-    child.once('exit', (code, signal) => {
-      exited = `dbproxy exited (code ${code}, signal ${signal})`;
-      res();
-    }),
-  );
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited) throw new Error(`${exited} while starting:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`dbproxy not ready in 30 s:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
-    }
-    try {
-      const r = await fetch(`http://127.0.0.1:${adminPort}/stats`, { signal: AbortSignal.timeout(3000) });
-      const s = (await r.json()) as { ready: boolean; pool: { maxDatabaseConnections: number | null } };
-      if (s.ready && s.pool.maxDatabaseConnections !== null) {
-        if (s.pool.maxDatabaseConnections !== 20) throw new Error(`dbproxy pool is ${s.pool.maxDatabaseConnections}, expected 20`);
-        break;
-      }
-    } catch (e) {
-      if ((e as Error).message.startsWith('dbproxy pool is')) {
-        child.kill('SIGKILL');
-        throw e;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return {
-    port,
-    dir,
-    logFile,
-    kill: () => void (exited || child.kill('SIGKILL')),
-    async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await done;
-        clearTimeout(t);
-      }
-    },
-  };
+  // max_connections 100 × 21 % less the health-check connection: a pool of 20.
+  return startProxyProcess(config, { dir, expectPool: 20 });
 }
 
 /** The connection strings pgx's CI passes (its .github/workflows/ci.yml, PostgreSQL 15 row). */
@@ -431,7 +351,7 @@ async function runMode(a: Args, mode: Mode): Promise<ModeResult> {
   const db = await startDatabase(a);
   const destroyDb = (): void => db.destroy();
   emergencyCleanups.add(destroyDb);
-  let proxy: Proxy | undefined;
+  let proxy: ProxyProcess | undefined;
   let killProxy: (() => void) | undefined;
   try {
     let port = db.cluster.port;
@@ -480,39 +400,8 @@ async function runMode(a: Args, mode: Mode): Promise<ModeResult> {
   }
 }
 
-interface Known {
-  /** `package:Test/sub`; `*` matches any run of characters. */
-  pattern: RegExp;
-  text: string;
-  klass: string;
-  cause: string;
-  /** When set, the failure matches only if the test's output contains this. */
-  output?: string;
-}
-
-/**
- * hack/conformance/known-differences.txt, one line each:
- * `package:Test/sub  class  cause  [| text the failure output must contain]`, # comments.
- */
-function readKnown(): Known[] {
-  const f = join(repoRoot(), 'hack', 'conformance', 'known-differences.txt');
-  if (!existsSync(f)) return [];
-  return readFileSync(f, 'utf8')
-    .split('\n')
-    .map((l) => l.replace(/(^|\s)#.*/, '').trim())
-    .filter(Boolean)
-    .map((l) => {
-      const [head, output] = l.split(/\s+\|\s+/, 2);
-      const [text, klass, cause] = head!.split(/\s+/);
-      const pattern = new RegExp(`^${text!.replace(/[.+?^${}()[\]\\]/g, '\\$&').replaceAll('*', '.*')}$`);
-      return { pattern, text: text!, klass: klass ?? '', cause: cause ?? '', output: output?.trim() };
-    });
-}
-
-function knownFor(known: Known[], r: TestResult): Known | undefined {
-  const name = `${shortPkg(r.pkg)}:${r.test}`;
-  return known.find((k) => k.pattern.test(name) && (k.output === undefined || r.output.some((l) => l.includes(k.output!))));
-}
+const KNOWN_FILE = 'known-differences.txt';
+const knownOf = (known: Known[], r: TestResult): Known | undefined => knownFor(known, `${shortPkg(r.pkg)}:${r.test}`, r.output);
 
 const shortPkg = (p: string): string => p.replace(/^github\.com\/jackc\/pgx\/v5\/?/, '') || 'pgx';
 const label = (r: { pkg: string; test: string }): string => `${shortPkg(r.pkg)} ${r.test}`;
@@ -596,13 +485,13 @@ function report(a: Args, modes: ModeResult[], pgVersion: string): { text: string
       direct.results,
     );
     const proxyOnlySkip = only((d, p) => p === 'skip' && d !== 'skip');
-    const known = readKnown();
+    const known = readKnown(KNOWN_FILE);
     w();
     w(`Fail only through dbproxy: ${proxyOnlyFail.length}`);
     const newOnes: string[] = [];
     for (const k of proxyOnlyFail) {
       const r = proxy.results.get(k)!;
-      const kn = knownFor(known, r);
+      const kn = knownOf(known, r);
       if (!kn) newOnes.push(label(r));
       const hung = proxy.hung.some((h) => h.pkg === r.pkg && h.test === r.test) ? ' [HUNG]' : '';
       w(`  ${label(r)}${hung}  (${kn ? `${kn.klass}: ${kn.cause}` : 'NEW'}; directly: ${o(direct, k)})`);
@@ -650,7 +539,7 @@ function report(a: Args, modes: ModeResult[], pgVersion: string): { text: string
     if (newOnes.length) ok = false;
     json.proxyOnlyFail = proxyOnlyFail.map((k) => {
       const r = proxy.results.get(k)!;
-      const kn = knownFor(known, r);
+      const kn = knownOf(known, r);
       return { test: label(r), digest: failureDigest(r), class: kn?.klass ?? null, cause: kn?.cause ?? null };
     });
     json.proxyOnlySkip = proxyOnlySkip.map((k) => label(proxy.results.get(k)!));
