@@ -269,6 +269,19 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/**
+ * How long a kubectl call may take before it is killed: 60 s, or for a command with its own
+ * `--timeout` (kubectl wait, delete --wait) that timeout and 30 s more, so kubectl can answer
+ * with its own message instead of being cut off silently.
+ */
+export function kubectlDeadlineMs(args: readonly string[], explicitMs?: number): number {
+  if (explicitMs !== undefined) return explicitMs;
+  const t = args.map((a) => /^--(?:request-)?timeout=(\d+)(ms|s|m|h)?$/.exec(a)).find((m) => m !== null);
+  if (!t) return 60_000;
+  const ms = Number(t[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[t[2] ?? 's']!;
+  return Math.max(60_000, ms + 30_000);
+}
+
 function run(cmd: string, args: string[], cwd: string): Promise<KubectlResult> {
   return runWithInput(cmd, args, { cwd });
 }
@@ -654,7 +667,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     kubectl: (args, kopts = {}) =>
       runWithInput(join(binDir, 'kubectl'), ['--kubeconfig', kopts.kubeconfig ?? kubeconfigPath, ...args], {
         input: kopts.input,
-        timeoutMs: kopts.timeoutMs ?? 60_000,
+        timeoutMs: kubectlDeadlineMs(args, kopts.timeoutMs),
         env: { ...process.env, KUBECONFIG: undefined, KUBECTL_KUBERC: 'false' },
       }),
     userKubeconfig: async ({ user, groups = [], path }) => {

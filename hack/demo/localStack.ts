@@ -10,6 +10,7 @@ import { KubeClient } from '../../operator/runtime/client.js';
 import { type PgCluster, startPostgres, startStandby } from '../postgres.js';
 import { PodRunner, type ImageCommand } from '../podRunner/podRunner.js';
 import { repoRoot } from '../repoRoot.js';
+import { kubectlDeadlineMs } from '../controlplane/controlPlane.js';
 
 export { repoRoot };
 
@@ -88,7 +89,7 @@ export interface ClusterAccess {
 }
 
 export function kubectl(c: ClusterAccess, args: string[], input?: string): Promise<CommandResult> {
-  return runCommand(join(c.binDir, 'kubectl'), args, { env: { KUBECONFIG: c.kubeconfigPath }, ...(input !== undefined ? { input } : {}), timeoutMs: 120_000 });
+  return runCommand(join(c.binDir, 'kubectl'), args, { env: { KUBECONFIG: c.kubeconfigPath }, ...(input !== undefined ? { input } : {}), timeoutMs: Math.max(120_000, kubectlDeadlineMs(args)) });
 }
 
 export async function kubectlOk(c: ClusterAccess, args: string[], input?: string): Promise<string> {

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ControlPlane } from '../../../hack/controlplane/controlPlane.js';
+import { kubectlDeadlineMs, type ControlPlane } from '../../../hack/controlplane/controlPlane.js';
 import { API_VERSION, KIND } from '../../../operator/api/v1alpha1.js';
 import { renderChart, repoRoot, operatorServiceAccount, type RenderedObject } from './chart.js';
 
@@ -51,7 +51,11 @@ export function runKubectl(binDir: string, kubeconfig: string, args: string[], o
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    const deadline = kubectlDeadlineMs(args, opts.timeoutMs);
+    const timer = setTimeout(() => {
+      stderr += `\n(kubectl killed after ${deadline / 1000} s)`;
+      child.kill('SIGKILL');
+    }, deadline);
     child.once('error', (e) => {
       clearTimeout(timer);
       reject(e);
