@@ -334,6 +334,7 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
       metrics: () => this.metrics.registry.metrics(),
       metricsContentType: this.metrics.registry.contentType,
       forwardedCancel: (pid, secret, source) => this.forwardedCancel(pid, secret, source),
+      releaseDatabase: (database, source) => this.releaseDatabase(database, source),
     });
     if (this.config.readers && this.readOnlyContext) {
       const ro = splitHostPort(this.config.readers.listen, true)!;
@@ -464,7 +465,25 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
   // ---- SessionContext ----
 
   closeIdleConnections(database: string): number {
+    // Other replicas' idle connections count as other sessions too. PostgreSQL waits up to 5 s
+    // for them to leave, so the statement need not wait for the peers' answers.
+    if (this.peers.enabled) {
+      void this.peers.releaseDatabase(database).then((n) => this.log.info({ database, peers: n }, 'asked peer replicas to close their idle connections to a database about to be dropped, renamed or copied'));
+    }
     return this.pool.closeIdle(database);
+  }
+
+  /** A peer's POST /release-database: the same, for this replica's connections. */
+  async releaseDatabase(database: string, source: string | undefined): Promise<'accepted' | 'forbidden' | 'rate_limited'> {
+    const limit = this.config.cancelRateLimit;
+    if (!this.peerCancelLimiter.take(sourceKey(source), { perSecond: limit.peerPerSecond, burst: limit.peerBurst })) return 'rate_limited';
+    if (!(await this.peers.isPeer(source))) {
+      this.log.warn({ source, database }, 'refused a database release from an address that is not a peer replica');
+      return 'forbidden';
+    }
+    const closed = this.pool.closeIdle(database);
+    this.log.info({ database, closed, peer: source }, 'closed idle server connections to a database a peer replica is about to drop, rename or copy');
+    return 'accepted';
   }
 
   clientPidOf(endpoint: BackendEndpoint, serverPid: number): number | undefined {

@@ -13,6 +13,11 @@ export interface AdminHttpSource {
    * source is over its rate limit; otherwise the cancel is carried out in the background.
    */
   forwardedCancel(pid: number, secret: number, source: string | undefined): boolean;
+  /**
+   * A peer replica about to run DROP DATABASE (or RENAME, ...) asks this one to close its idle
+   * connections to the database. Only peers may ask: 'forbidden' from any other address.
+   */
+  releaseDatabase(database: string, source: string | undefined): Promise<'accepted' | 'forbidden' | 'rate_limited'>;
 }
 
 export interface AdminHttp {
@@ -27,7 +32,8 @@ export async function startAdminHttp(addr: { host: string; port: number }, sourc
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
       res.end(body);
     };
-    if (req.method === 'POST' && path === '/cancel') {
+    /** A small JSON body (at most 1 KiB), or a 400. */
+    const withJson = (handle: (msg: Record<string, unknown>) => void): void => {
       let body = '';
       req.setEncoding('utf8');
       req.on('data', (d: string) => {
@@ -35,18 +41,34 @@ export async function startAdminHttp(addr: { host: string; port: number }, sourc
         if (body.length > 1024) req.destroy();
       });
       req.on('end', () => {
-        let msg: { pid?: unknown; secret?: unknown };
+        let msg: unknown;
         try {
-          msg = JSON.parse(body) as typeof msg;
+          msg = JSON.parse(body);
         } catch {
           return send(400, 'bad request\n');
         }
+        if (typeof msg !== 'object' || msg === null) return send(400, 'bad request\n');
+        handle(msg as Record<string, unknown>);
+      });
+    };
+    if (req.method === 'POST' && path === '/cancel') {
+      withJson((msg) => {
         if (typeof msg.pid !== 'number' || typeof msg.secret !== 'number') return send(400, 'pid and secret must be numbers\n');
         // One answer for every key, sent before the key is even looked up: like PostgreSQL's
         // cancel port, this endpoint must not tell a guesser (by status or by timing) whether a
         // guess named a session.
         if (!source.forwardedCancel(msg.pid, msg.secret, req.socket.remoteAddress)) return send(429, 'too many cancel requests\n');
         send(202, 'cancel request received\n');
+      });
+      return;
+    }
+    if (req.method === 'POST' && path === '/release-database') {
+      withJson((msg) => {
+        if (typeof msg.database !== 'string' || msg.database === '') return send(400, 'database must be a name\n');
+        source.releaseDatabase(msg.database, req.socket.remoteAddress).then(
+          (r) => (r === 'accepted' ? send(202, 'idle connections closed\n') : r === 'forbidden' ? send(403, 'only peer replicas may ask\n') : send(429, 'too many requests\n')),
+          (e: Error) => send(500, `failed: ${e.message}\n`),
+        );
       });
       return;
     }

@@ -4,7 +4,8 @@
 // only look up their own sessions and never forward again, so there are no loops, and replicas
 // that happen to share a replicaId still find the right session by pid and secret. Peers answer
 // every well-formed cancel alike (202), matched or not, so the forwarder only learns which peers
-// it reached.
+// it reached. The same way, a DROP DATABASE through one replica asks the others to close their
+// idle connections to that database (POST /release-database), which only peers may ask.
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
@@ -65,19 +66,48 @@ export class PeerForwarder {
   }
 
   /** Sends the cancel to every peer; resolves to how many took it in (202). */
-  async forward(pid: number, secret: number): Promise<number> {
-    const body = JSON.stringify({ pid, secret });
+  forward(pid: number, secret: number): Promise<number> {
+    return this.postToPeers('/cancel', { pid, secret }, 'cancel');
+  }
+
+  /** Asks every peer to close its idle connections to `database` (a DROP DATABASE is coming); resolves to how many took it in. */
+  releaseDatabase(database: string): Promise<number> {
+    return this.postToPeers('/release-database', { database }, 'database release');
+  }
+
+  /**
+   * Whether `address` (a request's source) is one of the peers: an address of the DNS name or of
+   * a static peer. Requests only peers may make are refused from anywhere else.
+   */
+  async isPeer(address: string | undefined): Promise<boolean> {
+    if (address === undefined) return false;
+    const plain = address.replace(/^::ffff:/, '');
+    const { config } = this.deps;
+    const resolve = this.deps.resolve ?? (async (n: string) => (await lookup(n, { all: true })).map((a) => a.address));
+    const names = [...(config.dns ? [config.dns] : []), ...config.static.map((p) => p.replace(/^\[?([^\]]*?)\]?:\d+$/, '$1'))];
+    for (const name of names) {
+      try {
+        if (name === plain || (await resolve(name)).some((a) => a.replace(/^::ffff:/, '') === plain)) return true;
+      } catch {
+        // A name that does not resolve names no peer.
+      }
+    }
+    return false;
+  }
+
+  private async postToPeers(path: string, message: object, what: string): Promise<number> {
+    const body = JSON.stringify(message);
     const post = this.deps.post ?? httpPost;
     const results = await Promise.all(
       (await this.peers()).map((peer) =>
-        post(`http://${peer}/cancel`, body, this.deps.config.timeoutMs).then(
+        post(`http://${peer}${path}`, body, this.deps.config.timeoutMs).then(
           (status) => {
             if (status === 202) return true;
-            this.deps.log.warn({ peer, status }, 'peer did not take the forwarded cancel');
+            this.deps.log.warn({ peer, status }, `peer did not take the forwarded ${what}`);
             return false;
           },
           (e: Error) => {
-            this.deps.log.warn({ peer, err: e.message }, 'cancel could not be forwarded to a peer');
+            this.deps.log.warn({ peer, err: e.message }, `${what} could not be forwarded to a peer`);
             return false;
           },
         ),

@@ -1047,6 +1047,27 @@ describe('a database no client uses any more', () => {
     expect(proxied).toEqual(direct);
   });
 
+  test('with two replicas, the other replica closes its idle connections to the database too (peers)', async () => {
+    const [adminA, adminB] = [await freePort(), await freePort()];
+    const a = await startProxy(cluster, { adminListen: `127.0.0.1:${adminA}`, replicaId: 1, peers: { static: [`127.0.0.1:${adminB}`] }, pool: { maxConnectionsPercent: 20 } });
+    const b = await startProxy(cluster, { adminListen: `127.0.0.1:${adminB}`, replicaId: 2, peers: { static: [`127.0.0.1:${adminA}`] }, pool: { maxConnectionsPercent: 20 } });
+    try {
+      cluster.psql('DROP DATABASE IF EXISTS drv_two_replicas; CREATE DATABASE drv_two_replicas');
+      const used = await RawClient.login(b.port, boss.name, boss.password, 'drv_two_replicas');
+      await ask(used, [q('SELECT 1')]);
+      used.close();
+      const c = await RawClient.login(a.port, boss.name, boss.password);
+      try {
+        expect(await ask(c, [q('DROP DATABASE drv_two_replicas')], 1, 15_000)).toEqual(['CommandComplete DROP DATABASE', 'ReadyForQuery I']);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
   test('a server connection a client is in a transaction on is not closed: DROP DATABASE is refused (55006)', async () => {
     cluster.psql('DROP DATABASE IF EXISTS drv_busy; CREATE DATABASE drv_busy');
     const busy = await RawClient.login(roomy.port, boss.name, boss.password, 'drv_busy');
