@@ -35,55 +35,45 @@ export class PoolCounters {
   ) {}
 }
 
+/**
+ * The counters, in the order of PgBouncer's SHOW STATS columns (server_assignment_count,
+ * xact_count, query_count, received, sent, xact_time, query_time, wait_time, client_parse_count,
+ * server_parse_count, bind_count): the one list every sum, average and SHOW row is built from.
+ */
+export const COUNTER_FIELDS = [
+  'serverAssignments',
+  'xactCount',
+  'queryCount',
+  'bytesIn',
+  'bytesOut',
+  'xactTimeUs',
+  'queryTimeUs',
+  'waitTimeUs',
+  'clientParseCount',
+  'serverParseCount',
+  'bindCount',
+] as const satisfies ReadonlyArray<keyof PoolCounters>;
+
+export type CounterField = (typeof COUNTER_FIELDS)[number];
+
 /** The totals of one database (SHOW STATS is per database, like PgBouncer's). */
-export interface CounterTotals {
-  database: string;
-  xactCount: number;
-  queryCount: number;
-  serverAssignments: number;
-  bytesIn: number;
-  bytesOut: number;
-  xactTimeUs: number;
-  queryTimeUs: number;
-  waitTimeUs: number;
-  clientParseCount: number;
-  serverParseCount: number;
-  bindCount: number;
-}
+export type CounterTotals = { database: string } & Record<CounterField, number>;
 
-/** Per-second rates and mean durations over the last averaging period (PgBouncer's stats_period). */
-export interface CounterAverages {
-  database: string;
-  serverAssignments: number;
-  xactCount: number;
-  queryCount: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Mean transaction duration, microseconds. */
-  xactTimeUs: number;
-  /** Mean query duration, microseconds. */
-  queryTimeUs: number;
-  /** Mean wait for a backend per lend, microseconds. */
-  waitTimeUs: number;
-  clientParseCount: number;
-  serverParseCount: number;
-  bindCount: number;
-}
+/**
+ * Per-second rates and mean durations over the last averaging period (PgBouncer's stats_period):
+ * the *TimeUs fields are means in microseconds (per transaction, per query, per lend), the others
+ * per second.
+ */
+export type CounterAverages = CounterTotals;
 
-const zeroTotals = (database: string): CounterTotals => ({
-  database,
-  xactCount: 0,
-  queryCount: 0,
-  serverAssignments: 0,
-  bytesIn: 0,
-  bytesOut: 0,
-  xactTimeUs: 0,
-  queryTimeUs: 0,
-  waitTimeUs: 0,
-  clientParseCount: 0,
-  serverParseCount: 0,
-  bindCount: 0,
-});
+/** Durations are averaged over their own events, not over time. */
+const MEAN_OVER: Partial<Record<CounterField, CounterField>> = { xactTimeUs: 'xactCount', queryTimeUs: 'queryCount', waitTimeUs: 'serverAssignments' };
+
+const zeroTotals = (database: string): CounterTotals => {
+  const t = { database } as CounterTotals;
+  for (const f of COUNTER_FIELDS) t[f] = 0;
+  return t;
+};
 
 export class PoolCounterRegistry {
   private readonly byKey = new Map<string, PoolCounters>();
@@ -120,17 +110,7 @@ export class PoolCounterRegistry {
     for (const c of this.byKey.values()) {
       let t = out.get(c.database);
       if (!t) out.set(c.database, (t = zeroTotals(c.database)));
-      t.xactCount += c.xactCount;
-      t.queryCount += c.queryCount;
-      t.serverAssignments += c.serverAssignments;
-      t.bytesIn += c.bytesIn;
-      t.bytesOut += c.bytesOut;
-      t.xactTimeUs += c.xactTimeUs;
-      t.queryTimeUs += c.queryTimeUs;
-      t.waitTimeUs += c.waitTimeUs;
-      t.clientParseCount += c.clientParseCount;
-      t.serverParseCount += c.serverParseCount;
-      t.bindCount += c.bindCount;
+      for (const f of COUNTER_FIELDS) t[f] += c[f];
     }
     return [...out.values()].sort((a, b) => (a.database < b.database ? -1 : a.database > b.database ? 1 : 0));
   }
@@ -143,22 +123,14 @@ export class PoolCounterRegistry {
     const current = this.totalsByDatabase();
     this.averages = current.map((c) => {
       const p = this.previous.get(c.database) ?? zeroTotals(c.database);
-      const d = (f: keyof Omit<CounterTotals, 'database'>): number => c[f] - p[f];
+      const d = (f: CounterField): number => c[f] - p[f];
       const per = (n: number, over: number): number => (over > 0 ? Math.round(n / over) : 0);
-      return {
-        database: c.database,
-        serverAssignments: per(d('serverAssignments'), secs),
-        xactCount: per(d('xactCount'), secs),
-        queryCount: per(d('queryCount'), secs),
-        bytesIn: per(d('bytesIn'), secs),
-        bytesOut: per(d('bytesOut'), secs),
-        xactTimeUs: per(d('xactTimeUs'), d('xactCount')),
-        queryTimeUs: per(d('queryTimeUs'), d('queryCount')),
-        waitTimeUs: per(d('waitTimeUs'), d('serverAssignments')),
-        clientParseCount: per(d('clientParseCount'), secs),
-        serverParseCount: per(d('serverParseCount'), secs),
-        bindCount: per(d('bindCount'), secs),
-      };
+      const a = zeroTotals(c.database);
+      for (const f of COUNTER_FIELDS) {
+        const over = MEAN_OVER[f];
+        a[f] = per(d(f), over !== undefined ? d(over) : secs);
+      }
+      return a;
     });
     this.previous = new Map(current.map((c) => [c.database, c]));
     this.previousAt = now;
@@ -167,22 +139,6 @@ export class PoolCounterRegistry {
   /** Averages of the last complete period; zeros for a database seen only since. */
   averagesByDatabase(): CounterAverages[] {
     const byDb = new Map(this.averages.map((a) => [a.database, a]));
-    return this.totalsByDatabase().map(
-      (t) =>
-        byDb.get(t.database) ?? {
-          database: t.database,
-          serverAssignments: 0,
-          xactCount: 0,
-          queryCount: 0,
-          bytesIn: 0,
-          bytesOut: 0,
-          xactTimeUs: 0,
-          queryTimeUs: 0,
-          waitTimeUs: 0,
-          clientParseCount: 0,
-          serverParseCount: 0,
-          bindCount: 0,
-        },
-    );
+    return this.totalsByDatabase().map((t) => byDb.get(t.database) ?? zeroTotals(t.database));
   }
 }

@@ -9,7 +9,7 @@ import type { ProxyConfig } from '../contract/config.js';
 import { parseConfig } from '../contract/config.js';
 import type { PoolBudget } from '../pool/budget.js';
 import type { PoolKey } from '../pool/backendPool.js';
-import type { PoolCounterRegistry } from './poolCounters.js';
+import { COUNTER_FIELDS, type CounterField, type PoolCounterRegistry } from './poolCounters.js';
 import { DBPROXY_VERSION } from './version.js';
 
 /** PostgreSQL type OIDs of the console's columns (what PgBouncer declares for each). */
@@ -188,29 +188,30 @@ function showPools(v: AdminView): ResultSet {
 
 // ---- STATS, STATS_TOTALS, STATS_AVERAGES ----
 
-const STATS_FIELDS = ['server_assignment_count', 'xact_count', 'query_count', 'received', 'sent', 'xact_time', 'query_time', 'wait_time', 'client_parse_count', 'server_parse_count', 'bind_count'] as const;
+/** PgBouncer's name of each counter (SHOW STATS adds total_ / avg_ in front). */
+const STATS_NAMES: Record<CounterField, string> = {
+  serverAssignments: 'server_assignment_count',
+  xactCount: 'xact_count',
+  queryCount: 'query_count',
+  bytesIn: 'received',
+  bytesOut: 'sent',
+  xactTimeUs: 'xact_time',
+  queryTimeUs: 'query_time',
+  waitTimeUs: 'wait_time',
+  clientParseCount: 'client_parse_count',
+  serverParseCount: 'server_parse_count',
+  bindCount: 'bind_count',
+};
+const STATS_FIELDS = COUNTER_FIELDS.map((f) => STATS_NAMES[f]);
 
 function showStats(v: AdminView, what: 'stats' | 'stats_totals' | 'stats_averages'): ResultSet {
   const totals = v.counters().totalsByDatabase();
   const avgs = new Map(v.counters().averagesByDatabase().map((a) => [a.database, a]));
-  const total = (t: (typeof totals)[number]): number[] => [
-    t.serverAssignments,
-    t.xactCount,
-    t.queryCount,
-    t.bytesIn,
-    t.bytesOut,
-    Math.round(t.xactTimeUs),
-    Math.round(t.queryTimeUs),
-    Math.round(t.waitTimeUs),
-    t.clientParseCount,
-    t.serverParseCount,
-    t.bindCount,
-  ];
+  // The *_time totals are microseconds, kept fractional while summing; SHOW gives integers.
+  const total = (t: (typeof totals)[number]): number[] => COUNTER_FIELDS.map((f) => Math.round(t[f]));
   const average = (db: string): number[] => {
     const a = avgs.get(db);
-    return a
-      ? [a.serverAssignments, a.xactCount, a.queryCount, a.bytesIn, a.bytesOut, a.xactTimeUs, a.queryTimeUs, a.waitTimeUs, a.clientParseCount, a.serverParseCount, a.bindCount]
-      : STATS_FIELDS.map(() => 0);
+    return COUNTER_FIELDS.map((f) => (a ? a[f] : 0));
   };
   // PgBouncer's names: received/sent are "total_received" in STATS, "bytes_received" in the others.
   const plain = STATS_FIELDS.map((f) => (f === 'received' || f === 'sent' ? `bytes_${f}` : f));
@@ -239,12 +240,10 @@ function showTotals(v: AdminView): ResultSet {
   const sum = new Array<number>(STATS_FIELDS.length).fill(0);
   const avg = new Array<number>(STATS_FIELDS.length).fill(0);
   for (const t of v.counters().totalsByDatabase()) {
-    const vals = [t.serverAssignments, t.xactCount, t.queryCount, t.bytesIn, t.bytesOut, t.xactTimeUs, t.queryTimeUs, t.waitTimeUs, t.clientParseCount, t.serverParseCount, t.bindCount];
-    vals.forEach((x, i) => (sum[i]! += Math.round(x)));
+    COUNTER_FIELDS.forEach((f, i) => (sum[i]! += Math.round(t[f])));
   }
   for (const a of v.counters().averagesByDatabase()) {
-    const vals = [a.serverAssignments, a.xactCount, a.queryCount, a.bytesIn, a.bytesOut, a.xactTimeUs, a.queryTimeUs, a.waitTimeUs, a.clientParseCount, a.serverParseCount, a.bindCount];
-    vals.forEach((x, i) => (avg[i]! += x));
+    COUNTER_FIELDS.forEach((f, i) => (avg[i]! += a[f]));
   }
   return {
     columns: [col('name', 'text'), col('value', 'numeric')],
