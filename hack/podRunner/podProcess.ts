@@ -76,6 +76,8 @@ export function podStatus(s: {
   ready: boolean;
   started: boolean;
   restartCount: number;
+  /** How the container last ended, once it has been restarted (kubelet's lastState). */
+  lastTerminated?: Extract<ContainerState, { state: 'terminated' }>;
   transitions: Record<string, string>;
 }): Record<string, unknown> {
   const cond = (type: string, status: boolean) => ({ type, status: status ? 'True' : 'False', lastTransitionTime: s.transitions[`${type}=${status}`] ?? s.startTime });
@@ -97,6 +99,7 @@ export function podStatus(s: {
         started: s.started,
         restartCount: s.restartCount,
         state: { [kind]: details },
+        ...(s.lastTerminated ? { lastState: { terminated: (({ state: _t, ...rest }) => rest)(s.lastTerminated) } } : {}),
       },
     ],
   };
@@ -111,6 +114,7 @@ export class PodProcess {
   private ready = false;
   private started = false;
   private restartCount = 0;
+  private lastTerminated: Extract<ContainerState, { state: 'terminated' }> | undefined;
   private readonly startTime = now();
   private readonly transitions: Record<string, string> = {};
   private timers: NodeJS.Timeout[] = [];
@@ -287,15 +291,26 @@ export class PodProcess {
       child.on('exit', (code, signal) => {
         this.child = undefined;
         this.clearTimers();
-        this.containerState = { state: 'terminated', exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), reason: code === 0 ? 'Completed' : 'Error', startedAt, finishedAt: now() };
+        const ended: Extract<ContainerState, { state: 'terminated' }> = {
+          state: 'terminated',
+          exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15),
+          reason: code === 0 ? 'Completed' : 'Error',
+          startedAt,
+          finishedAt: now(),
+        };
+        this.containerState = ended;
         this.setStarted(false);
         this.setReady(false);
         done();
         if (this.stopping) return;
         this.opts.log(`${this.name}: container exited (${code ?? signal}); restarting`);
-        void this.report();
+        // As a kubelet with restartPolicy Always: waiting in CrashLoopBackOff until the restart,
+        // with how it ended as lastState, and the restart counted.
         const delay = Math.min(10_000, (this.opts.restartBackoffMs ?? 1000) * 2 ** this.restartCount);
+        this.lastTerminated = ended;
         this.restartCount += 1;
+        this.containerState = { state: 'waiting', reason: 'CrashLoopBackOff', message: `back-off ${Math.round(delay / 1000)}s restarting failed container=${this.container.name}` };
+        void this.report();
         this.timers.push(setTimeout(() => void this.restart(), delay));
       });
     });
@@ -441,6 +456,7 @@ export class PodProcess {
       ready: this.ready,
       started: this.started,
       restartCount: this.restartCount,
+      ...(this.lastTerminated ? { lastTerminated: this.lastTerminated } : {}),
       transitions: this.transitions,
     });
     const text = JSON.stringify(status);

@@ -451,6 +451,23 @@ describe('podStatus', () => {
     });
     expect(terminated.phase).toBe('Running'); // restartPolicy Always: the pod keeps running while the container restarts
   });
+
+  test('a container that exited and waits to restart: CrashLoopBackOff, with how it ended as lastState (as a kubelet reports it)', async () => {
+    const { podStatus } = await podProcess();
+    const s = podStatus({
+      ...base,
+      containerState: { state: 'waiting', reason: 'CrashLoopBackOff', message: 'back-off 2s restarting failed container=main' },
+      lastTerminated: { state: 'terminated', exitCode: 1, reason: 'Error', startedAt: '2025-01-01T00:00:01Z', finishedAt: '2025-01-01T00:00:02Z' },
+      ready: false,
+      started: false,
+    });
+    expect(containerStatus(s)).toMatchObject({
+      restartCount: 2,
+      state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 2s restarting failed container=main' } },
+      lastState: { terminated: { exitCode: 1, reason: 'Error', startedAt: '2025-01-01T00:00:01Z', finishedAt: '2025-01-01T00:00:02Z' } },
+    });
+    expect(containerStatus(podStatus({ ...base, containerState: { state: 'running', startedAt: '2025-01-01T00:00:03Z' }, ready: true })).lastState).toBeUndefined();
+  });
 });
 
 describe('PodProcess.unsupported', () => {
