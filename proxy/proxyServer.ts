@@ -475,8 +475,7 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
 
   /** A peer's POST /release-database: the same, for this replica's connections. */
   async releaseDatabase(database: string, source: string | undefined): Promise<'accepted' | 'forbidden' | 'rate_limited'> {
-    const limit = this.config.cancelRateLimit;
-    if (!this.peerCancelLimiter.take(sourceKey(source), { perSecond: limit.peerPerSecond, burst: limit.peerBurst })) return 'rate_limited';
+    if (!this.peerWithinLimit(source)) return 'rate_limited';
     if (!(await this.peers.isPeer(source))) {
       this.log.warn({ source, database }, 'refused a database release from an address that is not a peer replica');
       return 'forbidden';
@@ -514,10 +513,15 @@ export class ProxyServer implements LoginContext, SessionContext, SessionHost, A
     this.log.info({ pid, peers }, 'cancel request forwarded to peers');
   }
 
+  /** Requests from peer replicas (forwarded cancels, database releases) share cancelRateLimit's peer bucket. */
+  private peerWithinLimit(source: string | undefined): boolean {
+    const limit = this.config.cancelRateLimit;
+    return this.peerCancelLimiter.take(sourceKey(source), { perSecond: limit.peerPerSecond, burst: limit.peerBurst });
+  }
+
   /** POST /cancel from a peer: rate-limited per source, then looked up here only (never forwarded again). */
   forwardedCancel(pid: number, secret: number, source: string | undefined): boolean {
-    const limit = this.config.cancelRateLimit;
-    if (!this.peerCancelLimiter.take(sourceKey(source), { perSecond: limit.peerPerSecond, burst: limit.peerBurst })) {
+    if (!this.peerWithinLimit(source)) {
       this.metrics.cancelRequests.inc({ via: 'peer', result: 'rate_limited' });
       this.log.debug({ source }, 'forwarded cancel dropped: source over cancelRateLimit');
       return false;

@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startPostgres } from '../postgres.js';
 import { repoRoot } from '../repoRoot.js';
-import { freePort, knownFor, readKnown, startProxyProcess } from './common.js';
+import { freePort, startDbproxyProcess, type DbproxyProcess } from '../dbproxyProcess.js';
+import { knownFor, readKnown } from './common.js';
 
 type Mode = 'direct' | 'proxy';
 type Outcome = 'pass' | 'fail' | 'skip';
@@ -107,13 +108,13 @@ async function runMode(a: Args, mode: Mode): Promise<ModeResult> {
   // max_connections 100, as for pgx: 21 % of it less the health check is a pool of 20.
   const cluster = startPostgres({ port: await freePort(), users: [{ name: USER, password: PASSWORD, superuser: true }], maxConnections: 100 });
   const dir = mkdtempSync(join(tmpdir(), 'dbproxy-conformance-asyncpg-'));
-  let proxy: Awaited<ReturnType<typeof startProxyProcess>> | undefined;
+  let proxy: DbproxyProcess | undefined;
   try {
     let port = cluster.port;
     if (mode === 'proxy') {
       const passwordFile = join(dir, `${USER}.password`);
       writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
-      proxy = await startProxyProcess(
+      proxy = await startDbproxyProcess(
         {
           targets: [`127.0.0.1:${cluster.port}`],
           users: [{ name: USER, passwordFile }],

@@ -17,7 +17,8 @@ import { join, resolve } from 'node:path';
 import type { ProxyConfigInput } from '../../proxy/contract/config.js';
 import { type PgCluster, startPostgres } from '../postgres.js';
 import { repoRoot } from '../repoRoot.js';
-import { freePort, knownFor, readKnown, startProxyProcess, type Known, type ProxyProcess } from './common.js';
+import { freePort, startDbproxyProcess, type DbproxyProcess } from '../dbproxyProcess.js';
+import { knownFor, readKnown, type Known } from './common.js';
 import { failureDigest, GoTestJson, skipReason, type TestResult } from './goTestJson.js';
 
 type Mode = 'direct' | 'proxy';
@@ -173,7 +174,7 @@ function setUpDatabase(a: Args, cluster: PgCluster, sslDir: string, ids: { uid: 
  * but pgx_sslcert, which logs in with a client certificate on both hops (tls.clientCaFile;
  * backendAuth cert with a certificate of dbproxy's own from pgx's CA).
  */
-async function startProxy(a: Args, db: Database): Promise<ProxyProcess> {
+async function startProxy(a: Args, db: Database): Promise<DbproxyProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'dbproxy-conformance-proxy-'));
   const users: ProxyConfigInput['users'] = PGX_USERS.filter((name) => name !== CERT_USER).map((name) => {
     const passwordFile = join(dir, `${name}.password`);
@@ -195,7 +196,7 @@ async function startProxy(a: Args, db: Database): Promise<ProxyProcess> {
     logLevel: 'info',
   };
   // max_connections 100 × 21 % less the health-check connection: a pool of 20.
-  return startProxyProcess(config, { dir, expectPool: 20 });
+  return startDbproxyProcess(config, { dir, expectPool: 20 });
 }
 
 /** The connection strings pgx's CI passes (its .github/workflows/ci.yml, PostgreSQL 15 row). */
@@ -351,7 +352,7 @@ async function runMode(a: Args, mode: Mode): Promise<ModeResult> {
   const db = await startDatabase(a);
   const destroyDb = (): void => db.destroy();
   emergencyCleanups.add(destroyDb);
-  let proxy: ProxyProcess | undefined;
+  let proxy: DbproxyProcess | undefined;
   let killProxy: (() => void) | undefined;
   try {
     let port = db.cluster.port;

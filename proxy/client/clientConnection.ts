@@ -364,11 +364,15 @@ async function authenticateWithToken(socket: net.Socket, reader: SocketReader, c
   }
 }
 
+/** The certificate the client presented in the handshake; Node gives an empty object for none. */
+function presentedCertificate(socket: tls.TLSSocket): tls.PeerCertificate | undefined {
+  const peer = socket.getPeerCertificate();
+  return peer && Object.keys(peer).length > 0 ? peer : undefined;
+}
+
 /** Why a certificate the client presented was not accepted, or undefined (none presented, or trusted). */
 function untrustedCertificate(socket: tls.TLSSocket): string | undefined {
-  if (socket.authorized) return undefined;
-  const peer = socket.getPeerCertificate();
-  if (!peer || Object.keys(peer).length === 0) return undefined;
+  if (socket.authorized || presentedCertificate(socket) === undefined) return undefined;
   const err = socket.authorizationError as unknown;
   return err instanceof Error ? err.message : String(err ?? 'not trusted');
 }
@@ -379,8 +383,8 @@ function untrustedCertificate(socket: tls.TLSSocket): string | undefined {
  */
 function authenticateWithCertificate(socket: net.Socket, ctx: LoginContext, user: string, encrypted: boolean): void {
   const secure = encrypted ? (socket as tls.TLSSocket) : undefined;
-  const peer = secure?.authorized ? secure.getPeerCertificate() : undefined;
-  if (!peer || Object.keys(peer).length === 0) {
+  const peer = secure?.authorized ? presentedCertificate(secure) : undefined;
+  if (!peer) {
     throw new AuthFailure(SQLSTATE.invalidAuthorizationSpecification, 'connection requires a valid client certificate', encrypted ? 'certificate_missing' : 'certificate_without_tls');
   }
   const cn: unknown = peer.subject?.CN;

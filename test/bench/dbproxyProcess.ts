@@ -1,13 +1,10 @@
-// Runs the dbproxy CLI (`dbproxy proxy --config FILE`) as a child process, the way it runs in a
-// pod, and reads its /stats and its resident memory.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// The dbproxy CLI as a benchmark runs it (hack/dbproxyProcess.ts starts it, as in a pod): the
+// config for a target and its standbys, password files beside it, and its resident memory.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, startDbproxyProcess, type DbproxyProcess } from '../../hack/dbproxyProcess.js';
 import type { ProxyConfigInput } from '../../proxy/contract/config.js';
-import type { ProxyStats } from '../../proxy/contract/stats.js';
-
-import { freePort } from '../support/harness.js';
 
 export { freePort };
 
@@ -30,23 +27,12 @@ export interface DbproxyOptions {
   startTimeoutMs?: number;
 }
 
-export interface Dbproxy {
-  port: number;
-  adminPort: number;
+/** The process, its folder (config, password files, log) removed by stop(). */
+export interface Dbproxy extends DbproxyProcess {
   /** The read-only listener's port, with DbproxyOptions.readers. */
   readersPort?: number;
-  pid: number;
-  /** Its config, password files and log. */
-  dir: string;
-  config: ProxyConfigInput;
-  stats(): Promise<ProxyStats>;
   /** VmRSS from /proc/PID/status, in bytes. */
   rss(): number;
-  logTail(bytes?: number): string;
-  /** Why the process ended, while it runs undefined. */
-  exitStatus(): string | undefined;
-  stop(timeoutMs?: number): Promise<void>;
-  kill(): void;
 }
 
 export function rssOf(pid: number): number {
@@ -57,17 +43,13 @@ export function rssOf(pid: number): number {
 
 export async function startDbproxy(o: DbproxyOptions): Promise<Dbproxy> {
   const dir = mkdtempSync(join(tmpdir(), 'dbproxy-bench-'));
-  const port = await freePort();
-  const adminPort = await freePort();
   const readersPort = o.readers ? await freePort() : undefined;
   const users = o.users.map((u) => {
     const passwordFile = join(dir, `${u.name}.password`);
     writeFileSync(passwordFile, `${u.password}\n`, { mode: 0o600 });
     return { name: u.name, passwordFile };
   });
-  const config: ProxyConfigInput = {
-    listen: `127.0.0.1:${port}`,
-    adminListen: `127.0.0.1:${adminPort}`,
+  const config: Omit<ProxyConfigInput, 'listen' | 'adminListen'> = {
     targets: [`127.0.0.1:${o.targetPort}`, ...(o.standbyPorts ?? []).map((p) => `127.0.0.1:${p}`)],
     ...(o.readers ? { readers: { listen: `127.0.0.1:${readersPort}`, ...o.readers } } : {}),
     users,
@@ -79,89 +61,27 @@ export async function startDbproxy(o: DbproxyOptions): Promise<Dbproxy> {
     shutdownGracePeriod: '3s',
     logLevel: 'warn',
   };
-  const configFile = join(dir, 'dbproxy.yaml');
-  // JSON is YAML.
-  writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const logFile = join(dir, 'dbproxy.log');
-  const logFd = openSync(logFile, 'a');
-  // BENCH_PROXY_NODE_ARGS: Node flags for the proxy process only, e.g. "--cpu-prof --cpu-prof-dir=DIR"
-  // to profile it under load (Node refuses --cpu-prof in NODE_OPTIONS).
-  const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, o.cli, 'proxy', '--config', configFile], {
-    stdio: ['ignore', logFd, logFd],
-    env: { ...process.env, NODE_ENV: 'production' },
-  });
-  closeSync(logFd);
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exitInfo = `dbproxy exited (code ${code}, signal ${signal})`;
-      resolve();
-    }),
-  );
-  const logTail = (bytes = 3000): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-bytes) : '');
-  const kill = (): void => {
-    if (exitInfo === undefined) child.kill('SIGKILL');
-  };
-  const stats = async (): Promise<ProxyStats> => {
-    const r = await fetch(`http://127.0.0.1:${adminPort}/stats`, { signal: AbortSignal.timeout(5000) });
-    if (!r.ok) throw new Error(`/stats: HTTP ${r.status}`);
-    return (await r.json()) as ProxyStats;
-  };
-
-  const deadline = Date.now() + (o.startTimeoutMs ?? 30_000);
-  let last = '';
-  for (;;) {
-    if (exitInfo) {
-      const tail = logTail();
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`${exitInfo} while starting:\n${tail}`);
-    }
-    if (Date.now() > deadline) {
-      kill();
-      const tail = logTail();
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`dbproxy not ready in time (${last}):\n${tail}`);
-    }
-    try {
-      const s = await stats();
-      if (s.ready && s.pool.maxDatabaseConnections !== null) {
-        if (o.expectPool !== undefined && s.pool.maxDatabaseConnections !== o.expectPool) {
-          kill();
-          rmSync(dir, { recursive: true, force: true });
-          throw new Error(
-            `dbproxy pool is ${s.pool.maxDatabaseConnections}, expected ${o.expectPool} (max_connections ${s.pool.targetMaxConnections}, maxConnectionsPercent ${o.maxConnectionsPercent})`,
-          );
-        }
-        break;
-      }
-      last = `ready=${s.ready}`;
-    } catch (e) {
-      if ((e as Error).message.startsWith('dbproxy pool is')) throw e;
-      last = (e as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  let proxy: DbproxyProcess;
+  try {
+    proxy = await startDbproxyProcess(config, {
+      dir,
+      cli: o.cli,
+      ...(o.expectPool !== undefined ? { expectPool: o.expectPool } : {}),
+      ...(o.startTimeoutMs !== undefined ? { startTimeoutMs: o.startTimeoutMs } : {}),
+      // BENCH_PROXY_NODE_ARGS: Node flags for the proxy process only, e.g. "--cpu-prof
+      // --cpu-prof-dir=DIR" to profile it under load.
+      nodeArgs: (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
-
   return {
-    port,
-    adminPort,
+    ...proxy,
     ...(readersPort !== undefined ? { readersPort } : {}),
-    pid: child.pid!,
-    dir,
-    config,
-    stats,
-    rss: () => rssOf(child.pid!),
-    logTail,
-    exitStatus: () => exitInfo,
-    kill,
+    rss: () => rssOf(proxy.pid),
     async stop(timeoutMs = 10_000): Promise<void> {
-      if (exitInfo === undefined) {
-        child.kill('SIGTERM');
-        const t = setTimeout(kill, timeoutMs);
-        await exited;
-        clearTimeout(t);
-      }
+      await proxy.stop(timeoutMs);
       rmSync(dir, { recursive: true, force: true });
     },
   };

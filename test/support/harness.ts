@@ -2,11 +2,11 @@
 // like mounted Secrets, a proxy started in-process, and real clients (node-postgres, psql, pgbench).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
+import { freePort } from '../../hack/dbproxyProcess.js';
 import { type PgCluster, type PgUser, pgBindir, startPostgres } from '../../hack/postgres.js';
 import { parseConfig, type ProxyConfigInput } from '../../proxy/contract/config.js';
 import { ProxyServer } from '../../proxy/proxyServer.js';
@@ -17,22 +17,8 @@ export const USERS: PgUser[] = [
   { name: 'boss', password: 'boss-secret', auth: 'scram-sha-256', superuser: true },
 ];
 
-/**
- * A free loopback port below the ephemeral range (32768+ on Linux): a port the kernel hands out
- * there could be taken meanwhile as the source port of some client's connection.
- */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) return port;
-    if (attempt > 200) throw new Error('no free loopback port below 32768');
-  }
-}
+// One port finder for tests, benchmarks and hack/ (which must not import test/).
+export { freePort };
 
 export async function startCluster(opts: { maxConnections?: number; users?: PgUser[] } = {}): Promise<PgCluster> {
   return startPostgres({ port: await freePort(), users: opts.users ?? USERS, maxConnections: opts.maxConnections ?? 40 });
